@@ -1,0 +1,146 @@
+// The kernels: each computes rows [r0, r1) of C = A B, with A in CSR and B dense row-major.
+//
+// A kernel knows nothing of threads: a backend calls it once per slice of rows, possibly from
+// several threads at once on disjoint slices. Dense x sparse (X W) reaches these same kernels as
+// C^T = W^T X^T (see product.hpp), so "rows" below may be columns of the user's output.
+//
+// Notation: A is rows x k (CSR), B is k x n (rows contiguous, leading dimension ld),
+// C is rows x n. For row i, p runs over its stored entries, kk = indices[p], a = data[p].
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "views.hpp"
+
+namespace spmm {
+
+enum class Kernel : int { naive = 0, reordered = 1, tiled = 2 };
+
+// Hands a kernel a contiguous, zeroed accumulator for a piece of one output row and stores it
+// back. When C's rows are contiguous (A B) the accumulator is C itself and nothing is copied;
+// when they are strided (X W computed as C^T) it is a scratch buffer, written out once per
+// piece, so the hot loop never walks strided memory.
+template <class T>
+class RowAccumulator {
+  public:
+    RowAccumulator(const OutView<T>& c, std::int64_t width)
+        : c_(c), scratch_(c.rows_contiguous() ? 0 : static_cast<std::size_t>(width)) {}
+
+    // A zeroed accumulator for C(i, j0 : j0 + len).
+    T* begin(std::int64_t i, std::int64_t j0, std::int64_t len) {
+        T* acc = c_.rows_contiguous() ? &c_.at(i, j0) : scratch_.data();
+        std::fill(acc, acc + len, T(0));
+        return acc;
+    }
+
+    void commit(std::int64_t i, std::int64_t j0, std::int64_t len) {
+        if (c_.rows_contiguous()) return;
+        for (std::int64_t j = 0; j < len; ++j) c_.at(i, j0 + j) = scratch_[static_cast<std::size_t>(j)];
+    }
+
+  private:
+    const OutView<T>& c_;
+    std::vector<T> scratch_;
+};
+
+// naive: the textbook i-j-p order, C[i][j] = sum_p a * B[kk][j].
+// Kept as the baseline the others are measured against. The innermost loop jumps from row to
+// row of B (stride ld), so every load touches a new cache line and nothing vectorizes; the
+// row of A is re-read n times.
+template <class I, class T>
+void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                std::int64_t r0, std::int64_t r1) {
+    const std::int64_t n = b.cols;
+    for (std::int64_t i = r0; i < r1; ++i) {
+        const std::int64_t p0 = a.row_begin(i), p1 = a.row_end(i);
+        for (std::int64_t j = 0; j < n; ++j) {
+            T sum = T(0);
+            for (std::int64_t p = p0; p < p1; ++p) {
+                sum += a.data[p] * b.row(static_cast<std::int64_t>(a.indices[p]))[j];
+            }
+            c.at(i, j) = sum;
+        }
+    }
+}
+
+// reordered: the i-p-j order. For each stored entry of row i, C[i][:] += a * B[kk][:]
+// (an axpy). The innermost loop walks a row of B and a row of C, both contiguous, so the
+// compiler vectorizes it and every cache line fetched is used whole; A is read once.
+template <class I, class T>
+void reordered_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                    std::int64_t r0, std::int64_t r1) {
+    const std::int64_t n = b.cols;
+    RowAccumulator<T> acc(c, n);
+    for (std::int64_t i = r0; i < r1; ++i) {
+        T* ci = acc.begin(i, 0, n);
+        for (std::int64_t p = a.row_begin(i); p < a.row_end(i); ++p) {
+            const T v = a.data[p];
+            const T* bk = b.row(static_cast<std::int64_t>(a.indices[p]));
+            for (std::int64_t j = 0; j < n; ++j) ci[j] += v * bk[j];
+        }
+        acc.commit(i, 0, n);
+    }
+}
+
+// Width of a column tile of the tiled kernel, in bytes of B's row: 1 KiB is 256 floats or
+// 128 doubles, 16 cache lines, long enough for the hardware prefetcher to stream each row
+// piece, small enough that the accumulator tile stays in L1 (48 KiB here) and that the rows of
+// B a slice touches stay in L2 (1 MiB) for k up to ~1000. A provisional choice: the fast-kernel
+// issue measures it.
+constexpr std::int64_t kTileBytes = 1024;
+
+// tiled: reordered, plus (1) tiling of B's columns: the slice's rows are swept once per tile
+// of TJ columns, so the k x TJ panel of B they read stays in cache across rows instead of the
+// whole k x n matrix being streamed per row when n is wide; (2) unrolling over stored entries
+// by four: each pass over the accumulator applies four axpys, so C is loaded and stored a
+// quarter as often and the four B rows are independent streams.
+template <class I, class T>
+void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                std::int64_t r0, std::int64_t r1) {
+    const std::int64_t n = b.cols;
+    const std::int64_t tile = std::max<std::int64_t>(1, kTileBytes / static_cast<std::int64_t>(sizeof(T)));
+    RowAccumulator<T> acc(c, std::min(n, tile));
+    for (std::int64_t j0 = 0; j0 < n; j0 += tile) {
+        const std::int64_t len = std::min(tile, n - j0);
+        for (std::int64_t i = r0; i < r1; ++i) {
+            T* ci = acc.begin(i, j0, len);
+            std::int64_t p = a.row_begin(i);
+            const std::int64_t p1 = a.row_end(i);
+            for (; p + 4 <= p1; p += 4) {
+                const T v0 = a.data[p], v1 = a.data[p + 1], v2 = a.data[p + 2], v3 = a.data[p + 3];
+                const T* b0 = b.row(static_cast<std::int64_t>(a.indices[p])) + j0;
+                const T* b1 = b.row(static_cast<std::int64_t>(a.indices[p + 1])) + j0;
+                const T* b2 = b.row(static_cast<std::int64_t>(a.indices[p + 2])) + j0;
+                const T* b3 = b.row(static_cast<std::int64_t>(a.indices[p + 3])) + j0;
+                for (std::int64_t j = 0; j < len; ++j) {
+                    ci[j] += v0 * b0[j] + v1 * b1[j] + v2 * b2[j] + v3 * b3[j];
+                }
+            }
+            for (; p < p1; ++p) {
+                const T v = a.data[p];
+                const T* bk = b.row(static_cast<std::int64_t>(a.indices[p])) + j0;
+                for (std::int64_t j = 0; j < len; ++j) ci[j] += v * bk[j];
+            }
+            acc.commit(i, j0, len);
+        }
+    }
+}
+
+// The kernel variants as one table, so backends and tests iterate over the same list.
+template <class I, class T>
+using RowsKernel = void (*)(const CsrView<I, T>&, const DenseView<T>&, const OutView<T>&,
+                            std::int64_t, std::int64_t);
+
+template <class I, class T>
+RowsKernel<I, T> kernel_for(Kernel k) {
+    switch (k) {
+        case Kernel::naive: return &naive_rows<I, T>;
+        case Kernel::reordered: return &reordered_rows<I, T>;
+        case Kernel::tiled: return &tiled_rows<I, T>;
+    }
+    return nullptr;
+}
+
+}  // namespace spmm

@@ -1,0 +1,52 @@
+// The product driver: cut the rows into slices, hand the slices to a backend, run one kernel on
+// each. This is the only place where kernels and backends meet.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "backend_openmp.hpp"
+#include "backend_serial.hpp"
+#include "backend_threads.hpp"
+#include "kernels.hpp"
+#include "partition.hpp"
+#include "validate.hpp"
+#include "views.hpp"
+
+namespace spmm {
+
+enum class Backend : int { serial = 0, openmp = 1, threads = 2 };
+
+// C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views.
+// The structure of A must have been validated (validate_csr). Every element of C is written.
+template <class I, class T>
+void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                  Kernel kernel, Backend backend, int nthreads, Partition partition) {
+    if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
+        throw std::invalid_argument("multiply_csr: operand shapes do not match");
+    }
+    if (backend == Backend::openmp && !openmp::available()) {
+        throw std::invalid_argument("the openmp backend is not available: built without OpenMP");
+    }
+    const RowsKernel<I, T> rows_kernel = kernel_for<I, T>(kernel);
+    if (rows_kernel == nullptr) throw std::invalid_argument("unknown kernel " + std::to_string(int(kernel)));
+    if (c.rows == 0) return;
+    if (backend == Backend::serial || nthreads <= 1) {
+        rows_kernel(a, b, c, 0, a.rows);
+        return;
+    }
+    const std::vector<std::int64_t> bounds = partition_rows(a.indptr, a.rows, nthreads, partition);
+    const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
+    const bool dynamic = partition == Partition::dynamic;
+    auto slice = [&](std::int64_t s) {
+        rows_kernel(a, b, c, bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1]);
+    };
+    if (backend == Backend::openmp) {
+        openmp::for_each_slice(nslices, nthreads, dynamic, slice);
+    } else {
+        threads::for_each_slice(nslices, nthreads, dynamic, slice);
+    }
+}
+
+}  // namespace spmm

@@ -1,0 +1,27 @@
+"""spmm: fast sparse x dense matrix products for numpy and scipy users.
+
+``spmm.multiply(a, b)`` computes ``a @ b`` when one operand is a scipy.sparse matrix and the
+other is dense, on an OpenMP or a C++ ``std::thread`` pool backend. See ``docs/usage.md``.
+"""
+
+from ._api import multiply
+from ._config import available_backends, config_context, get_config, set_config
+from ._prepared import PreparedMatrix, prepare
+from ._show import show_config
+from ._threadpool import register as _register_threadpool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PreparedMatrix",
+    "__version__",
+    "available_backends",
+    "config_context",
+    "get_config",
+    "multiply",
+    "prepare",
+    "set_config",
+    "show_config",
+]
+
+_register_threadpool()

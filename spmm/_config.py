@@ -1,0 +1,277 @@
+"""Configuration: backend, thread count, kernel and instruction set.
+
+Resolution order for each setting: the call's keyword, then ``set_config`` /
+``config_context`` (thread-local, as in scikit-learn), then the ``SPMM_*`` environment
+variables, then the defaults. Environment variables are read when a setting is needed, not at
+import, so an invalid one never breaks ``import spmm``: it is a ``ValueError`` at the first
+call that needs configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import _spmm_ext
+
+KERNELS = ("auto", "naive", "reordered", "tiled")
+BACKENDS = ("serial", "openmp", "threads")
+SIMD_LEVELS = ("scalar", "avx2", "avx512", "neon")
+
+ENV_VARS = {
+    "backend": "SPMM_BACKEND",
+    "num_threads": "SPMM_NUM_THREADS",
+    "kernel": "SPMM_KERNEL",
+    "simd": "SPMM_SIMD",
+}
+
+_threadlocal = threading.local()
+
+
+def available_backends() -> list[str]:
+    """Backends this build of spmm can run, in the order of :data:`BACKENDS`.
+
+    Returns
+    -------
+    list of str
+        Always ``"serial"`` and ``"threads"``; ``"openmp"`` too when the extension was
+        compiled with OpenMP.
+    """
+    return [b for b in BACKENDS if b != "openmp" or _spmm_ext.has_openmp()]
+
+
+def available_simd() -> list[str]:
+    """Instruction-set levels this build and CPU support, lowest first.
+
+    Only the portable level exists until the SIMD kernels land: ``"scalar"`` is the C++ code
+    compiled for the architecture's baseline (SSE2 on x86-64) and auto-vectorized by the
+    compiler.
+    """
+    return ["scalar"]
+
+
+def default_num_threads() -> int:
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _local() -> dict[str, Any]:
+    """This thread's explicitly set values (``None`` means "not set here")."""
+    if not hasattr(_threadlocal, "config"):
+        _threadlocal.config = dict.fromkeys(ENV_VARS)
+    return _threadlocal.config
+
+
+def _choices(values: list[str] | tuple[str, ...]) -> str:
+    return "{" + ", ".join(repr(v) for v in values) + "}"
+
+
+def validate_backend(value: Any, source: str) -> str:
+    """Return ``value`` if it is a backend this build has, else raise ValueError."""
+    if not isinstance(value, str) or value not in BACKENDS:
+        raise ValueError(f"{source} must be one of {_choices(BACKENDS)}; got {value!r}")
+    if value not in available_backends():
+        raise ValueError(
+            f"{source}={value!r} is not available: spmm was built without OpenMP. "
+            f"Available backends: {_choices(available_backends())}"
+        )
+    return value
+
+
+def validate_kernel(value: Any, source: str) -> str:
+    """Return ``value`` if it names a kernel, else raise ValueError."""
+    if not isinstance(value, str) or value not in KERNELS:
+        raise ValueError(f"{source} must be one of {_choices(KERNELS)}; got {value!r}")
+    return value
+
+
+def validate_num_threads(value: Any, source: str) -> int:
+    """Return ``value`` if it is a positive int (bools excluded), else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not _is_numpy_int(value):
+        raise ValueError(f"{source} must be a positive integer; got {value!r}")
+    if int(value) < 1:
+        raise ValueError(f"{source} must be a positive integer (1 or more); got {value!r}")
+    return int(value)
+
+
+def _is_numpy_int(value: Any) -> bool:
+    import numpy as np
+
+    return isinstance(value, np.integer)
+
+
+def validate_simd(value: Any, source: str) -> str:
+    """Return ``value`` if this machine and build support it, else raise ValueError."""
+    if not isinstance(value, str) or value not in SIMD_LEVELS:
+        raise ValueError(f"{source} must be one of {_choices(SIMD_LEVELS)}; got {value!r}")
+    if value not in available_simd():
+        raise ValueError(
+            f"{source}={value!r} is not supported by this build and CPU; "
+            f"supported: {_choices(available_simd())}"
+        )
+    return value
+
+
+_VALIDATORS = {
+    "backend": validate_backend,
+    "num_threads": validate_num_threads,
+    "kernel": validate_kernel,
+    "simd": validate_simd,
+}
+
+
+def _from_environment(key: str) -> Any:
+    """The validated value of ``key``'s environment variable, or ``None`` when unset/empty."""
+    name = ENV_VARS[key]
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if key == "num_threads":
+        try:
+            value: Any = int(raw)
+        except ValueError:
+            raise ValueError(
+                f"environment variable {name}={raw!r} must be a positive integer"
+            ) from None
+        return validate_num_threads(value, f"environment variable {name}")
+    return _VALIDATORS[key](raw, f"environment variable {name}")
+
+
+def _default(key: str) -> Any:
+    if key == "backend":
+        return "openmp" if "openmp" in available_backends() else "threads"
+    if key == "num_threads":
+        return default_num_threads()
+    if key == "kernel":
+        return "auto"
+    return available_simd()[-1]
+
+
+def resolve(**overrides: Any) -> dict[str, Any]:
+    """The effective configuration for one call.
+
+    Every environment variable is validated, even one a keyword overrides, so a typo in the
+    environment is reported at the first call instead of being silently ignored.
+
+    Parameters
+    ----------
+    **overrides
+        The call's keywords (``backend``, ``num_threads``, ``kernel``); ``None`` means
+        "not given".
+    """
+    environment = {key: _from_environment(key) for key in ENV_VARS}
+    local = _local()
+    config = {}
+    for key in ENV_VARS:
+        given = overrides.get(key)
+        if given is not None:
+            config[key] = _VALIDATORS[key](given, f"the {key!r} parameter")
+        elif local[key] is not None:
+            config[key] = local[key]
+        elif environment[key] is not None:
+            config[key] = environment[key]
+        else:
+            config[key] = _default(key)
+    return config
+
+
+def get_config() -> dict[str, Any]:
+    """Return the effective configuration of the calling thread.
+
+    Returns
+    -------
+    dict
+        Keys ``"backend"``, ``"num_threads"``, ``"kernel"`` and ``"simd"``, each holding the
+        value a call without keywords would use (never ``None``). A copy: changing it changes
+        nothing.
+
+    Raises
+    ------
+    ValueError
+        If an ``SPMM_*`` environment variable holds an invalid value.
+
+    See Also
+    --------
+    set_config, config_context
+    """
+    return resolve()
+
+
+def set_config(
+    backend: str | None = None,
+    num_threads: int | None = None,
+    kernel: str | None = None,
+) -> None:
+    """Set spmm's configuration for the calling thread.
+
+    Values set here take precedence over the ``SPMM_*`` environment variables and are
+    overridden by a call's keywords. Other threads are not affected (scikit-learn's rule).
+
+    Parameters
+    ----------
+    backend : {"openmp", "threads", "serial"}, optional
+        Threading backend. Global default: ``SPMM_BACKEND``, else ``"openmp"`` when built
+        with OpenMP, else ``"threads"``.
+    num_threads : int, optional
+        Positive number of threads. Global default: ``SPMM_NUM_THREADS``, else the CPUs this
+        process may run on. More than the CPUs is allowed (oversubscription).
+    kernel : {"auto", "naive", "reordered", "tiled"}, optional
+        Kernel variant. Global default: ``SPMM_KERNEL``, else ``"auto"``.
+
+    ``None`` leaves a setting unchanged. The instruction set is chosen with the ``SPMM_SIMD``
+    environment variable only.
+
+    Raises
+    ------
+    ValueError
+        If a value is invalid; the message names the valid values.
+    """
+    given = {"backend": backend, "num_threads": num_threads, "kernel": kernel}
+    checked = {k: _VALIDATORS[k](v, f"the {k!r} parameter") for k, v in given.items()
+               if v is not None}
+    _local().update(checked)
+
+
+@contextmanager
+def config_context(
+    *,
+    backend: str | None = None,
+    num_threads: int | None = None,
+    kernel: str | None = None,
+) -> Iterator[None]:
+    """Context manager that sets the configuration for the calling thread within its scope.
+
+    Parameters are as in :func:`set_config`; the previous values are restored on exit, also
+    when the block raises.
+
+    Examples
+    --------
+    >>> import spmm
+    >>> with spmm.config_context(backend="serial"):
+    ...     spmm.get_config()["backend"]
+    'serial'
+    """
+    saved = dict(_local())
+    set_config(backend=backend, num_threads=num_threads, kernel=kernel)
+    try:
+        yield
+    finally:
+        _local().clear()
+        _local().update(saved)
+
+
+def set_num_threads_unchecked(value: int | None) -> None:
+    """Set (or with ``None`` clear) this thread's ``num_threads``; used by threadpoolctl."""
+    _local()["num_threads"] = value
+
+
+def local_num_threads() -> int | None:
+    """This thread's explicitly set ``num_threads``, or ``None``."""
+    return _local()["num_threads"]

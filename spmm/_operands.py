@@ -1,0 +1,175 @@
+"""Checking and converting the operands of a product.
+
+Everything the C++ kernels assume is established here: which operand is sparse, that the
+shapes agree, a common float dtype, CSR arrays of one index dtype with a valid structure, a
+dense operand whose rows are contiguous, and a usable ``out``. Conversions are the cheapest
+correct ones: arrays already in a supported form are passed on without a copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _spmm_ext
+
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_SINGLE = (np.dtype(np.float16), np.dtype(np.float32))
+
+
+@dataclass(frozen=True)
+class Csr:
+    """CSR arrays ready for the kernels: validated, one index dtype, a float value dtype."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    shape: tuple[int, int]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def astype(self, dtype: np.dtype) -> Csr:
+        """The same structure with values of ``dtype`` (no copy when already so)."""
+        if self.data.dtype == dtype:
+            return self
+        return Csr(self.indptr, self.indices, self.data.astype(dtype), self.shape)
+
+
+def result_dtype(left: np.dtype, right: np.dtype, where: str = "multiply") -> np.dtype:
+    """The computation dtype: float32 when both are float16/float32, else float64.
+
+    Integers and bools are converted; complex, object and other kinds are a TypeError.
+    """
+    for side, dt in (("sparse", left), ("dense", right)):
+        if dt.kind not in "biuf":
+            raise TypeError(
+                f"{where}: unsupported {side} operand dtype {dt}; spmm computes in float32 or "
+                "float64 and accepts bool, integer and real floating dtypes"
+            )
+    if left in _SINGLE and right in _SINGLE:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def check_sparse(a: object, where: str = "multiply") -> None:
+    """Raise TypeError unless ``a`` is a 2-D scipy.sparse matrix or array."""
+    if not sp.issparse(a):
+        raise TypeError(f"{where}: expected a scipy.sparse matrix or array, got {type(a).__name__}")
+    if a.ndim != 2:
+        raise TypeError(
+            f"{where}: sparse operands must be 2-D; got a {a.ndim}-D {type(a).__name__} of "
+            f"shape {a.shape}"
+        )
+
+
+def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype, transpose: bool = False) -> Csr:
+    """CSR arrays of ``a`` (or of ``a.T``), validated, with values of ``dtype``.
+
+    CSR input (CSC input when ``transpose``) is used as it is: its arrays are not copied when
+    their dtypes are supported. The kernels sum whatever is stored, so unsorted or duplicate
+    indices need no conversion either. Other formats are converted with scipy.
+    """
+    if transpose:
+        # The CSC arrays of A are the CSR arrays of A^T.
+        m = a if a.format == "csc" else a.tocsc()
+        shape = (a.shape[1], a.shape[0])
+    else:
+        m = a if a.format == "csr" else a.tocsr()
+        shape = (a.shape[0], a.shape[1])
+    indptr, indices, data = m.indptr, m.indices, m.data
+    if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
+        raise ValueError("corrupt sparse matrix: indptr, indices and data must be 1-D")
+    if len(indptr) != shape[0] + 1:
+        raise ValueError(
+            f"corrupt sparse matrix: indptr has {len(indptr)} entries, expected "
+            f"{shape[0] + 1} for {shape[0]} {'columns' if transpose else 'rows'}"
+        )
+    index_dtype = _common_index_dtype(indptr, indices)
+    indptr = np.ascontiguousarray(indptr, dtype=index_dtype)
+    indices = np.ascontiguousarray(indices, dtype=index_dtype)
+    _spmm_ext.validate_csr(indptr, indices, shape[1])
+    nnz = int(indptr[-1])
+    if len(data) < nnz:
+        raise ValueError(
+            f"corrupt sparse matrix: data has {len(data)} entries but indptr[-1] is {nnz}"
+        )
+    # Only the first nnz entries are meaningful; scipy may keep spare capacity beyond them.
+    data = np.ascontiguousarray(data[:nnz], dtype=dtype)
+    return Csr(indptr, indices[:nnz], data, shape)
+
+
+def _common_index_dtype(indptr: np.ndarray, indices: np.ndarray) -> np.dtype:
+    for arr, name in ((indptr, "indptr"), (indices, "indices")):
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"corrupt sparse matrix: {name} has non-integer dtype {arr.dtype}")
+    if indptr.dtype == indices.dtype and indptr.dtype in INDEX_DTYPES:
+        return indptr.dtype
+    # Mixed or unusual index dtypes: int64 is always wide enough.
+    return np.dtype(np.int64)
+
+
+def as_dense(b: object, where: str = "multiply") -> np.ndarray:
+    """``b`` as a 1-D or 2-D numpy array (np.matrix and array-likes included)."""
+    if sp.issparse(b):
+        raise TypeError(f"{where}: expected a dense operand, got {type(b).__name__}")
+    try:
+        arr = np.asarray(b)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is a wrong kind of object
+        raise TypeError(f"{where}: cannot convert {type(b).__name__} to a numpy array") from exc
+    if arr.dtype == object:
+        raise TypeError(
+            f"{where}: the dense operand has dtype object (got {type(b).__name__}); "
+            "expected a numeric array"
+        )
+    if arr.ndim not in (1, 2):
+        raise ValueError(
+            f"{where}: the dense operand must be 1-D or 2-D; got {arr.ndim}-D with shape "
+            f"{arr.shape}"
+        )
+    return arr
+
+
+def rows_contiguous(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A 2-D view (or, only when needed, copy) of ``b`` whose rows are contiguous.
+
+    Row strides may be anything (padding, zero from broadcasting, negative), which the
+    kernels accept; only the column step must be one element.
+    """
+    if b.dtype != dtype or not b.dtype.isnative:
+        b = b.astype(dtype)
+    itemsize = b.itemsize
+    if b.shape[1] > 1 and b.strides[1] != itemsize:
+        return np.ascontiguousarray(b)
+    if b.strides[0] % itemsize != 0 or b.strides[1] % itemsize != 0:
+        return np.ascontiguousarray(b)
+    return b
+
+
+def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype,
+              inputs: tuple[np.ndarray, ...], where: str = "multiply") -> np.ndarray:
+    """Return ``out`` if it can receive the result, else raise.
+
+    It must be a writable, C-contiguous numpy array of exactly the result's shape and dtype,
+    and must not share memory with an input (the product reads inputs while writing it).
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{where}: out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{where}: out has shape {out.shape}, the result has shape {shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{where}: out has dtype {out.dtype}, the result has dtype {dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{where}: out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{where}: out is read-only")
+    for arr in inputs:
+        # Bounds-only check: exact overlap solving can be exponentially slow, and an out that
+        # merely interleaves with an input is not a use worth supporting.
+        if np.may_share_memory(out, arr):
+            raise ValueError(f"{where}: out must not share memory with an input operand")
+    return out

@@ -1,0 +1,138 @@
+"""``prepare``: a sparse matrix converted once for many products."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._operands import Csr, check_sparse, result_dtype, to_csr
+
+
+class PreparedMatrix:
+    """A sparse matrix converted once, for many products with dense operands.
+
+    Created by :func:`spmm.prepare`. It owns its arrays: later changes to the matrix it was
+    made from are not seen. It supports ``p @ x``, ``x @ p`` and ``spmm.multiply(p, x)`` /
+    ``spmm.multiply(x, p)`` with the same results as scipy.
+
+    The CSR form (for ``p @ x``) is built by ``prepare``; the CSR form of the transpose (for
+    ``x @ p``) is built on first use and kept.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(rows, columns)``.
+    dtype : numpy.dtype
+        float32 or float64: the dtype of the stored values.
+    nnz : int
+        Number of stored entries (duplicates summed).
+    nbytes : int
+        Memory held by the arrays of every form built so far, in bytes.
+    """
+
+    # Make numpy defer ``ndarray @ PreparedMatrix`` to ``__rmatmul__``.
+    __array_ufunc__ = None
+
+    def __init__(self, csr: Csr) -> None:
+        self._csr = csr
+        self._csr_t: Csr | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._csr.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._csr.data.dtype
+
+    @property
+    def nnz(self) -> int:
+        return self._csr.nnz
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def nbytes(self) -> int:
+        forms = [self._csr] + ([self._csr_t] if self._csr_t is not None else [])
+        return sum(f.indptr.nbytes + f.indices.nbytes + f.data.nbytes for f in forms)
+
+    def csr(self, dtype: np.dtype) -> Csr:
+        """CSR arrays of the matrix with values of ``dtype`` (for ``p @ x``)."""
+        return self._csr.astype(dtype)
+
+    def csr_transposed(self, dtype: np.dtype) -> Csr:
+        """CSR arrays of the transpose with values of ``dtype`` (for ``x @ p``)."""
+        with self._lock:
+            if self._csr_t is None:
+                self._csr_t = to_csr(self.to_scipy(), self.dtype, transpose=True)
+        return self._csr_t.astype(dtype)
+
+    def to_scipy(self) -> sp.csr_array:
+        """A scipy ``csr_array`` sharing this matrix's arrays (do not modify it)."""
+        c = self._csr
+        return sp.csr_array((c.data, c.indices, c.indptr), shape=c.shape)
+
+    def __matmul__(self, other: object) -> np.ndarray:
+        if sp.issparse(other) or isinstance(other, PreparedMatrix):
+            return NotImplemented
+        from ._api import multiply
+
+        return multiply(self, other)
+
+    def __rmatmul__(self, other: object) -> np.ndarray:
+        if sp.issparse(other) or isinstance(other, PreparedMatrix):
+            return NotImplemented
+        from ._api import multiply
+
+        return multiply(other, self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<PreparedMatrix {self.shape[0]}x{self.shape[1]}, {self.nnz} stored "
+            f"{self.dtype} entries, {self.nbytes} bytes>"
+        )
+
+
+def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
+    """Convert a sparse matrix once for many products.
+
+    Parameters
+    ----------
+    a : scipy.sparse matrix or array, 2-D, any format
+        The matrix, typically pruned weights used at every inference step. Its values are
+        stored as float32 when they are float16/float32, else as float64.
+
+    Returns
+    -------
+    PreparedMatrix
+        A copy of ``a`` in canonical CSR form (sorted indices, duplicates summed), with its
+        structure validated once.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` is not a 2-D scipy.sparse matrix/array, or has a complex or object dtype.
+    ValueError
+        If its structure is corrupt.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp, spmm
+    >>> w = sp.random_array((1024, 256), density=0.1, format="csr", dtype=np.float32, rng=0)
+    >>> p = spmm.prepare(w)
+    >>> x = np.ones((8, 1024), dtype=np.float32)
+    >>> np.allclose(x @ p, x @ w, rtol=1e-5)
+    True
+    """
+    check_sparse(a, "prepare")
+    dtype = result_dtype(a.dtype, np.dtype(np.float32), "prepare")
+    csr = to_csr(a, dtype)
+    # Own the arrays (never the caller's), in canonical form: sorted, no duplicates.
+    owned = sp.csr_array((csr.data.copy(), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    owned.sum_duplicates()
+    return PreparedMatrix(to_csr(owned, dtype))
