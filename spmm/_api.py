@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -222,6 +223,37 @@ def _output(out: Any, shape: tuple[int, ...], dtype: np.dtype, dense: np.ndarray
     return check_out(out, shape, dtype, tuple(inputs))
 
 
+_warned_openmp_after_fork = False
+
+
+def _warn_if_openmp_unusable() -> None:
+    """Warn once per process when OpenMP work must run single-threaded (forked child)."""
+    global _warned_openmp_after_fork
+    if _warned_openmp_after_fork or _spmm_ext.openmp_usable():
+        return
+    _warned_openmp_after_fork = True
+    warnings.warn(
+        "spmm: this process was forked after its parent used OpenMP, and GCC's OpenMP runtime "
+        "cannot start threads in such a child; the 'openmp' backend runs on one thread here. "
+        "Use backend='threads' (fork-safe), or start processes with the 'spawn' or "
+        "'forkserver' method.",
+        RuntimeWarning,
+        stacklevel=_stacklevel_outside_package(),
+    )
+
+
+def _stacklevel_outside_package() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside spmm."""
+    import os
+    import sys
+
+    package_dir = os.path.dirname(__file__)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == package_dir:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: dict, partition: str) -> None:
     """Write ``csr @ b`` into ``c`` (a possibly strided 2-D view) with the configuration."""
     if c.size == 0:
@@ -229,6 +261,8 @@ def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: dict, partition: str) -
     if b.shape[0] == 0:  # inner dimension 0: the product is all zeros
         c[...] = 0
         return
+    if config["backend"] == "openmp" and config["num_threads"] > 1:
+        _warn_if_openmp_unusable()
     kernel = choose_kernel(config["kernel"], b.shape[1])
     _spmm_ext.csr_times_dense(
         csr.indptr, csr.indices, csr.data, csr.shape[1], b, c,

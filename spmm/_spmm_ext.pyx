@@ -34,6 +34,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     vector[int64_t] c_partition_bounds "spmm::partition_bounds"[I](
         const I* indptr, int64_t rows, int nthreads, int partition) except +
     cbool c_has_openmp "spmm::has_openmp"()
+    cbool c_openmp_usable "spmm::openmp_usable"()
     long c_openmp_version "spmm::openmp_version"()
     string c_compiler_version "spmm::compiler_version"()
     string c_compile_args "spmm::compile_args"()
@@ -90,6 +91,11 @@ def partition_bounds(const index_t[::1] indptr, int nthreads, int partition):
 def has_openmp():
     """True when this build was compiled with OpenMP."""
     return bool(c_has_openmp())
+
+
+def openmp_usable():
+    """False in a process forked after its parent ran OpenMP teams (libgomp cannot run there)."""
+    return bool(c_openmp_usable())
 
 
 def openmp_version():

@@ -37,6 +37,8 @@ std::vector<std::int64_t> partition_bounds(const I* indptr, std::int64_t rows, i
 
 inline bool has_openmp() { return openmp::available(); }
 
+inline bool openmp_usable() { return openmp::usable_in_this_process(); }
+
 // The OpenMP specification date the compiler implements (e.g. 201511), 0 without OpenMP.
 inline long openmp_version() {
 #ifdef _OPENMP
