@@ -49,7 +49,7 @@ def _compiler_accepts(compiler, source: str, compile_args, link_args) -> bool:
             compiler.link_executable(objects, exe, extra_postargs=link_args,
                                      target_lang="c++")
             out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
-        except Exception:  # noqa: BLE001 - any failure means "not supported"
+        except Exception:  # any failure means "not supported"
             return False
         return out.returncode == 0 and out.stdout.strip() == "1"
 
@@ -60,7 +60,7 @@ def _openmp_flags(compiler) -> list[str]:
         print("spmm: SPMM_DISABLE_OPENMP is set: building without OpenMP", file=sys.stderr)
         return []
     flag = "/openmp" if compiler.compiler_type == "msvc" else "-fopenmp"
-    if _compiler_accepts(compiler, OPENMP_PROBE, BASE_COMPILE_ARGS + [flag], [flag]):
+    if _compiler_accepts(compiler, OPENMP_PROBE, [*BASE_COMPILE_ARGS, flag], [flag]):
         return [flag]
     print(
         "\n*** spmm: the compiler cannot build OpenMP programs with "

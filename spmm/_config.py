@@ -9,6 +9,7 @@ call that needs configuration.
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 from collections.abc import Iterator
@@ -93,17 +94,11 @@ def validate_kernel(value: Any, source: str) -> str:
 
 def validate_num_threads(value: Any, source: str) -> int:
     """Return ``value`` if it is a positive int (bools excluded), else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not _is_numpy_int(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{source} must be a positive integer; got {value!r}")
     if int(value) < 1:
         raise ValueError(f"{source} must be a positive integer (1 or more); got {value!r}")
     return int(value)
-
-
-def _is_numpy_int(value: Any) -> bool:
-    import numpy as np
-
-    return isinstance(value, np.integer)
 
 
 def validate_simd(value: Any, source: str) -> str:

@@ -119,7 +119,7 @@ def as_dense(b: object, where: str = "multiply") -> np.ndarray:
         raise TypeError(f"{where}: expected a dense operand, got {type(b).__name__}")
     try:
         arr = np.asarray(b)
-    except Exception as exc:  # noqa: BLE001 - any conversion failure is a wrong kind of object
+    except Exception as exc:  # any conversion failure: a wrong kind of object
         raise TypeError(f"{where}: cannot convert {type(b).__name__} to a numpy array") from exc
     if arr.dtype == object:
         raise TypeError(
