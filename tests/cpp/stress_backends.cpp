@@ -1,0 +1,67 @@
+// Stress test of the C++ layer alone, meant for sanitizers (run by .ci/run):
+//   g++ -std=c++17 -O1 -g -fsanitize=thread -Iinclude tests/cpp/stress_backends.cpp
+//   g++ -std=c++17 -O1 -g -fopenmp -fsanitize=address,undefined -Iinclude tests/cpp/...
+// Six caller threads hammer every backend x kernel x partition x thread count at once, on a
+// matrix with uneven rows, writing both row-major and transposed outputs; every result must
+// equal the serial naive one. Exit code 0 on success.
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "spmm/spmm.hpp"
+
+int main() {
+    std::mt19937 gen(1);
+    const int rows = 301, cols = 97, n = 13;
+    std::vector<int> indptr(rows + 1, 0), indices;
+    std::vector<double> data;
+    for (int i = 0; i < rows; ++i) {
+        const int len = static_cast<int>(gen() % (i % 7 == 0 ? 40 : 5));  // uneven rows
+        for (int l = 0; l < len; ++l) {
+            indices.push_back(static_cast<int>(gen() % cols));
+            data.push_back(static_cast<double>(gen() % 100) / 10.0);
+        }
+        indptr[i + 1] = static_cast<int>(indices.size());
+    }
+    std::vector<double> b(static_cast<std::size_t>(cols) * n);
+    for (auto& x : b) x = static_cast<double>(gen() % 100) / 7.0;
+    std::vector<double> ref(static_cast<std::size_t>(rows) * n);
+    spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(), rows, cols,
+                                       b.data(), n, n, ref.data(), n, 1, 0, 0, 1, 0);
+
+    int bad = 0;
+    std::mutex bad_mutex;
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 6; ++t) {
+        callers.emplace_back([&, t] {
+            std::vector<double> c(ref.size()), ct(ref.size());
+            for (int it = 0; it < 200; ++it) {
+                const int backend = (t % 2 || !spmm::has_openmp()) ? 2 : 1;
+                const int kernel = it % 3, partition = (it / 3) % 3, nthreads = 1 + it % 4;
+                spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
+                                                   rows, cols, b.data(), n, n, c.data(), n, 1,
+                                                   kernel, backend, nthreads, partition);
+                spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
+                                                   rows, cols, b.data(), n, n, ct.data(), 1, rows,
+                                                   kernel, backend, nthreads, partition);
+                for (int i = 0; i < rows * n; ++i) {
+                    const double want = ref[static_cast<std::size_t>(i)];
+                    const double tol = 1e-9 * (1 + std::fabs(want));
+                    const double got_t = ct[static_cast<std::size_t>(i / n + (i % n) * rows)];
+                    if (std::fabs(c[static_cast<std::size_t>(i)] - want) > tol ||
+                        std::fabs(got_t - want) > tol) {
+                        std::lock_guard<std::mutex> lock(bad_mutex);
+                        ++bad;
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    for (auto& c : callers) c.join();
+    std::printf("%d passed, %d failed\n", 6 * 200 - bad, bad);
+    return bad != 0;
+}
