@@ -4,6 +4,19 @@
 other is dense, on an OpenMP or a C++ ``std::thread`` pool backend. See ``docs/usage.md``.
 """
 
+try:
+    from . import _spmm_ext  # noqa: F401 - fail early, with advice, if it is missing
+except ImportError as exc:  # pragma: no cover - depends on how spmm was (not) built
+    import os as _os
+
+    raise ImportError(
+        f"spmm's compiled extension could not be imported ({exc}). If you are running from "
+        "the source tree, this imported the uncompiled sources: install spmm with "
+        "`pip install .` and run from another directory (or use `pytest`, not "
+        f"`python -m pytest`, from the repository root). Package directory: "
+        f"{_os.path.dirname(__file__)}"
+    ) from exc
+
 from ._api import multiply
 from ._config import available_backends, config_context, get_config, set_config
 from ._prepared import PreparedMatrix, prepare
