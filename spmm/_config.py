@@ -22,6 +22,9 @@ KERNELS = ("auto", "naive", "reordered", "tiled")
 BACKENDS = ("serial", "openmp", "threads")
 SIMD_LEVELS = ("scalar", "avx2", "avx512", "neon")
 
+# The C++ layer counts threads in an int; far more than any machine can run anyway.
+MAX_THREADS = 2**31 - 1
+
 ENV_VARS = {
     "backend": "SPMM_BACKEND",
     "num_threads": "SPMM_NUM_THREADS",
@@ -98,6 +101,8 @@ def validate_num_threads(value: Any, source: str) -> int:
         raise ValueError(f"{source} must be a positive integer; got {value!r}")
     if int(value) < 1:
         raise ValueError(f"{source} must be a positive integer (1 or more); got {value!r}")
+    if int(value) > MAX_THREADS:
+        raise ValueError(f"{source} must be at most {MAX_THREADS}; got {value!r}")
     return int(value)
 
 

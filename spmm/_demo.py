@@ -13,10 +13,9 @@ from . import _config
 from ._api import multiply
 from ._prepared import prepare
 
-
 # Pause before each measurement: OpenMP (libgomp) and OpenBLAS workers keep spinning for a
 # while after their last call, and on a 2-core machine that steals a core from whatever is
-# measured next (measured on a 2-core VM: 10x slowdowns). 50 ms is far longer than their spin periods.
+# measured next (10x slowdowns were seen). 50 ms is far longer than their spin periods.
 _QUIET_SECONDS = 0.05
 
 

@@ -72,22 +72,67 @@ def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype, transpose: bool = False
 
     CSR input (CSC input when ``transpose``) is used as it is: its arrays are not copied when
     their dtypes are supported. The kernels sum whatever is stored, so unsorted or duplicate
-    indices need no conversion either. Other formats are converted with scipy.
+    indices need no conversion either. Other formats are converted with scipy, after their
+    structure is checked: scipy's conversion routines trust it and crash on a corrupt one.
     """
-    if transpose:
-        # The CSC arrays of A are the CSR arrays of A^T.
-        m = a if a.format == "csc" else a.tocsc()
-        shape = (a.shape[1], a.shape[0])
+    target = "csc" if transpose else "csr"
+    if a.format == target:
+        m = a
     else:
-        m = a if a.format == "csr" else a.tocsr()
-        shape = (a.shape[0], a.shape[1])
+        check_structure(a)
+        m = a.tocsc() if transpose else a.tocsr()
+    # The CSC arrays of A are the CSR arrays of A^T.
+    shape = (a.shape[1], a.shape[0]) if transpose else (a.shape[0], a.shape[1])
+    indptr, indices, data = _checked_compressed(m, shape)
+    return Csr(indptr, indices, np.ascontiguousarray(data, dtype=dtype), shape)
+
+
+def check_structure(a: sp.spmatrix | sp.sparray) -> None:
+    """Raise ValueError if the stored structure of ``a`` is corrupt.
+
+    Covers the formats whose arrays a user can corrupt by assignment: CSR, CSC (the same
+    checks as the kernels' own input), COO (coordinates in range) and BSR (scipy's full check).
+    """
+    if a.format == "csr":
+        _checked_compressed(a, a.shape)
+    elif a.format == "csc":
+        _checked_compressed(a, (a.shape[1], a.shape[0]))
+    elif a.format == "coo":
+        coords = a.coords if hasattr(a, "coords") else (a.row, a.col)
+        for axis, (c, size) in enumerate(zip(coords, a.shape)):
+            if c.ndim != 1 or c.dtype.kind not in "iu" or len(c) != len(a.data):
+                raise ValueError(
+                    f"corrupt sparse matrix: COO coordinates of axis {axis} must be a 1-D "
+                    f"integer array as long as data ({len(a.data)})"
+                )
+            if len(c) and (c.min() < 0 or c.max() >= size):
+                raise ValueError(
+                    f"corrupt sparse matrix: a COO coordinate of axis {axis} is out of range "
+                    f"(valid: 0 to {size - 1}; found {c.min()} to {c.max()})"
+                )
+    elif a.format == "bsr":
+        try:
+            a.check_format(full_check=True)
+        except ValueError as exc:
+            raise ValueError(f"corrupt sparse matrix: {exc}") from exc
+
+
+def _checked_compressed(m: sp.spmatrix | sp.sparray,
+                        shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (indptr, indices, data) of a CSR/CSC matrix, validated for ``shape``.
+
+    ``shape`` is (major, minor): (rows, columns) for CSR, (columns, rows) for CSC. Index
+    arrays come back with one supported dtype; indices and data are cut to ``indptr[-1]``
+    (scipy may keep spare capacity beyond it).
+    """
     indptr, indices, data = m.indptr, m.indices, m.data
     if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
         raise ValueError("corrupt sparse matrix: indptr, indices and data must be 1-D")
     if len(indptr) != shape[0] + 1:
+        axis = "rows" if m.format == "csr" else "columns"
         raise ValueError(
             f"corrupt sparse matrix: indptr has {len(indptr)} entries, expected "
-            f"{shape[0] + 1} for {shape[0]} {'columns' if transpose else 'rows'}"
+            f"{shape[0] + 1} for {shape[0]} {axis}"
         )
     index_dtype = _common_index_dtype(indptr, indices)
     indptr = np.ascontiguousarray(indptr, dtype=index_dtype)
@@ -98,9 +143,7 @@ def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype, transpose: bool = False
         raise ValueError(
             f"corrupt sparse matrix: data has {len(data)} entries but indptr[-1] is {nnz}"
         )
-    # Only the first nnz entries are meaningful; scipy may keep spare capacity beyond them.
-    data = np.ascontiguousarray(data[:nnz], dtype=dtype)
-    return Csr(indptr, indices[:nnz], data, shape)
+    return indptr, indices[:nnz], data[:nnz]
 
 
 def _common_index_dtype(indptr: np.ndarray, indices: np.ndarray) -> np.dtype:

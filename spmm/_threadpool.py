@@ -14,6 +14,15 @@ import threadpoolctl
 from . import _config
 
 
+class _Unset(int):
+    """The effective thread count when none is set in this thread's configuration.
+
+    threadpoolctl restores a limit by passing back the value ``get_num_threads`` returned
+    before it; this marker lets ``set_num_threads`` restore "not set" rather than pinning the
+    number, so ``SPMM_NUM_THREADS`` and the default keep applying after the limit's scope.
+    """
+
+
 class SpmmController(threadpoolctl.LibController):
     """threadpoolctl controller for spmm's thread count."""
 
@@ -22,13 +31,19 @@ class SpmmController(threadpoolctl.LibController):
     filename_prefixes = ("_spmm_ext",)
 
     def get_num_threads(self) -> int | None:
+        explicit = _config.local_num_threads()
+        if explicit is not None:
+            return explicit
         try:
-            return _config.resolve()["num_threads"]
+            return _Unset(_config.resolve()["num_threads"])
         except ValueError:  # an invalid SPMM_* variable: reported by multiply, not here
             return None
 
-    def set_num_threads(self, num_threads: int) -> None:
-        _config.set_config(num_threads=num_threads)
+    def set_num_threads(self, num_threads: int | None) -> None:
+        if num_threads is None or isinstance(num_threads, _Unset):
+            _config.set_num_threads_unchecked(None)
+        else:
+            _config.set_config(num_threads=num_threads)
 
     def get_version(self) -> str:
         from . import __version__

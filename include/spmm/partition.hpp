@@ -53,7 +53,9 @@ std::vector<std::int64_t> balanced_nnz(const I* indptr, std::int64_t rows, std::
 template <class I>
 std::vector<std::int64_t> partition_rows(const I* indptr, std::int64_t rows, int nthreads,
                                          Partition how) {
-    const std::int64_t t = std::max(1, nthreads);
+    // Never more slices than rows: with fewer rows than threads the extra threads would get
+    // empty slices, and the thread pool would start workers for nothing.
+    const std::int64_t t = std::max<std::int64_t>(1, std::min<std::int64_t>(nthreads, rows));
     switch (how) {
         case Partition::rows: return equal_rows(rows, t);
         case Partition::nnz: return balanced_nnz(indptr, rows, t);

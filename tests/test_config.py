@@ -1,0 +1,309 @@
+"""Configuration: keyword > set_config/config_context > SPMM_* environment > defaults;
+thread-local; invalid values are errors naming the valid ones, also from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import KERNELS, run_python_json
+
+import spmm
+
+A = sp.csr_array(np.eye(4))
+B = np.ones((4, 3))
+CPUS = len(os.sched_getaffinity(0))
+DEFAULT_BACKEND = "openmp" if "openmp" in spmm.available_backends() else "threads"
+
+# For each setting: its environment variable, then three values, each different from the
+# default and from its neighbour, for the environment, set_config and the keyword.
+LEVELS = {
+    "backend": ("SPMM_BACKEND", "serial", "threads", "serial"),
+    "num_threads": ("SPMM_NUM_THREADS", CPUS + 1, CPUS + 2, CPUS + 3),
+    "kernel": ("SPMM_KERNEL", "naive", "reordered", "tiled"),
+}
+
+
+def test_get_config_holds_exactly_backend_num_threads_kernel_and_simd_never_none():
+    config = spmm.get_config()
+    assert set(config) == {"backend", "num_threads", "kernel", "simd"}
+    assert all(value is not None for value in config.values())
+
+
+def test_the_defaults_are_openmp_or_threads_all_cpus_of_the_affinity_mask_auto_and_scalar(
+    kernel_calls,
+):
+    assert spmm.get_config() == {"backend": DEFAULT_BACKEND, "num_threads": CPUS,
+                                 "kernel": "auto", "simd": "scalar"}
+    spmm.multiply(A, B)
+    assert kernel_calls[-1]["backend"] == DEFAULT_BACKEND
+    assert kernel_calls[-1]["num_threads"] == CPUS
+
+
+def test_get_config_returns_a_copy():
+    config = spmm.get_config()
+    config["backend"] = "nonsense"
+    config["num_threads"] = -5
+    assert spmm.get_config()["backend"] == DEFAULT_BACKEND
+    assert spmm.get_config()["num_threads"] == CPUS
+
+
+@pytest.mark.parametrize("setting", LEVELS)
+def test_the_environment_overrides_the_default_and_is_read_at_call_time(
+    setting, monkeypatch, kernel_calls
+):
+    variable, env_value, _, _ = LEVELS[setting]
+    monkeypatch.setenv(variable, str(env_value))
+    assert spmm.get_config()[setting] == env_value
+    spmm.multiply(A, B)
+    assert kernel_calls[-1][setting] == env_value
+    monkeypatch.delenv(variable)
+    assert spmm.get_config()[setting] != env_value
+
+
+@pytest.mark.parametrize("setting", LEVELS)
+def test_set_config_overrides_the_environment(setting, monkeypatch, kernel_calls):
+    variable, env_value, set_value, _ = LEVELS[setting]
+    monkeypatch.setenv(variable, str(env_value))
+    spmm.set_config(**{setting: set_value})
+    assert spmm.get_config()[setting] == set_value
+    spmm.multiply(A, B)
+    assert kernel_calls[-1][setting] == set_value
+
+
+@pytest.mark.parametrize("setting", LEVELS)
+def test_config_context_overrides_set_config_and_restores_it_on_exit(
+    setting, monkeypatch, kernel_calls
+):
+    variable, env_value, set_value, context_value = LEVELS[setting]
+    monkeypatch.setenv(variable, str(env_value))
+    spmm.set_config(**{setting: set_value})
+    with spmm.config_context(**{setting: context_value}):
+        assert spmm.get_config()[setting] == context_value
+        spmm.multiply(A, B)
+        assert kernel_calls[-1][setting] == context_value
+    assert spmm.get_config()[setting] == set_value
+
+
+@pytest.mark.parametrize("setting", LEVELS)
+def test_the_keyword_overrides_config_context_set_config_and_environment(
+    setting, monkeypatch, kernel_calls
+):
+    variable, env_value, set_value, keyword_value = LEVELS[setting]
+    monkeypatch.setenv(variable, str(env_value))
+    with spmm.config_context(**{setting: set_value}):
+        spmm.multiply(A, B, **{setting: keyword_value})
+        assert kernel_calls[-1][setting] == keyword_value
+        assert spmm.get_config()[setting] == set_value, "a keyword is for its call only"
+
+
+def test_config_context_restores_the_configuration_when_the_block_raises():
+    spmm.set_config(kernel="naive")
+    before = spmm.get_config()
+    with pytest.raises(KeyError), spmm.config_context(backend="serial", num_threads=5,
+                                                      kernel="tiled"):
+        assert spmm.get_config()["num_threads"] == 5
+        raise KeyError("boom")
+    assert spmm.get_config() == before
+
+
+def test_a_config_context_without_values_and_set_config_of_none_change_nothing():
+    spmm.set_config(backend="serial", kernel="tiled")
+    before = spmm.get_config()
+    spmm.set_config()
+    spmm.set_config(backend=None, num_threads=None, kernel=None)
+    with spmm.config_context():
+        assert spmm.get_config() == before
+    assert spmm.get_config() == before
+
+
+def test_an_invalid_set_config_changes_nothing():
+    spmm.set_config(kernel="naive")
+    with pytest.raises(ValueError):
+        spmm.set_config(kernel="reordered", num_threads=0)
+    assert spmm.get_config()["kernel"] == "naive"
+
+
+def in_other_thread(fn):
+    """``fn()`` run in a new threading.Thread; returns its result."""
+    box = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # reported in the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def test_set_config_in_another_thread_does_not_change_this_threads_configuration():
+    before = spmm.get_config()
+
+    def other():
+        spmm.set_config(backend="serial", num_threads=CPUS + 4, kernel="naive")
+        with spmm.config_context(kernel="tiled"):
+            pass
+        return spmm.get_config()
+
+    other_config = in_other_thread(other)
+    assert other_config["backend"] == "serial" and other_config["num_threads"] == CPUS + 4
+    assert spmm.get_config() == before
+
+
+def test_set_config_in_this_thread_is_not_seen_by_another_thread():
+    spmm.set_config(backend="serial", num_threads=CPUS + 4, kernel="naive")
+    with spmm.config_context(kernel="reordered"):
+        other_config = in_other_thread(spmm.get_config)
+    assert other_config == {"backend": DEFAULT_BACKEND, "num_threads": CPUS,
+                            "kernel": "auto", "simd": "scalar"}
+
+
+def test_another_thread_still_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("SPMM_KERNEL", "naive")
+    spmm.set_config(kernel="tiled")
+    assert in_other_thread(spmm.get_config)["kernel"] == "naive"
+
+
+# --------------------------------------------------------------------------------------------
+# Invalid values in the environment, in process (the variables are read at call time).
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("SPMM_BACKEND", "cuda"), ("SPMM_NUM_THREADS", "0"), ("SPMM_KERNEL", "fast"),
+    ("SPMM_SIMD", "sse9"),
+])
+def test_an_invalid_environment_variable_set_after_import_is_an_error_at_the_next_call(
+    variable, value, monkeypatch
+):
+    monkeypatch.setenv(variable, value)
+    for call in (spmm.get_config,
+                 lambda: spmm.multiply(A, B, backend="serial", num_threads=1, kernel="naive"),
+                 lambda: spmm.show_config(mode="dicts")):
+        with pytest.raises(ValueError, match=rf"{variable}.*{value}"):
+            call()
+
+
+# --------------------------------------------------------------------------------------------
+# The environment in a fresh process: import, then the first calls.
+
+ENV_CHILD = """
+import json
+report = {}
+try:
+    import numpy as np, scipy.sparse as sp
+    import spmm
+    report["import"] = "ok"
+except Exception as exc:
+    report["import"] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps(report))
+    raise SystemExit(0)
+
+def outcome(fn):
+    try:
+        fn()
+    except Exception as exc:
+        return [type(exc).__name__, str(exc)]
+    return ["returned", ""]
+
+a, b = sp.csr_array(np.eye(3)), np.ones((3, 2))
+# The first call overrides every setting with a keyword: the environment is still checked.
+report["multiply with keywords"] = outcome(
+    lambda: spmm.multiply(a, b, backend="serial", num_threads=1, kernel="naive"))
+report["get_config"] = outcome(spmm.get_config)
+report["show_config"] = outcome(spmm.show_config)
+report["multiply"] = outcome(lambda: spmm.multiply(a, b))
+print(json.dumps(report))
+"""
+
+INVALID_ENVIRONMENT = [
+    # variable, value, what the message must also name (the valid values)
+    ("SPMM_BACKEND", "cuda", [repr(b) for b in spmm.available_backends()]),
+    ("SPMM_BACKEND", "OpenMP", [repr(b) for b in spmm.available_backends()]),
+    ("SPMM_NUM_THREADS", "zero", ["positive integer"]),
+    ("SPMM_NUM_THREADS", "0", ["positive integer"]),
+    ("SPMM_NUM_THREADS", "-2", ["positive integer"]),
+    ("SPMM_NUM_THREADS", "1.5", ["positive integer"]),
+    ("SPMM_KERNEL", "fast", [repr(k) for k in KERNELS]),
+    ("SPMM_SIMD", "sse9", ["'scalar'"]),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "valid"), INVALID_ENVIRONMENT,
+                         ids=[f"{v}={x}" for v, x, _ in INVALID_ENVIRONMENT])
+def test_an_invalid_environment_variable_never_breaks_import_but_fails_every_first_call(
+    variable, value, valid
+):
+    report = run_python_json(ENV_CHILD, {variable: value})
+    assert report.pop("import") == "ok"
+    for call, (exc_type, message) in report.items():
+        assert exc_type == "ValueError", f"{call}: {exc_type} {message}"
+        for part in [variable, *valid]:
+            assert part in message, f"{call}: {part!r} not in {message!r}"
+        # the value itself, as a token of its own (quoted or not)
+        assert re.search(rf"(?<![\w.-]){re.escape(value)}(?![\w.])", message), message
+
+
+def test_spmm_simd_above_what_is_supported_is_an_error_saying_what_is_supported():
+    report = run_python_json(ENV_CHILD, {"SPMM_SIMD": "avx512"})
+    assert report.pop("import") == "ok"
+    for call, (exc_type, message) in report.items():
+        assert exc_type == "ValueError", f"{call}: {exc_type} {message}"
+        assert "SPMM_SIMD" in message and "'avx512'" in message
+        assert "supported: {'scalar'}" in message, message
+
+
+def test_valid_environment_variables_take_effect_in_a_fresh_process():
+    code = """
+    import json
+    import numpy as np, scipy.sparse as sp
+    import spmm
+    from spmm import _spmm_ext
+    used = []
+    original = _spmm_ext.csr_times_dense
+    def recorder(*args):
+        used.append(list(args[-4:]))
+        return original(*args)
+    _spmm_ext.csr_times_dense = recorder
+    a = sp.random_array((30, 20), density=0.3, format="csr", rng=0)
+    b = np.arange(40.0).reshape(20, 2)
+    ok = bool(np.allclose(spmm.multiply(a, b), a @ b, rtol=1e-12, atol=1e-12))
+    print(json.dumps({"config": spmm.get_config(), "used": used, "ok": ok,
+                      "shown": spmm.show_config(mode="dicts")["runtime"]["config"]}))
+    """
+    env = {"SPMM_BACKEND": "serial", "SPMM_NUM_THREADS": "3", "SPMM_KERNEL": "naive",
+           "SPMM_SIMD": "scalar"}
+    report = run_python_json(code, env)
+    expected = {"backend": "serial", "num_threads": 3, "kernel": "naive", "simd": "scalar"}
+    assert report["config"] == expected
+    assert report["shown"] == expected
+    assert report["ok"]
+    # (kernel, backend, threads, partition) codes: naive = 0, serial = 0, 3 threads, nnz = 1
+    assert report["used"] == [[0, 0, 3, 1]]
+
+
+def test_an_empty_environment_variable_counts_as_unset():
+    report = run_python_json(
+        "import json, spmm; print(json.dumps(spmm.get_config()))",
+        {"SPMM_BACKEND": "", "SPMM_NUM_THREADS": "", "SPMM_KERNEL": "", "SPMM_SIMD": ""})
+    assert report == {"backend": DEFAULT_BACKEND, "num_threads": CPUS, "kernel": "auto",
+                      "simd": "scalar"}
+
+
+def test_the_child_process_helper_passes_only_the_given_spmm_variables(monkeypatch):
+    """Guards the helper the environment tests rely on."""
+    monkeypatch.setenv("SPMM_BACKEND", "serial")
+    report = run_python_json("import json, os; print(json.dumps(dict(os.environ)))",
+                             {"SPMM_KERNEL": "naive"})
+    assert report["SPMM_KERNEL"] == "naive"
+    assert "SPMM_BACKEND" not in report

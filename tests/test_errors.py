@@ -1,0 +1,190 @@
+"""Bad input is a clear exception that says what is wrong: never a crash, never a wrong answer.
+
+Corrupt matrices are multiplied in a forked child, so that a crash fails the test instead of
+ending the test run.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import BACKENDS, KERNELS, make_csr, outcome, run_in_forked_child
+
+import spmm
+from spmm._api import multiply_with_partition
+
+A = sp.csr_array(np.arange(12.0).reshape(4, 3))
+
+
+@pytest.mark.parametrize(("left", "right", "pattern"), [
+    (A, np.ones((4, 2)), r"shape mismatch: a has shape \(4, 3\) and b has shape \(4, 2\)"),
+    (A, np.ones(4), r"shape mismatch: a has shape \(4, 3\) and b has shape \(4,\)"),
+    (np.ones((2, 3)), A, r"shape mismatch: a has shape \(2, 3\) and b has shape \(4, 3\)"),
+    (np.ones(3), A, r"shape mismatch: a has shape \(3,\) and b has shape \(4, 3\)"),
+], ids=["A@B", "A@b-vector", "X@W", "x-vector@W"])
+def test_a_shape_mismatch_is_a_value_error_naming_both_shapes(left, right, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        spmm.multiply(left, right)
+
+
+def test_two_sparse_operands_are_a_type_error():
+    with pytest.raises(TypeError, match="got two sparse operands"):
+        spmm.multiply(A, A.T)
+    with pytest.raises(TypeError, match="got two sparse operands"):
+        spmm.multiply(spmm.prepare(A), A.T)
+
+
+@pytest.mark.parametrize(("left", "right"), [
+    (np.ones((4, 3)), np.ones((3, 2))),
+    ([[1.0, 2.0]], [[1.0], [2.0]]),
+    (A.toarray(), np.ones(3)),
+])
+def test_two_dense_operands_are_a_type_error(left, right):
+    with pytest.raises(TypeError, match="got two dense operands"):
+        spmm.multiply(left, right)
+
+
+@pytest.mark.parametrize("product", ["A@B", "X@W"])
+@pytest.mark.parametrize(("sparse", "dense", "pattern"), [
+    (A.astype(np.complex128), np.ones((3, 2)), "unsupported sparse operand dtype complex128"),
+    (A, np.ones((3, 2), dtype=np.complex64), "unsupported dense operand dtype complex64"),
+    (A, np.ones((3, 2), dtype=object), "dtype object"),
+    (A, [[1, "a"], [2, 3], [4, 5]], "dense operand"),
+], ids=["complex-sparse", "complex-dense", "object-dense", "strings"])
+def test_complex_object_and_string_dtypes_are_a_type_error(product, sparse, dense, pattern):
+    left, right = (sparse, dense) if product == "A@B" else (np.asarray(dense).T, sparse.T)
+    with pytest.raises(TypeError, match=pattern):
+        spmm.multiply(left, right)
+
+
+@pytest.mark.parametrize("product", ["A@B", "X@W"])
+def test_a_3d_dense_array_is_a_value_error(product):
+    dense = np.ones((3, 3, 2))
+    left, right = (A, dense) if product == "A@B" else (dense, A.T)
+    with pytest.raises(ValueError, match=r"1-D or 2-D; got 3-D with shape \(3, 3, 2\)"):
+        spmm.multiply(left, right)
+
+
+@pytest.mark.parametrize("product", ["A@B", "X@W"])
+def test_a_1d_sparse_array_is_a_type_error(product):
+    v = sp.coo_array(np.ones(3))
+    assert v.ndim == 1
+    left, right = (v, np.ones(3)) if product == "A@B" else (np.ones(3), v)
+    with pytest.raises(TypeError, match="sparse operands must be 2-D; got a 1-D coo_array"):
+        spmm.multiply(left, right)
+
+
+# --------------------------------------------------------------------------------------------
+# Corrupt CSR structure: built valid, then its arrays are mutated after construction.
+
+
+def _set(name, position, value):
+    def corrupt(a):
+        getattr(a, name)[position] = value
+    return corrupt
+
+
+def _drop_last_indptr(a):
+    a.indptr = a.indptr[:-1]
+
+
+def _extra_indptr(a):
+    a.indptr = np.append(a.indptr, a.indptr[-1]).astype(a.indptr.dtype)
+
+
+CORRUPTIONS = {
+    "indptr-not-monotone": (_set("indptr", 1, 5), r"non-decreasing"),
+    "indptr[0]-not-0": (_set("indptr", 0, 1), r"indptr\[0\] must be 0"),
+    "index-out-of-range": (_set("indices", 1, 5), r"index 5 .* out of range"),
+    "negative-index": (_set("indices", 1, -1), r"index -1 .* out of range"),
+    "indptr-too-short": (_drop_last_indptr, r"indptr has 4 entries, expected 5"),
+    "indptr-too-long": (_extra_indptr, r"indptr has 6 entries, expected 5"),
+    "indptr-end-beyond-indices": (_set("indptr", 4, 12), r"indptr\[-1\]"),
+}
+
+
+def corrupt_csr(corruption, index_dtype):
+    """A valid 4 x 5 csr_array with 6 entries (row 1 empty), then corrupted in place."""
+    a = sp.csr_array((np.arange(1.0, 7.0),
+                      np.array([0, 2, 4, 1, 3, 4], dtype=index_dtype),
+                      np.array([0, 3, 3, 5, 6], dtype=index_dtype)), shape=(4, 5))
+    CORRUPTIONS[corruption][0](a)
+    return a
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64], ids=["int32", "int64"])
+@pytest.mark.parametrize("product", ["A@B", "X@W", "prepare"])
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_corrupt_csr_matrix_is_a_value_error_never_a_crash(corruption, product, index_dtype):
+    a = corrupt_csr(corruption, index_dtype)
+    calls = {
+        "A@B": lambda: spmm.multiply(a, np.ones((5, 2)), backend="serial"),
+        "X@W": lambda: spmm.multiply(np.ones((2, 4)), a, backend="serial"),
+        "prepare": lambda: spmm.prepare(a),
+    }
+    kind, exc_type, message = run_in_forked_child(lambda: outcome(calls[product]))
+    assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
+    assert "corrupt sparse matrix" in message
+    pattern = CORRUPTIONS[corruption][1]
+    assert re.search(pattern, message), f"{message!r} does not match {pattern!r}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_corruption_is_caught_before_any_kernel_runs_on_every_backend(backend):
+    a = corrupt_csr("index-out-of-range", np.int32)
+    for kernel in KERNELS:
+        with pytest.raises(ValueError, match="out of range"):
+            spmm.multiply(a, np.ones((5, 300)), backend=backend, kernel=kernel, num_threads=3)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration keywords.
+
+CALLS = {
+    "multiply": lambda **kw: spmm.multiply(A, np.ones((3, 2)), **kw),
+    "set_config": lambda **kw: spmm.set_config(**kw),
+    "config_context": lambda **kw: spmm.config_context(**kw).__enter__(),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+@pytest.mark.parametrize("name", ["cuda", "OpenMP", "", 1])
+def test_an_unknown_backend_is_a_value_error_naming_the_valid_backends(call, name):
+    with pytest.raises(ValueError, match="backend") as info:
+        CALLS[call](backend=name)
+    for backend in spmm.available_backends():
+        assert repr(backend) in str(info.value)
+
+
+@pytest.mark.parametrize("call", CALLS)
+@pytest.mark.parametrize("name", ["fast", "Tiled", "", 2])
+def test_an_unknown_kernel_is_a_value_error_naming_the_valid_kernels(call, name):
+    with pytest.raises(ValueError, match="kernel") as info:
+        CALLS[call](kernel=name)
+    for kernel in KERNELS:
+        assert repr(kernel) in str(info.value)
+
+
+@pytest.mark.parametrize("call", CALLS)
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True, 2.0, np.float64(2)],
+                         ids=["0", "-1", "1.5", "'2'", "True", "2.0", "np.float64(2)"])
+def test_a_bad_thread_count_is_a_value_error_asking_for_a_positive_integer(call, value):
+    with pytest.raises(ValueError, match=r"num_threads.* must be a positive integer"):
+        CALLS[call](num_threads=value)
+
+
+@pytest.mark.parametrize("value", [1, 2, 5, np.int64(3)], ids=["1", "2", "5", "np.int64(3)"])
+def test_any_positive_integer_thread_count_is_accepted_also_more_than_the_cpus(value):
+    a = make_csr((10, 3), 0.5, np.float64, np.int32, np.random.default_rng(0))
+    np.testing.assert_allclose(spmm.multiply(a, np.ones((3, 2)), num_threads=value),
+                               a @ np.ones((3, 2)), rtol=1e-12)
+    spmm.set_config(num_threads=value)
+    assert spmm.get_config()["num_threads"] == value
+
+
+def test_an_unknown_partition_is_a_value_error_naming_the_valid_ones():
+    with pytest.raises(ValueError, match=r"partition must be one of .*'rows'.*'nnz'.*'dynamic'"):
+        multiply_with_partition(A, np.ones((3, 2)), partition="cyclic")

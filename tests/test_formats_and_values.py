@@ -1,0 +1,167 @@
+"""Every scipy.sparse format and class, non-canonical structure, special values and every
+accepted dtype give scipy's result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import (
+    BACKENDS,
+    FORMATS,
+    KERNELS,
+    assert_product_matches_scipy,
+    assert_sparse_unchanged,
+    ids,
+    make_csr,
+    make_dense,
+    sparse_arrays,
+)
+
+import spmm
+
+SPARSE_CLASSES = {"sparray": sp.csr_array, "spmatrix": sp.csr_matrix}
+
+
+def both_products(sparse, rng, dense_dtype=np.float64, other=3):
+    """The two products of ``sparse`` with random dense operands: [(A, B), (X, W)]."""
+    m, k = sparse.shape
+    return [(sparse, make_dense((k, other), dense_dtype, rng)),
+            (make_dense((other, m), dense_dtype, rng), sparse)]
+
+
+@pytest.mark.parametrize("sparse_class", SPARSE_CLASSES)
+@pytest.mark.parametrize("sparse_format", FORMATS)
+def test_every_sparse_format_and_class_on_either_side_matches_scipy(
+    sparse_format, sparse_class, rng
+):
+    csr = make_csr((12, 10), 0.3, np.float64, np.int32, rng, empty_rows=(0, 11),
+                   cls=SPARSE_CLASSES[sparse_class])
+    a = csr.asformat(sparse_format)
+    assert a.format == sparse_format
+    assert isinstance(a, sp.sparray) == (sparse_class == "sparray")
+    for left, right in both_products(a, rng):
+        before = sparse_arrays(a)
+        assert_product_matches_scipy(spmm.multiply(left, right), left, right)
+        assert_sparse_unchanged(a, before)
+    for vector_product in ((a, np.arange(10.0)), (np.arange(12.0), a)):
+        result = spmm.multiply(*vector_product)
+        assert result.ndim == 1
+        assert_product_matches_scipy(result, *vector_product)
+
+
+def non_canonical_csr(sparse_class=sp.csr_array):
+    """A 4 x 5 CSR matrix with unsorted column indices and duplicate entries, built by hand."""
+    indptr = np.array([0, 4, 4, 7, 9], dtype=np.int32)
+    indices = np.array([3, 0, 3, 1,  4, 2, 4,  0, 0], dtype=np.int32)
+    data = np.array([1.5, -2.0, 0.25, 3.0,  1.0, -1.0, 2.0,  0.5, 4.0])
+    a = sparse_class((data, indices, indptr), shape=(4, 5))
+    assert not a.has_canonical_format
+    assert not a.has_sorted_indices
+    return a
+
+
+@pytest.mark.parametrize("sparse_class", SPARSE_CLASSES)
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unsorted_indices_and_duplicate_entries_are_summed_as_scipy_does(
+    backend, kernel, sparse_class, rng
+):
+    a = non_canonical_csr(SPARSE_CLASSES[sparse_class])
+    for left, right in both_products(a, rng):
+        result = spmm.multiply(left, right, backend=backend, kernel=kernel, num_threads=2)
+        assert_product_matches_scipy(result, left, right)
+    assert not a.has_canonical_format, "multiply must not canonicalize the caller's matrix"
+
+
+def test_duplicate_coordinates_of_a_coo_matrix_are_summed(rng):
+    a = sp.coo_array(([1.0, 2.0, 3.0, -4.0], ([0, 0, 2, 2], [1, 1, 0, 0])), shape=(3, 2))
+    for left, right in both_products(a, rng):
+        assert_product_matches_scipy(spmm.multiply(left, right), left, right)
+
+
+def special_values_csr():
+    """A 5 x 4 CSR matrix storing NaN, +Inf, -Inf and an explicit zero; row 4 is empty."""
+    indptr = np.array([0, 2, 3, 5, 6, 6], dtype=np.int32)
+    indices = np.array([0, 2, 1, 0, 3, 2], dtype=np.int32)
+    data = np.array([np.nan, 1.0, np.inf, -np.inf, 2.0, 0.0])
+    return sp.csr_array((data, indices, indptr), shape=(5, 4))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_and_inf_in_the_sparse_values_give_what_scipy_gives(backend, kernel, rng):
+    a = special_values_csr()
+    for left, right in both_products(a, rng):
+        result = spmm.multiply(left, right, backend=backend, kernel=kernel, num_threads=2)
+        assert_product_matches_scipy(result, left, right)
+        assert np.isnan(result).any() and np.isinf(result).any()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_and_inf_in_the_dense_operand_propagate_only_through_stored_entries(
+    backend, kernel, rng
+):
+    """scipy multiplies stored entries only: a NaN no stored entry meets stays out."""
+    a = sp.csr_array(np.array([[1.0, 0.0, 2.0, 0.0],
+                               [0.0, 0.0, 3.0, 0.0],
+                               [0.0, 1.0, 0.0, 0.0]]))
+    b = np.ones((4, 3))
+    b[3, :] = np.nan           # column 3 of A stores nothing: no NaN in A @ B
+    b[1, 0] = np.inf           # reaches row 2 only
+    b[2, 1] = -np.inf
+    result = spmm.multiply(a, b, backend=backend, kernel=kernel, num_threads=2)
+    assert_product_matches_scipy(result, a, b)
+    assert not np.isnan(result).any()
+    assert np.isinf(result).sum() == 3
+
+    x = np.ones((2, 3))
+    x[:, 0] = np.nan           # row 0 of A meets columns 0 and 2 of X @ A
+    x[1, 2] = np.inf
+    result = spmm.multiply(x, a, backend=backend, kernel=kernel, num_threads=2)
+    assert_product_matches_scipy(result, x, a)
+    assert not np.isnan(result[:, 1]).any(), "column 1 of A has no entry in row 0"
+
+
+def test_explicit_stored_zeros_are_multiplied_like_scipy_does(rng):
+    """A stored 0 times Inf is NaN in scipy: the zero must not be skipped."""
+    a = sp.csr_array((np.array([0.0, 1.0, 0.0]), np.array([0, 1, 2]), np.array([0, 2, 3])),
+                     shape=(2, 3))
+    assert a.nnz == 3
+    b = np.array([[np.inf, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    for backend in BACKENDS:
+        for kernel in KERNELS:
+            result = spmm.multiply(a, b, backend=backend, kernel=kernel)
+            assert_product_matches_scipy(result, a, b)
+            assert np.isnan(result[0, 0]), f"{backend}, {kernel}: stored 0 * inf"
+    x = np.array([[np.inf, 1.0]])
+    assert_product_matches_scipy(spmm.multiply(x, a), x, a)
+    assert np.isnan(spmm.multiply(x, a)[0, 0])
+
+
+ACCEPTED_DTYPES = tuple(np.dtype(t) for t in (
+    np.bool_, np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64,
+    np.float16, np.float32, np.float64,
+))
+
+
+@pytest.mark.parametrize("dense_dtype", ACCEPTED_DTYPES, ids=ids(ACCEPTED_DTYPES))
+@pytest.mark.parametrize("sparse_dtype", ACCEPTED_DTYPES, ids=ids(ACCEPTED_DTYPES))
+def test_bool_integer_and_float16_values_are_converted_to_the_promised_dtype(
+    sparse_dtype, dense_dtype, rng
+):
+    """float32 when both operands are float16/float32, float64 otherwise (bool and integers
+    included); values as scipy computes them after that conversion."""
+    a = make_csr((9, 7), 0.5, sparse_dtype, np.int32, rng)
+    for left, right in both_products(a, rng, dense_dtype):
+        assert_product_matches_scipy(spmm.multiply(left, right), left, right)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_], ids=ids([np.int32, np.bool_]))
+def test_integer_and_bool_results_are_float64_sums_not_integer_or_logical(dtype):
+    a = sp.csr_array(np.array([[1, 1, 1]], dtype=dtype))
+    b = np.ones((3, 1), dtype=dtype)
+    result = spmm.multiply(a, b)
+    assert result.dtype == np.float64
+    np.testing.assert_array_equal(result, [[3.0]])

@@ -1,0 +1,127 @@
+"""How rows are split among threads: spmm._spmm_ext.partition_bounds(indptr, T, code)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import INDEX_DTYPES, ids
+
+from spmm import _spmm_ext
+
+ROWS, NNZ, DYNAMIC = 0, 1, 2
+CODES = {"rows": ROWS, "nnz": NNZ, "dynamic": DYNAMIC}
+THREADS = (1, 2, 3, 4, 7, 16, 64)
+
+
+def indptr_of(row_lengths, index_dtype=np.int64):
+    indptr = np.zeros(len(row_lengths) + 1, dtype=index_dtype)
+    np.cumsum(row_lengths, out=indptr[1:])
+    return indptr
+
+
+def power_law_rows(rows=2000, seed=3):
+    """Row lengths of a power-law (Zipf) matrix, longest first as in a degree-sorted graph:
+    a few rows of 400 entries, half the rows empty."""
+    lengths = np.minimum(np.random.default_rng(seed).zipf(1.8, rows) - 1, 400)
+    return np.sort(lengths)[::-1]
+
+
+ROW_LENGTHS = {
+    "power-law": power_law_rows(),
+    "power-law-shuffled": np.random.default_rng(4).permutation(power_law_rows()),
+    "uniform": np.full(97, 5),
+    "all-empty": np.zeros(40, dtype=np.int64),
+    "one-long-row-first": np.array([1000] + [1] * 50),
+    "one-long-row-last": np.array([1] * 50 + [1000]),
+    "empty-rows-at-ends": np.array([0, 0, 3, 4, 0, 5, 0, 0]),
+    "three-rows": np.array([2, 7, 1]),
+    "one-row": np.array([9]),
+    "no-rows": np.array([], dtype=np.int64),
+}
+
+
+def slice_nnz(indptr, bounds):
+    return np.diff(np.asarray(indptr)[np.asarray(bounds)])
+
+
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=ids(INDEX_DTYPES))
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("partition", CODES)
+@pytest.mark.parametrize("matrix", ROW_LENGTHS)
+def test_bounds_start_at_0_end_at_rows_and_never_decrease(
+    matrix, partition, threads, index_dtype
+):
+    """Also when there are more threads than rows: every row is in exactly one slice."""
+    lengths = ROW_LENGTHS[matrix]
+    bounds = _spmm_ext.partition_bounds(indptr_of(lengths, index_dtype), threads, CODES[partition])
+    assert isinstance(bounds, list) and len(bounds) >= 2
+    assert bounds[0] == 0
+    assert bounds[-1] == len(lengths)
+    assert all(lo <= hi for lo, hi in zip(bounds, bounds[1:])), bounds
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("matrix", ROW_LENGTHS)
+def test_rows_gives_one_slice_per_thread_with_equal_row_counts(matrix, threads):
+    """One slice per thread, but never more slices than rows (no thread gets nothing)."""
+    rows = len(ROW_LENGTHS[matrix])
+    bounds = _spmm_ext.partition_bounds(indptr_of(ROW_LENGTHS[matrix]), threads, ROWS)
+    slices = max(1, min(threads, rows))
+    assert len(bounds) == slices + 1
+    sizes = np.diff(bounds)
+    assert set(sizes) <= {rows // slices, -(-rows // slices)}, sizes
+    assert sizes.max() - sizes.min() <= 1
+
+
+@pytest.mark.parametrize("threads", (2, 3, 4, 7, 16))
+@pytest.mark.parametrize("matrix", ["power-law", "power-law-shuffled", "uniform",
+                                    "one-long-row-first", "one-long-row-last",
+                                    "empty-rows-at-ends"])
+def test_nnz_gives_slices_within_the_longest_row_of_an_equal_share(matrix, threads):
+    lengths = ROW_LENGTHS[matrix]
+    indptr = indptr_of(lengths)
+    bounds = _spmm_ext.partition_bounds(indptr, threads, NNZ)
+    slices = min(threads, len(lengths))  # never more slices than rows
+    assert len(bounds) == slices + 1
+    share = indptr[-1] / slices
+    deviation = np.abs(slice_nnz(indptr, bounds) - share)
+    assert deviation.max() <= lengths.max(), (slice_nnz(indptr, bounds), share)
+
+
+def test_nnz_balances_a_power_law_matrix_far_better_than_equal_rows():
+    """What the nnz partition is for: one slice must not get most of the work."""
+    lengths = power_law_rows()
+    assert lengths.max() < lengths.sum() / 8, "the test matrix must be balanceable"
+    indptr = indptr_of(lengths)
+    by_rows = slice_nnz(indptr, _spmm_ext.partition_bounds(indptr, 4, ROWS))
+    by_nnz = slice_nnz(indptr, _spmm_ext.partition_bounds(indptr, 4, NNZ))
+    assert by_nnz.max() - by_nnz.min() < (by_rows.max() - by_rows.min()) / 2
+    assert by_nnz.max() <= indptr[-1] / 4 + lengths.max()
+
+
+@pytest.mark.parametrize("threads", (2, 3, 4))
+def test_dynamic_gives_many_nnz_balanced_chunks(threads):
+    lengths = power_law_rows()
+    indptr = indptr_of(lengths)
+    bounds = _spmm_ext.partition_bounds(indptr, threads, DYNAMIC)
+    chunks = len(bounds) - 1
+    assert chunks > threads, "more chunks than threads, handed out on demand"
+    deviation = np.abs(slice_nnz(indptr, bounds) - indptr[-1] / chunks)
+    assert deviation.max() <= lengths.max()
+
+
+@pytest.mark.parametrize("partition", CODES)
+def test_more_threads_than_rows_still_covers_every_row_once(partition):
+    indptr = indptr_of(ROW_LENGTHS["three-rows"])
+    bounds = _spmm_ext.partition_bounds(indptr, 16, CODES[partition])
+    assert len(bounds) - 1 <= 3, "no more slices than rows"
+    covered = np.concatenate([np.arange(lo, hi) for lo, hi in zip(bounds, bounds[1:])])
+    np.testing.assert_array_equal(covered, [0, 1, 2])
+
+
+def test_bounds_agree_for_int32_and_int64_indptr():
+    lengths = power_law_rows()
+    for code in CODES.values():
+        for threads in THREADS:
+            assert (_spmm_ext.partition_bounds(indptr_of(lengths, np.int32), threads, code)
+                    == _spmm_ext.partition_bounds(indptr_of(lengths, np.int64), threads, code))
