@@ -41,7 +41,8 @@ def main() -> None:
         rates = []
         for kernel in ("naive", "reordered", "tiled"):
             seconds = _median_seconds(
-                lambda k=kernel: spmm.multiply(left, right, kernel=k, backend="serial"))
+                lambda k=kernel, a=left, b=right: spmm.multiply(a, b, kernel=k,
+                                                                backend="serial"))
             rates.append(f"{kernel} {2 * work / seconds / 1e9:6.2f}")
         print(f"{name:42s} " + "  ".join(rates))
 

@@ -34,8 +34,8 @@ def choose_kernel(kernel: str, n: int) -> str:
 
     With one column (a matrix-vector product) the textbook loop is a dot product per row
     whose sum stays in a register, which beats accumulating through memory; otherwise the
-    tiled kernel. Measured with ``python bench/kernel_choice.py`` (serial, float32, 2-core
-    AMD EPYC Zen 5 VM, 2026-11-23), useful GFLOP/s naive / reordered / tiled:
+    tiled kernel. Measured with ``python bench/kernel_choice.py`` (serial, float32, 2-vCPU
+    KVM VM, lscpu: Intel Xeon model 207, 2026-11-23), useful GFLOP/s naive / reordered / tiled:
     science n=1 0.65 / 0.39 / 0.47, n=64 0.92 / 3.63 / 3.48; dnn batch 1 1.69 / 0.60 / 1.69,
     batch 64 1.95 / 6.63 / 10.16, batch 256 1.46 / 8.91 / 12.33. Provisional: the fast-kernel
     work replaces it with a rule validated by the benchmark suite.

@@ -82,7 +82,7 @@ def validate_backend(value: Any, source: str) -> str:
         raise ValueError(f"{source} must be one of {_choices(BACKENDS)}; got {value!r}")
     if value not in available_backends():
         raise ValueError(
-            f"{source}={value!r} is not available: spmm was built without OpenMP. "
+            f"{source} is {value!r}, which is not available: spmm was built without OpenMP. "
             f"Available backends: {_choices(available_backends())}"
         )
     return value
@@ -112,7 +112,7 @@ def validate_simd(value: Any, source: str) -> str:
         raise ValueError(f"{source} must be one of {_choices(SIMD_LEVELS)}; got {value!r}")
     if value not in available_simd():
         raise ValueError(
-            f"{source}={value!r} is not supported by this build and CPU; "
+            f"{source} is {value!r}, which this build and CPU do not support; "
             f"supported: {_choices(available_simd())}"
         )
     return value

@@ -99,7 +99,7 @@ def check_structure(a: sp.spmatrix | sp.sparray) -> None:
         _checked_compressed(a, (a.shape[1], a.shape[0]))
     elif a.format == "coo":
         coords = a.coords if hasattr(a, "coords") else (a.row, a.col)
-        for axis, (c, size) in enumerate(zip(coords, a.shape)):
+        for axis, (c, size) in enumerate(zip(coords, a.shape, strict=True)):
             if c.ndim != 1 or c.dtype.kind not in "iu" or len(c) != len(a.data):
                 raise ValueError(
                     f"corrupt sparse matrix: COO coordinates of axis {axis} must be a 1-D "
@@ -162,7 +162,9 @@ def as_dense(b: object, where: str = "multiply") -> np.ndarray:
         raise TypeError(f"{where}: expected a dense operand, got {type(b).__name__}")
     try:
         arr = np.asarray(b)
-    except Exception as exc:  # any conversion failure: a wrong kind of object
+    except ValueError as exc:  # e.g. a ragged nested list: a shape problem
+        raise ValueError(f"{where}: the dense operand is not a regular array: {exc}") from exc
+    except Exception as exc:  # any other conversion failure: a wrong kind of object
         raise TypeError(f"{where}: cannot convert {type(b).__name__} to a numpy array") from exc
     if arr.dtype == object:
         raise TypeError(

@@ -79,7 +79,11 @@ class PreparedMatrix:
 
     def __matmul__(self, other: object) -> np.ndarray:
         if sp.issparse(other) or isinstance(other, PreparedMatrix):
-            return NotImplemented
+            # Returning NotImplemented would let scipy try, with a confusing message.
+            raise TypeError(
+                "PreparedMatrix @ sparse is not supported: spmm multiplies one sparse and one "
+                f"dense operand (got {type(other).__name__}); for sparse @ sparse use scipy"
+            )
         from ._api import multiply
 
         return multiply(self, other)

@@ -1,5 +1,6 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: language_level=3, initializedcheck=False
 # distutils: language = c++
+# (boundscheck and wraparound are set by setup.py: off, or on with SPMM_CYTHON_DEBUG=1)
 """Typed entry points into spmm's C++ kernels.
 
 This layer only converts: numpy arrays in (as typed memoryviews), raw pointers and sizes out,

@@ -352,11 +352,17 @@ def run_python(code: str, env: dict[str, str] | None = None,
 
 def run_interpreter(args: list[str], env: dict[str, str] | None = None,
                     timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """``python *args`` in a fresh process, with the environment of :func:`run_python`."""
+    """``python *args`` in a fresh process, with the environment of :func:`run_python`.
+
+    The child runs in the directory of this interpreter (never the repository root, where
+    ``python -c``/``-m`` would import the uncompiled source tree instead of the installed
+    package).
+    """
     child_env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENV_VARS}
     child_env.update(env or {})
     return subprocess.run([sys.executable, *args], env=child_env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False,
+                          cwd=os.path.dirname(sys.executable))
 
 
 def run_python_json(code: str, env: dict[str, str] | None = None) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import INDEX_DTYPES, ids
@@ -57,7 +59,7 @@ def test_bounds_start_at_0_end_at_rows_and_never_decrease(
     assert isinstance(bounds, list) and len(bounds) >= 2
     assert bounds[0] == 0
     assert bounds[-1] == len(lengths)
-    assert all(lo <= hi for lo, hi in zip(bounds, bounds[1:])), bounds
+    assert all(lo <= hi for lo, hi in itertools.pairwise(bounds)), bounds
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -115,7 +117,7 @@ def test_more_threads_than_rows_still_covers_every_row_once(partition):
     indptr = indptr_of(ROW_LENGTHS["three-rows"])
     bounds = _spmm_ext.partition_bounds(indptr, 16, CODES[partition])
     assert len(bounds) - 1 <= 3, "no more slices than rows"
-    covered = np.concatenate([np.arange(lo, hi) for lo, hi in zip(bounds, bounds[1:])])
+    covered = np.concatenate([np.arange(lo, hi) for lo, hi in itertools.pairwise(bounds)])
     np.testing.assert_array_equal(covered, [0, 1, 2])
 
 

@@ -107,7 +107,7 @@ def concurrent_products(backends, n_callers=8, rounds=15):
                          ids=[*BACKENDS, "all-backends-at-once"])
 def test_eight_python_threads_multiplying_at_once_each_get_their_own_correct_result(backends):
     work, results = concurrent_products(backends)
-    for (a, b, x), rounds in zip(work, results):
+    for (a, b, x), rounds in zip(work, results, strict=True):
         expected_ab, expected_xw = a @ b, x @ a
         for got_ab, got_xw in rounds:
             np.testing.assert_allclose(got_ab, expected_ab, rtol=1e-12, atol=1e-12)
