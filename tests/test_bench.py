@@ -172,7 +172,7 @@ def test_runs_without_tqdm_and_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_plots_are_written_when_matplotlib_is_installed(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    """matplotlib is in the ``test`` extra, so this runs wherever the suite does."""
     results = run_quietly(tiny_options(threads=[1, 2], scaling_threads=[1, 2],
                                        peers=["dense"]))
     files = cli.write_outputs(results, tmp_path)
