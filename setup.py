@@ -20,8 +20,8 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent.resolve()
 
-# -O3 for the auto-vectorizer; no -march=native, so the module runs on any x86-64 (the SIMD
-# levels come with runtime dispatch in a later step).
+# -O3 for the auto-vectorizer; no -march=native, so the module runs on any x86-64: the AVX2
+# and AVX-512 kernels are compiled with target pragmas and chosen at run time (simd.hpp).
 BASE_COMPILE_ARGS = ["-std=c++17", "-O3"]
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -101,7 +101,7 @@ extensions = [
         include_dirs=[str(HERE / "include"), numpy.get_include()],
         language="c++",
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
-        depends=[str(p.relative_to(HERE)) for p in (HERE / "include" / "spmm").glob("*.hpp")],
+        depends=[str(p.relative_to(HERE)) for p in sorted((HERE / "include" / "spmm").glob("*"))],
     )
 ]
 

@@ -27,6 +27,7 @@ DEFAULT_PARTITION = "nnz"
 _KERNEL_CODES = {"naive": 0, "reordered": 1, "tiled": 2}
 _BACKEND_CODES = {"serial": 0, "openmp": 1, "threads": 2}
 _PARTITION_CODES = {"rows": 0, "nnz": 1, "dynamic": 2}
+_SIMD_CODES = {"scalar": 0, "avx2": 1, "avx512": 2, "neon": 3}
 
 
 def choose_kernel(kernel: str, n: int) -> str:
@@ -271,5 +272,5 @@ def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: dict, partition: str) -
     _spmm_ext.csr_times_dense(
         csr.indptr, csr.indices, csr.data, csr.shape[1], b, c,
         _KERNEL_CODES[kernel], _BACKEND_CODES[config["backend"]],
-        config["num_threads"], _PARTITION_CODES[partition],
+        config["num_threads"], _PARTITION_CODES[partition], _SIMD_CODES[config["simd"]],
     )

@@ -50,11 +50,15 @@ def available_backends() -> list[str]:
 def available_simd() -> list[str]:
     """Instruction-set levels this build and CPU support, lowest first.
 
-    Only the portable level exists until the SIMD kernels land: ``"scalar"`` is the C++ code
-    compiled for the architecture's baseline (SSE2 on x86-64) and auto-vectorized by the
-    compiler.
+    ``"scalar"`` (always) is the portable C++ code, compiled for the architecture's baseline
+    (SSE2 on x86-64) and auto-vectorized by the compiler. On x86-64, ``"avx2"`` (AVX2 + FMA)
+    and ``"avx512"`` (AVX-512F) follow when the CPU has them: the ``tiled`` kernel then runs a
+    register-blocked version compiled for that instruction set. The default is the last one.
     """
-    return ["scalar"]
+    return list(_SIMD_LEVELS)
+
+
+_SIMD_LEVELS = tuple(_spmm_ext.simd_levels())  # asked once: the CPU does not change
 
 
 def default_num_threads() -> int:

@@ -28,7 +28,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         const I* indptr, const I* indices, const T* data, int64_t rows, int64_t cols,
         const T* b, int64_t b_cols, int64_t ldb,
         T* c, int64_t c_row_stride, int64_t c_col_stride,
-        int kernel, int backend, int nthreads, int partition) except +
+        int kernel, int backend, int nthreads, int partition, int simd) except +
     void c_validate_csr "spmm::validate_csr"[I](
         const I* indptr, const I* indices, int64_t rows, int64_t cols,
         int64_t nnz_stored) except +
@@ -40,6 +40,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     string c_compiler_version "spmm::compiler_version"()
     string c_compile_args "spmm::compile_args"()
     size_t c_pool_workers "spmm::pool_workers"() except +
+    vector[string] c_simd_levels "spmm::simd_levels"() except +
 
 
 def validate_csr(const index_t[::1] indptr, const index_t[::1] indices, int64_t cols):
@@ -57,7 +58,7 @@ def validate_csr(const index_t[::1] indptr, const index_t[::1] indices, int64_t 
 def csr_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
                     const value_t[::1] data, int64_t cols,
                     const value_t[:, :] b, value_t[:, :] c,
-                    int kernel, int backend, int nthreads, int partition):
+                    int kernel, int backend, int nthreads, int partition, int simd):
     """Write ``A @ b`` into ``c``, with ``A`` the (validated) CSR matrix of ``cols`` columns.
 
     ``b`` must have unit column stride (or a single column); ``c`` may have any strides.
@@ -78,7 +79,7 @@ def csr_times_dense(const index_t[::1] indptr, const index_t[::1] indices,
         c_csr_times_dense(&indptr[0], indices_ptr, data_ptr, rows, cols,
                           &b[0, 0], b.shape[1], ldb,
                           &c[0, 0], c_row_stride, c_col_stride,
-                          kernel, backend, nthreads, partition)
+                          kernel, backend, nthreads, partition, simd)
 
 
 def partition_bounds(const index_t[::1] indptr, int nthreads, int partition):
@@ -87,6 +88,11 @@ def partition_bounds(const index_t[::1] indptr, int nthreads, int partition):
     with nogil:
         bounds = c_partition_bounds(&indptr[0], indptr.shape[0] - 1, nthreads, partition)
     return list(bounds)
+
+
+def simd_levels():
+    """The instruction-set levels this build and CPU support, lowest first."""
+    return [level.decode() for level in c_simd_levels()]
 
 
 def has_openmp():

@@ -54,6 +54,10 @@ INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 THREAD_COUNTS = (1, 2, 3)
 PARTITIONS = ("rows", "nnz", "dynamic")
 FORMATS = ("csr", "csc", "coo", "bsr", "dia", "lil", "dok")
+#: The instruction-set levels this CPU and build support (scalar first, the default last).
+SIMD_LEVELS: tuple[str, ...] = tuple(_config.available_simd())
+ALL_SIMD_NAMES = ("scalar", "avx2", "avx512", "neon")
+BEST_SIMD = SIMD_LEVELS[-1]
 
 #: The environment variables spmm reads its configuration from.
 CONFIG_ENV_VARS = ("SPMM_BACKEND", "SPMM_NUM_THREADS", "SPMM_KERNEL", "SPMM_SIMD")
@@ -241,12 +245,13 @@ _CODE_NAMES = {
     "kernel": {0: "naive", 1: "reordered", 2: "tiled"},
     "backend": {0: "serial", 1: "openmp", 2: "threads"},
     "partition": {0: "rows", 1: "nnz", 2: "dynamic"},
+    "simd": {0: "scalar", 1: "avx2", 2: "avx512", 3: "neon"},
 }
 
 
 @pytest.fixture
 def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The (kernel, backend, num_threads, partition) of every call into the C++ product.
+    """The (kernel, backend, num_threads, partition, simd) of every call into the C++ product.
 
     The call still runs: the recorder wraps the extension's entry point.
     """
@@ -256,8 +261,9 @@ def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     original = _spmm_ext.csr_times_dense
 
     def recorder(*args: Any) -> Any:
-        kernel, backend, nthreads, partition = args[-4:]
+        kernel, backend, nthreads, partition, simd = args[-5:]
         calls.append({
+            "simd": _CODE_NAMES["simd"][simd],
             "kernel": _CODE_NAMES["kernel"][kernel],
             "backend": _CODE_NAMES["backend"][backend],
             "num_threads": nthreads,

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import KERNELS, run_python_json
+from conftest import ALL_SIMD_NAMES, BEST_SIMD, KERNELS, SIMD_LEVELS, run_python_json
 
 import spmm
 
@@ -38,7 +38,7 @@ def test_the_defaults_are_openmp_or_threads_all_cpus_of_the_affinity_mask_auto_a
     kernel_calls,
 ):
     assert spmm.get_config() == {"backend": DEFAULT_BACKEND, "num_threads": CPUS,
-                                 "kernel": "auto", "simd": "scalar"}
+                                 "kernel": "auto", "simd": BEST_SIMD}
     spmm.multiply(A, B)
     assert kernel_calls[-1]["backend"] == DEFAULT_BACKEND
     assert kernel_calls[-1]["num_threads"] == CPUS
@@ -166,7 +166,7 @@ def test_set_config_in_this_thread_is_not_seen_by_another_thread():
     with spmm.config_context(kernel="reordered"):
         other_config = in_other_thread(spmm.get_config)
     assert other_config == {"backend": DEFAULT_BACKEND, "num_threads": CPUS,
-                            "kernel": "auto", "simd": "scalar"}
+                            "kernel": "auto", "simd": BEST_SIMD}
 
 
 def test_another_thread_still_follows_the_environment(monkeypatch):
@@ -254,13 +254,26 @@ def test_an_invalid_environment_variable_never_breaks_import_but_fails_every_fir
         assert re.search(rf"(?<![\w.-]){re.escape(value)}(?![\w.])", message), message
 
 
+UNSUPPORTED_SIMD = next(level for level in ALL_SIMD_NAMES if level not in SIMD_LEVELS)
+
+
 def test_spmm_simd_above_what_is_supported_is_an_error_saying_what_is_supported():
-    report = run_python_json(ENV_CHILD, {"SPMM_SIMD": "avx512"})
+    """On x86-64 'neon' is never supported (and 'avx512' is not on older CPUs)."""
+    report = run_python_json(ENV_CHILD, {"SPMM_SIMD": UNSUPPORTED_SIMD})
     assert report.pop("import") == "ok"
+    supported = "{" + ", ".join(repr(level) for level in SIMD_LEVELS) + "}"
     for call, (exc_type, message) in report.items():
         assert exc_type == "ValueError", f"{call}: {exc_type} {message}"
-        assert "SPMM_SIMD" in message and "'avx512'" in message
-        assert "supported: {'scalar'}" in message, message
+        assert "SPMM_SIMD" in message and repr(UNSUPPORTED_SIMD) in message
+        assert f"supported: {supported}" in message, message
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_spmm_simd_selects_each_supported_level_for_the_call(level, monkeypatch, kernel_calls):
+    monkeypatch.setenv("SPMM_SIMD", level)
+    assert spmm.get_config()["simd"] == level
+    spmm.multiply(A, B, kernel="tiled")
+    assert [call["simd"] for call in kernel_calls] == [level]
 
 
 def test_valid_environment_variables_take_effect_in_a_fresh_process():
@@ -272,7 +285,7 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     used = []
     original = _spmm_ext.csr_times_dense
     def recorder(*args):
-        used.append(list(args[-4:]))
+        used.append(list(args[-5:]))
         return original(*args)
     _spmm_ext.csr_times_dense = recorder
     a = sp.random_array((30, 20), density=0.3, format="csr", rng=0)
@@ -288,8 +301,9 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     assert report["config"] == expected
     assert report["shown"] == expected
     assert report["ok"]
-    # (kernel, backend, threads, partition) codes: naive = 0, serial = 0, 3 threads, nnz = 1
-    assert report["used"] == [[0, 0, 3, 1]]
+    # (kernel, backend, threads, partition, simd) codes: naive = 0, serial = 0, 3 threads,
+    # nnz = 1, scalar = 0
+    assert report["used"] == [[0, 0, 3, 1, 0]]
 
 
 def test_an_empty_environment_variable_counts_as_unset():
@@ -297,7 +311,7 @@ def test_an_empty_environment_variable_counts_as_unset():
         "import json, spmm; print(json.dumps(spmm.get_config()))",
         {"SPMM_BACKEND": "", "SPMM_NUM_THREADS": "", "SPMM_KERNEL": "", "SPMM_SIMD": ""})
     assert report == {"backend": DEFAULT_BACKEND, "num_threads": CPUS, "kernel": "auto",
-                      "simd": "scalar"}
+                      "simd": BEST_SIMD}
 
 
 def test_the_child_process_helper_passes_only_the_given_spmm_variables(monkeypatch):

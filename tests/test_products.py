@@ -19,6 +19,7 @@ from conftest import (
     KERNELS,
     PARALLEL_BACKENDS,
     PARTITIONS,
+    SIMD_LEVELS,
     THREAD_COUNTS,
     VALUE_DTYPES,
     assert_product_matches_scipy,
@@ -216,3 +217,29 @@ def test_sparse_operand_is_recognised_on_either_side_for_spmatrix_and_sparray(rn
                                      np.ones((4, 2)))
         assert_product_matches_scipy(spmm.multiply(np.ones((2, 5)), matrix), np.ones((2, 5)),
                                      matrix)
+
+
+# Dense widths below, at and above the SIMD vector and block sizes (8 and 16 lanes; blocks of
+# 4 vectors: 32 and 64 floats, 16 and 32 doubles), so every masked tail is exercised.
+SIMD_WIDTHS = (1, 3, 7, 9, 15, 16, 17, 31, 33, 63, 64, 65, 129)
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["scipy-operand", "prepared"])
+@pytest.mark.parametrize("product", PRODUCTS)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=ids(INDEX_DTYPES))
+@pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_every_simd_level_of_the_tiled_kernel_matches_scipy_for_every_width_and_tail(
+    level, backend, dtype, index_dtype, product, prepared, monkeypatch, rng
+):
+    """SPMM_SIMD forces each instruction set this CPU supports, in turn."""
+    monkeypatch.setenv("SPMM_SIMD", level)
+    assert spmm.get_config()["simd"] == level
+    for width in SIMD_WIDTHS:
+        left, right, sparse = operands(Shape(f"37x29-width-{width}", (37, 29), width, 0.4),
+                                       product, dtype, index_dtype, rng)
+        operand = spmm.prepare(sparse) if prepared else sparse
+        args = (operand, right) if product == SPARSE_TIMES_DENSE else (left, operand)
+        result = spmm.multiply(*args, backend=backend, kernel="tiled", num_threads=2)
+        assert_product_matches_scipy(result, left, right, err_msg=f"{level}, width {width}")

@@ -10,7 +10,9 @@
 #include "backend_serial.hpp"
 #include "backend_threads.hpp"
 #include "kernels.hpp"
+#include "kernels_simd.hpp"
 #include "partition.hpp"
+#include "simd.hpp"
 #include "validate.hpp"
 #include "views.hpp"
 
@@ -22,14 +24,19 @@ enum class Backend : int { serial = 0, openmp = 1, threads = 2 };
 // The structure of A must have been validated (validate_csr). Every element of C is written.
 template <class I, class T>
 void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
-                  Kernel kernel, Backend backend, int nthreads, Partition partition) {
+                  Kernel kernel, Backend backend, int nthreads, Partition partition,
+                  Simd simd = Simd::scalar) {
     if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
         throw std::invalid_argument("multiply_csr: operand shapes do not match");
     }
     if (backend == Backend::openmp && !openmp::available()) {
         throw std::invalid_argument("the openmp backend is not available: built without OpenMP");
     }
-    const RowsKernel<I, T> rows_kernel = kernel_for<I, T>(kernel);
+    if (!simd_supported(simd)) {
+        throw std::invalid_argument("this CPU or build does not support SIMD level " +
+                                    std::to_string(int(simd)));
+    }
+    const RowsKernel<I, T> rows_kernel = kernel_for<I, T>(kernel, simd);
     if (rows_kernel == nullptr) throw std::invalid_argument("unknown kernel " + std::to_string(int(kernel)));
     if (c.rows == 0) return;
     if (backend == Backend::serial || nthreads <= 1) {

@@ -20,12 +20,12 @@ template <class I, class T>
 void csr_times_dense(const I* indptr, const I* indices, const T* data, std::int64_t rows,
                      std::int64_t cols, const T* b, std::int64_t b_cols, std::int64_t ldb, T* c,
                      std::int64_t c_row_stride, std::int64_t c_col_stride, int kernel,
-                     int backend, int nthreads, int partition) {
+                     int backend, int nthreads, int partition, int simd) {
     const CsrView<I, T> a{indptr, indices, data, rows, cols};
     const DenseView<T> bv{b, cols, b_cols, ldb};
     const OutView<T> cv{c, rows, b_cols, c_row_stride, c_col_stride};
     multiply_csr(a, bv, cv, static_cast<Kernel>(kernel), static_cast<Backend>(backend), nthreads,
-                 static_cast<Partition>(partition));
+                 static_cast<Partition>(partition), static_cast<Simd>(simd));
 }
 
 // The slice boundaries a partition produces (for tests and the documentation of strategies).
@@ -34,6 +34,9 @@ std::vector<std::int64_t> partition_bounds(const I* indptr, std::int64_t rows, i
                                            int partition) {
     return partition_rows(indptr, rows, nthreads, static_cast<Partition>(partition));
 }
+
+// The instruction-set levels this build and CPU support, lowest first.
+inline std::vector<std::string> simd_levels() { return supported_simd(); }
 
 inline bool has_openmp() { return openmp::available(); }
 

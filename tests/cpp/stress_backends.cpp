@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -15,7 +16,7 @@
 
 int main() {
     std::mt19937 gen(1);
-    const int rows = 301, cols = 97, n = 13;
+    const int rows = 301, cols = 97, n = 77;  // n: full SIMD blocks and a masked tail
     std::vector<int> indptr(rows + 1, 0), indices;
     std::vector<double> data;
     for (int i = 0; i < rows; ++i) {
@@ -30,8 +31,9 @@ int main() {
     for (auto& x : b) x = static_cast<double>(gen() % 100) / 7.0;
     std::vector<double> ref(static_cast<std::size_t>(rows) * n);
     spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(), rows, cols,
-                                       b.data(), n, n, ref.data(), n, 1, 0, 0, 1, 0);
+                                       b.data(), n, n, ref.data(), n, 1, 0, 0, 1, 0, 0);
 
+    const std::vector<std::string> levels = spmm::simd_levels();  // scalar, avx2, avx512 here
     int bad = 0;
     std::mutex bad_mutex;
     std::vector<std::thread> callers;
@@ -41,12 +43,13 @@ int main() {
             for (int it = 0; it < 200; ++it) {
                 const int backend = (t % 2 || !spmm::has_openmp()) ? 2 : 1;
                 const int kernel = it % 3, partition = (it / 3) % 3, nthreads = 1 + it % 4;
+                const int simd = static_cast<int>(levels.size() > 1 ? (it / 9) % levels.size() : 0);
                 spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
                                                    rows, cols, b.data(), n, n, c.data(), n, 1,
-                                                   kernel, backend, nthreads, partition);
+                                                   kernel, backend, nthreads, partition, simd);
                 spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
                                                    rows, cols, b.data(), n, n, ct.data(), 1, rows,
-                                                   kernel, backend, nthreads, partition);
+                                                   kernel, backend, nthreads, partition, simd);
                 for (int i = 0; i < rows * n; ++i) {
                     const double want = ref[static_cast<std::size_t>(i)];
                     const double tol = 1e-9 * (1 + std::fabs(want));
