@@ -16,6 +16,7 @@ from ._operands import (
     check_sparse,
     result_dtype,
     rows_contiguous,
+    stored_arrays,
     to_csr,
 )
 from ._prepared import PreparedMatrix
@@ -222,10 +223,7 @@ def _output(out: Any, shape: tuple[int, ...], dtype: np.dtype, dense: np.ndarray
             sparse: Any) -> np.ndarray:
     if out is None:
         return np.empty(shape, dtype=dtype)
-    inputs = [dense]
-    if sp.issparse(sparse) and hasattr(sparse, "data"):
-        inputs.append(np.asarray(sparse.data))
-    return check_out(out, shape, dtype, tuple(inputs))
+    return check_out(out, shape, dtype, (dense, *stored_arrays(sparse)))
 
 
 _warned_openmp_after_fork = False

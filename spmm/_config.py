@@ -138,13 +138,10 @@ def _from_environment(key: str) -> Any:
         return None
     raw = raw.strip()
     if key == "num_threads":
-        try:
-            value: Any = int(raw)
-        except ValueError:
-            raise ValueError(
-                f"environment variable {name}={raw!r} must be a positive integer"
-            ) from None
-        return validate_num_threads(value, f"environment variable {name}")
+        # Plain ASCII digits only: int() would also take "1_0" or other scripts' digits.
+        if not (raw.isascii() and raw.isdigit()):
+            raise ValueError(f"environment variable {name}={raw!r} must be a positive integer")
+        return validate_num_threads(int(raw), f"environment variable {name}")
     return _VALIDATORS[key](raw, f"environment variable {name}")
 
 

@@ -57,7 +57,7 @@ def run_demo(batch: int = 64, n_in: int = 1024, n_out: int = 4096, sparsity: flo
     x = rng.standard_normal((batch, n_in), dtype=np.float32)
     expected = x @ w
     flops = 2.0 * w.nnz * batch
-    threads = _config.default_num_threads()
+    threads = _config.get_config()["num_threads"]
 
     rows = [("scipy (X @ W, CSR)", lambda: x @ w)]
     prepared = prepare(w)

@@ -72,26 +72,40 @@ def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype, transpose: bool = False
 
     CSR input (CSC input when ``transpose``) is used as it is: its arrays are not copied when
     their dtypes are supported. The kernels sum whatever is stored, so unsorted or duplicate
-    indices need no conversion either. Other formats are converted with scipy, after their
-    structure is checked: scipy's conversion routines trust it and crash on a corrupt one.
+    indices need no conversion either. Other formats are converted with scipy, but never from
+    an unchecked structure (scipy's conversion routines trust it and crash on a corrupt one):
+    the input's own structure is checked, converted to CSR, and that CSR is validated before
+    it is transposed.
     """
     target = "csc" if transpose else "csr"
     if a.format == target:
         m = a
-    else:
+    elif a.format in ("csr", "csc"):
         check_structure(a)
         m = a.tocsc() if transpose else a.tocsr()
+    else:
+        check_structure(a)
+        m = a.tocsr()
+        _checked_compressed(m, m.shape)
+        if transpose:
+            m = m.tocsc()
     # The CSC arrays of A are the CSR arrays of A^T.
     shape = (a.shape[1], a.shape[0]) if transpose else (a.shape[0], a.shape[1])
     indptr, indices, data = _checked_compressed(m, shape)
     return Csr(indptr, indices, np.ascontiguousarray(data, dtype=dtype), shape)
 
 
+def _corrupt(message: str) -> ValueError:
+    return ValueError(f"corrupt sparse matrix: {message}")
+
+
 def check_structure(a: sp.spmatrix | sp.sparray) -> None:
     """Raise ValueError if the stored structure of ``a`` is corrupt.
 
-    Covers the formats whose arrays a user can corrupt by assignment: CSR, CSC (the same
-    checks as the kernels' own input), COO (coordinates in range) and BSR (scipy's full check).
+    Checks what scipy's conversion routines assume, for every format whose arrays a user can
+    corrupt by assignment: CSR and CSC (as the kernels' own input), COO (coordinates in range),
+    BSR (block structure), DIA (offsets match the data) and LIL (row lists match). Never
+    modifies ``a``.
     """
     if a.format == "csr":
         _checked_compressed(a, a.shape)
@@ -101,20 +115,57 @@ def check_structure(a: sp.spmatrix | sp.sparray) -> None:
         coords = a.coords if hasattr(a, "coords") else (a.row, a.col)
         for axis, (c, size) in enumerate(zip(coords, a.shape, strict=True)):
             if c.ndim != 1 or c.dtype.kind not in "iu" or len(c) != len(a.data):
-                raise ValueError(
-                    f"corrupt sparse matrix: COO coordinates of axis {axis} must be a 1-D "
-                    f"integer array as long as data ({len(a.data)})"
-                )
+                raise _corrupt(f"COO coordinates of axis {axis} must be a 1-D integer array "
+                               f"as long as data ({len(a.data)})")
             if len(c) and (c.min() < 0 or c.max() >= size):
-                raise ValueError(
-                    f"corrupt sparse matrix: a COO coordinate of axis {axis} is out of range "
-                    f"(valid: 0 to {size - 1}; found {c.min()} to {c.max()})"
-                )
+                raise _corrupt(f"a COO coordinate of axis {axis} is out of range (valid: 0 to "
+                               f"{size - 1}; found {c.min()} to {c.max()})")
     elif a.format == "bsr":
-        try:
-            a.check_format(full_check=True)
-        except ValueError as exc:
-            raise ValueError(f"corrupt sparse matrix: {exc}") from exc
+        _check_bsr(a)
+    elif a.format == "dia":
+        data, offsets = a.data, a.offsets
+        if data.ndim != 2 or offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+            raise _corrupt("DIA data must be 2-D and offsets a 1-D integer array")
+        if len(offsets) != data.shape[0]:
+            raise _corrupt(f"DIA has {len(offsets)} offsets for {data.shape[0]} diagonals")
+    elif a.format == "lil":
+        rows, data = a.rows, a.data
+        if len(rows) != a.shape[0] or len(data) != a.shape[0]:
+            raise _corrupt(f"LIL rows and data must each hold {a.shape[0]} lists")
+        for i, (cols, vals) in enumerate(zip(rows, data, strict=True)):
+            if len(cols) != len(vals):
+                raise _corrupt(f"LIL row {i} has {len(cols)} columns and {len(vals)} values")
+            if cols and (min(cols) < 0 or max(cols) >= a.shape[1]):
+                raise _corrupt(f"LIL row {i} has a column out of range (valid: 0 to "
+                               f"{a.shape[1] - 1})")
+
+
+def _check_bsr(a: sp.spmatrix | sp.sparray) -> None:
+    """BSR: blocks tile the shape, and the block-row structure is a valid CSR one."""
+    data = a.data
+    if data.ndim != 3:
+        raise _corrupt("BSR data must be 3-D (blocks x block rows x block columns)")
+    r, c = data.shape[1:]
+    if r == 0 or c == 0 or a.shape[0] % r or a.shape[1] % c:
+        raise _corrupt(f"BSR blocks of {r} x {c} do not tile the shape {a.shape}")
+    block_rows = a.shape[0] // r
+    indptr, indices = a.indptr, a.indices
+    if indptr.ndim != 1 or indices.ndim != 1 or len(indptr) != block_rows + 1:
+        raise _corrupt(f"BSR indptr must have {block_rows + 1} entries, one per block row + 1")
+    index_dtype = _common_index_dtype(indptr, indices)
+    _spmm_ext.validate_csr(np.ascontiguousarray(indptr, dtype=index_dtype),
+                           np.ascontiguousarray(indices, dtype=index_dtype), a.shape[1] // c)
+    if len(data) < int(indptr[-1]):
+        raise _corrupt(f"BSR data has {len(data)} blocks but indptr[-1] is {int(indptr[-1])}")
+
+
+def stored_arrays(a: object) -> list[np.ndarray]:
+    """The numpy arrays a sparse operand stores (for the ``out`` aliasing check)."""
+    if hasattr(a, "stored_arrays"):  # PreparedMatrix
+        return a.stored_arrays()
+    arrays = [getattr(a, name, None) for name in ("data", "indices", "indptr", "offsets")]
+    arrays += list(getattr(a, "coords", ()) or ())
+    return [x for x in arrays if isinstance(x, np.ndarray)]
 
 
 def _checked_compressed(m: sp.spmatrix | sp.sparray,
@@ -185,8 +236,8 @@ def rows_contiguous(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     Row strides may be anything (padding, zero from broadcasting, negative), which the
     kernels accept; only the column step must be one element.
     """
-    if b.dtype != dtype or not b.dtype.isnative:
-        b = b.astype(dtype)
+    if b.dtype != dtype or not b.dtype.isnative or not b.flags.aligned:
+        b = b.astype(dtype)  # a misaligned element cannot be read as a T (undefined behaviour)
     itemsize = b.itemsize
     if b.shape[1] > 1 and b.strides[1] != itemsize:
         return np.ascontiguousarray(b)

@@ -58,8 +58,20 @@ class PreparedMatrix:
 
     @property
     def nbytes(self) -> int:
+        return sum(x.nbytes for x in self.stored_arrays())
+
+    def __getstate__(self) -> dict:
+        # A lock cannot be pickled: drop it, and make a new one on unpickling.
+        return {"csr": self._csr, "csr_t": self._csr_t}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["csr"])
+        self._csr_t = state["csr_t"]
+
+    def stored_arrays(self) -> list[np.ndarray]:
+        """The arrays of every form built so far (``out=`` must not overlap them)."""
         forms = [self._csr] + ([self._csr_t] if self._csr_t is not None else [])
-        return sum(f.indptr.nbytes + f.indices.nbytes + f.data.nbytes for f in forms)
+        return [x for f in forms for x in (f.indptr, f.indices, f.data)]
 
     def csr(self, dtype: np.dtype) -> Csr:
         """CSR arrays of the matrix with values of ``dtype`` (for ``p @ x``)."""

@@ -54,7 +54,12 @@ class SpmmController(threadpoolctl.LibController):
         self.backends = _config.available_backends()
 
 
+_registered = False
+
+
 def register() -> None:
     """Register the controller with threadpoolctl (once per process)."""
-    if SpmmController not in threadpoolctl._ALL_CONTROLLERS:
+    global _registered
+    if not _registered:
         threadpoolctl.register(SpmmController)
+        _registered = True

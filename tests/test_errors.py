@@ -132,6 +132,81 @@ def test_a_corrupt_csr_matrix_is_a_value_error_never_a_crash(corruption, product
     assert re.search(pattern, message), f"{message!r} does not match {pattern!r}"
 
 
+def _lil_column_out_of_range():
+    a = sp.lil_array((5, 5))
+    a[0, 0] = 1.0
+    a.rows[0] = [10**6]
+    return a
+
+
+def _lil_row_lists_of_different_lengths():
+    a = sp.lil_array((5, 5))
+    a[0, 0] = 1.0
+    a.data[0] = [1.0] * 1000
+    return a
+
+
+def _dia_offsets_not_matching_data():
+    a = sp.dia_array((np.ones((3, 200)), [0, 1, -1]), shape=(200, 200))
+    a.offsets = np.array([0], dtype=np.int32)
+    return a
+
+
+def _bsr_blocks_not_tiling_the_shape():
+    a = sp.bsr_array(np.ones((4, 4)), blocksize=(2, 2))
+    a.data = np.ones((1, 3, 3))
+    return a
+
+
+def _bsr_block_index_out_of_range():
+    a = sp.bsr_array(np.ones((4, 4)), blocksize=(2, 2))
+    a.indices[0] = 7
+    return a
+
+
+def _coo_coordinate_out_of_range():
+    a = sp.coo_array(np.eye(5))
+    a.coords[1][0] = 99
+    return a
+
+
+OTHER_FORMAT_CORRUPTIONS = {
+    "lil-column-out-of-range": (_lil_column_out_of_range, r"LIL row 0 has a column"),
+    "lil-row-lists-of-different-lengths": (_lil_row_lists_of_different_lengths,
+                                           r"LIL row 0 has 1 columns and 1000 values"),
+    "dia-offsets-not-matching-data": (_dia_offsets_not_matching_data, r"DIA has 1 offsets"),
+    "bsr-blocks-not-tiling-the-shape": (_bsr_blocks_not_tiling_the_shape, r"do not tile"),
+    "bsr-block-index-out-of-range": (_bsr_block_index_out_of_range, r"index 7 .* out of range"),
+    "coo-coordinate-out-of-range": (_coo_coordinate_out_of_range, r"COO coordinate of axis 1"),
+}
+
+
+@pytest.mark.parametrize("product", ["A@B", "X@W", "prepare"])
+@pytest.mark.parametrize("corruption", OTHER_FORMAT_CORRUPTIONS)
+def test_a_corrupt_lil_dia_bsr_or_coo_matrix_is_a_value_error_never_a_crash(corruption, product):
+    """scipy's own conversions crash on these; spmm checks before it converts."""
+    make, pattern = OTHER_FORMAT_CORRUPTIONS[corruption]
+    a = make()
+    m, k = a.shape
+    calls = {
+        "A@B": lambda: spmm.multiply(a, np.ones((k, 2)), backend="serial"),
+        "X@W": lambda: spmm.multiply(np.ones((2, m)), a, backend="serial"),
+        "prepare": lambda: spmm.prepare(a),
+    }
+    kind, exc_type, message = run_in_forked_child(lambda: outcome(calls[product]))
+    assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
+    assert "corrupt sparse matrix" in message
+    assert re.search(pattern, message), f"{message!r} does not match {pattern!r}"
+
+
+def test_checking_a_bsr_matrix_does_not_modify_it():
+    a = sp.bsr_array((np.ones((3, 2, 2)), np.array([0, 1, 1]), np.array([0, 2, 3])),
+                     shape=(4, 4))
+    a.indices = np.array([0, 1, 1, 0, 0], dtype=a.indices.dtype)  # spare capacity
+    spmm.multiply(a, np.ones((4, 2)))
+    assert len(a.indices) == 5
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_corruption_is_caught_before_any_kernel_runs_on_every_backend(backend):
     a = corrupt_csr("index-out-of-range", np.int32)

@@ -134,6 +134,29 @@ def test_out_sharing_memory_with_the_sparse_values_is_an_error():
     np.testing.assert_array_equal(a.data, [1.0, 2.0, 3.0, 4.0])
 
 
+@pytest.mark.parametrize("array", ["indices", "indptr"])
+def test_out_sharing_memory_with_the_sparse_index_arrays_is_an_error(array):
+    """Writing the result over the indices the kernel reads could crash: refused."""
+    rows = 4 if array == "indices" else 3  # 16 indices for a 4 x 4 result, 4 indptr for 4
+    a = sp.csr_array(np.arange(1.0, 4.0 * rows + 1).reshape(rows, 4))
+    a.indices, a.indptr = a.indices.astype(np.int64), a.indptr.astype(np.int64)
+    source = getattr(a, array)
+    before = source.copy()
+    with pytest.raises(ValueError, match="share memory"):
+        if array == "indices":
+            spmm.multiply(a, np.ones((4, 4)), out=source.view(np.float64).reshape(4, 4))
+        else:
+            spmm.multiply(np.ones(3), a, out=source.view(np.float64))
+    np.testing.assert_array_equal(source, before)
+
+
+def test_out_sharing_memory_with_a_prepared_matrix_is_an_error():
+    p = spmm.prepare(sp.csr_array(np.arange(1.0, 17.0).reshape(4, 4)))
+    out = p.to_scipy().data.reshape(4, 4)
+    with pytest.raises(ValueError, match="share memory"):
+        spmm.multiply(p, np.ones((4, 4)), out=out)
+
+
 def test_a_2d_out_for_a_1d_result_is_a_shape_error(rng):
     a = make_csr((5, 4), 0.5, np.float64, np.int32, rng)
     with pytest.raises(ValueError, match="shape"):

@@ -181,3 +181,17 @@ def test_a_prepared_matrix_is_shared_safely_between_python_threads(rng):
     for x, rounds in zip(xs, results, strict=True):
         for got in rounds:
             assert_product_matches_scipy(got, x, a)
+
+
+def test_a_prepared_matrix_survives_pickling_with_its_forms(rng):
+    """For multiprocessing, joblib and saving models: pickle round-trips, results unchanged."""
+    import pickle
+
+    a = make_csr((30, 20), 0.3, np.float32, np.int32, rng)
+    p = spmm.prepare(a)
+    x = rng.standard_normal((5, 30)).astype(np.float32)
+    expected = x @ p
+    q = pickle.loads(pickle.dumps(p))
+    assert q.shape == p.shape and q.nbytes == p.nbytes and q.dtype == p.dtype
+    np.testing.assert_array_equal(x @ q, expected)
+    np.testing.assert_array_equal(q @ np.ones(20), p @ np.ones(20))

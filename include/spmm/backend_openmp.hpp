@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -53,6 +54,8 @@ void for_each_slice(std::int64_t nslices, int nthreads, bool dynamic, F&& f) {
         for (std::int64_t s = 0; s < nslices; ++s) f(s);
         return;
     }
+    // No more threads than slices: extra ones would idle, and each costs an OS thread.
+    nthreads = static_cast<int>(std::min<std::int64_t>(nthreads, nslices));
     team_started_in_pid().store(static_cast<long>(getpid()), std::memory_order_relaxed);
     ExceptionSlot error;
     if (dynamic) {
