@@ -16,9 +16,12 @@ def test_python_m_spmm_prints_the_version_backend_and_openmp_status():
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert f"spmm {spmm.__version__}" in out
-    assert "backend" in out and "openmp" in out
-    for backend in BACKENDS:
-        assert backend in out
+    lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+             for line in out.splitlines() if ":" in line}
+    assert lines["openmp"].startswith("yes" if "openmp" in BACKENDS else "no")
+    assert lines["available backends"] == ", ".join(BACKENDS)
+    assert lines["backend"] == spmm.get_config()["backend"]
+    assert lines["simd"] == SIMD_LEVELS[-1]
 
 
 def test_python_m_spmm_with_an_invalid_environment_fails_with_the_message():
