@@ -126,8 +126,8 @@ def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
     Returns
     -------
     PreparedMatrix
-        A copy of ``a`` in canonical CSR form (sorted indices, duplicates summed), with its
-        structure validated once.
+        A copy of ``a`` in canonical CSR form (sorted indices, duplicates summed, int32 indices
+        when the shape and nnz allow, whatever ``a`` used), with its structure validated once.
 
     Raises
     ------
@@ -148,7 +148,10 @@ def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
     check_sparse(a, "prepare")
     dtype = result_dtype(a.dtype, np.dtype(np.float32), "prepare")
     csr = to_csr(a, dtype)
-    # Own the arrays (never the caller's), in canonical form: sorted, no duplicates.
-    owned = sp.csr_array((csr.data.copy(), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    # Own the arrays (never the caller's), in canonical form: sorted, no duplicates, with
+    # int32 indices whenever every index and offset fits (half the index bytes to stream).
+    index_dtype = np.int32 if max(*csr.shape, csr.nnz) < 2**31 else np.int64
+    owned = sp.csr_array((csr.data.copy(), csr.indices.astype(index_dtype),
+                          csr.indptr.astype(index_dtype)), shape=csr.shape)
     owned.sum_duplicates()
     return PreparedMatrix(to_csr(owned, dtype))
