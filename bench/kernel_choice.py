@@ -7,23 +7,11 @@ kernels on the serial backend. The full comparison suite is ``bench/``'s job (a 
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import scipy.sparse as sp
+from spmm_bench.timing import median_call_seconds
 
 import spmm
-
-
-def _median_seconds(fn, repeat: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -40,9 +28,10 @@ def main() -> None:
     for name, left, right, work in cases:
         rates = []
         for kernel in ("naive", "reordered", "tiled"):
-            seconds = _median_seconds(
+            seconds = median_call_seconds(
                 lambda k=kernel, a=left, b=right: spmm.multiply(a, b, kernel=k,
-                                                                backend="serial"))
+                                                                backend="serial"),
+                repeat=7)
             rates.append(f"{kernel} {2 * work / seconds / 1e9:6.2f}")
         print(f"{name:42s} " + "  ".join(rates))
 

@@ -10,23 +10,15 @@ threshold below which spmm runs on the calling thread (``kParallelMinWork`` in
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np
 import scipy.sparse as sp
+from spmm_bench.timing import median_call_seconds
 
 import spmm
 
-
-def _median_call_seconds(fn, repeat: int = 301) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+REPEAT = 301  # calls per median: tiny calls, so many are cheap
 
 
 def main() -> None:
@@ -41,14 +33,14 @@ def main() -> None:
                             rng=rng)
         b = rng.standard_normal((256, 16), dtype=np.float32)
         out = np.empty((rows, 16), dtype=np.float32)
-        cols = [_median_call_seconds(lambda a=a, b=b: a @ b)]
-        cols.append(_median_call_seconds(
-            lambda a=a, b=b, out=out: spmm.multiply(a, b, out=out, backend="serial")))
+        cols = [median_call_seconds(lambda a=a, b=b: a @ b, REPEAT)]
+        cols.append(median_call_seconds(
+            lambda a=a, b=b, out=out: spmm.multiply(a, b, out=out, backend="serial"), REPEAT))
         for backend in backends:
             time.sleep(0.05)  # let the previous backend's spinning workers go to sleep
-            cols.append(_median_call_seconds(
+            cols.append(median_call_seconds(
                 lambda a=a, b=b, out=out, k=backend: spmm.multiply(
-                    a, b, out=out, backend=k, num_threads=threads)))
+                    a, b, out=out, backend=k, num_threads=threads), REPEAT))
         print(f"{a.nnz * 16:12d} " + " ".join(f"{c * 1e6:8.1f}" for c in cols))
 
 

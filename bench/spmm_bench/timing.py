@@ -101,3 +101,18 @@ def fastest(candidates: dict[str, Callable[[], Any]], calls: int = 2) -> str:
             if elapsed < best:
                 best_name, best = name, elapsed
     return best_name
+
+
+def median_call_seconds(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of one call of ``fn`` over ``repeat`` calls, after one warm-up call.
+
+    For the small stand-alone scripts in bench/ (kernel_choice.py, overhead.py), which time
+    single calls (per-call overhead included) rather than the harness's looped samples.
+    """
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
