@@ -230,19 +230,40 @@ def as_dense(b: object, where: str = "multiply") -> np.ndarray:
     return arr
 
 
+# Copies the kernels read start on a cache line and pad each row to a whole number of cache
+# lines, so every row starts aligned and the SIMD kernels' loads never straddle two lines.
+SIMD_ALIGNMENT = 64
+
+
+def aligned_copy(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A 2-D copy of ``b`` as ``dtype`` starting on a cache line, rows padded to whole lines."""
+    dtype = np.dtype(dtype)
+    rows, cols = b.shape
+    per_line = SIMD_ALIGNMENT // dtype.itemsize
+    ld = -(-cols // per_line) * per_line if cols > 1 else cols
+    buffer = np.empty(rows * ld * dtype.itemsize + SIMD_ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % SIMD_ALIGNMENT
+    padded = buffer[start:start + rows * ld * dtype.itemsize].view(dtype).reshape(rows, ld)
+    out = padded[:, :cols]
+    np.copyto(out, b, casting="unsafe")
+    return out
+
+
 def rows_contiguous(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A 2-D view (or, only when needed, copy) of ``b`` whose rows are contiguous.
+    """A 2-D view (or, only when needed, an aligned copy) of ``b`` whose rows are contiguous.
 
     Row strides may be anything (padding, zero from broadcasting, negative), which the
-    kernels accept; only the column step must be one element.
+    kernels accept; only the column step must be one element. A copy is made when the dtype
+    differs, when elements are misaligned or byte-swapped, or when columns are strided (as
+    for ``X.T`` of a C-ordered ``X``); it is cache-line aligned (:func:`aligned_copy`).
     """
     if b.dtype != dtype or not b.dtype.isnative or not b.flags.aligned:
-        b = b.astype(dtype)  # a misaligned element cannot be read as a T (undefined behaviour)
+        return aligned_copy(b, dtype)  # a misaligned element cannot be read as a T
     itemsize = b.itemsize
     if b.shape[1] > 1 and b.strides[1] != itemsize:
-        return np.ascontiguousarray(b)
+        return aligned_copy(b, dtype)
     if b.strides[0] % itemsize != 0 or b.strides[1] % itemsize != 0:
-        return np.ascontiguousarray(b)
+        return aligned_copy(b, dtype)
     return b
 
 

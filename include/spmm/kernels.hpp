@@ -35,6 +35,11 @@ class RowAccumulator {
         return acc;
     }
 
+    // The same place, not zeroed: for kernels that overwrite all of it.
+    T* slot(std::int64_t i, std::int64_t j0) {
+        return c_.rows_contiguous() ? &c_.at(i, j0) : scratch_.data();
+    }
+
     void commit(std::int64_t i, std::int64_t j0, std::int64_t len) {
         if (c_.rows_contiguous()) return;
         for (std::int64_t j = 0; j < len; ++j) c_.at(i, j0 + j) = scratch_[static_cast<std::size_t>(j)];
@@ -65,24 +70,7 @@ void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
     }
 }
 
-// reordered: the i-p-j order. For each stored entry of row i, C[i][:] += a * B[kk][:]
-// (an axpy). The innermost loop walks a row of B and a row of C, both contiguous, so the
-// compiler vectorizes it and every cache line fetched is used whole; A is read once.
-template <class I, class T>
-void reordered_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
-                    std::int64_t r0, std::int64_t r1) {
-    const std::int64_t n = b.cols;
-    RowAccumulator<T> acc(c, n);
-    for (std::int64_t i = r0; i < r1; ++i) {
-        T* ci = acc.begin(i, 0, n);
-        for (std::int64_t p = a.row_begin(i); p < a.row_end(i); ++p) {
-            const T v = a.data[p];
-            const T* bk = b.row(static_cast<std::int64_t>(a.indices[p]));
-            for (std::int64_t j = 0; j < n; ++j) ci[j] += v * bk[j];
-        }
-        acc.commit(i, 0, n);
-    }
-}
+#include "kernel_reordered_body.inc"
 
 // Width of a column tile of the tiled kernel, in bytes of B's row: 1 KiB is 256 floats or
 // 128 doubles, 16 cache lines, long enough for the hardware prefetcher to stream each row

@@ -41,37 +41,45 @@ template <>
 struct Vec<float> {
     using reg = __m256;
     static constexpr std::int64_t lanes = 8;
-    // Lanes [0, n) set: maskload/maskstore touch only those (no fault beyond them).
-    static __m256i mask(std::int64_t n) {
-        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
-                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    using mask = __m256i;
+    // Lanes [lo, hi) set: maskload/maskstore touch only those (no fault beyond them).
+    static mask lanes_mask(std::int64_t lo, std::int64_t hi) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lo)), lane),
+                                   _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), lane));
     }
     static reg zero() { return _mm256_setzero_ps(); }
     static reg set1(float x) { return _mm256_set1_ps(x); }
     static reg load(const float* p) { return _mm256_loadu_ps(p); }
-    static reg load_first(const float* p, std::int64_t n) { return _mm256_maskload_ps(p, mask(n)); }
+    static reg load_masked(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+    static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
     static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
-    static void store_first(float* p, reg v, std::int64_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+    static void store_masked(float* p, reg v, mask m) { _mm256_maskstore_ps(p, m, v); }
 };
 
 template <>
 struct Vec<double> {
     using reg = __m256d;
     static constexpr std::int64_t lanes = 4;
-    static __m256i mask(std::int64_t n) {
-        return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    using mask = __m256i;
+    static mask lanes_mask(std::int64_t lo, std::int64_t hi) {
+        const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+        return _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(lo), lane),
+                                   _mm256_cmpgt_epi64(_mm256_set1_epi64x(hi), lane));
     }
     static reg zero() { return _mm256_setzero_pd(); }
     static reg set1(double x) { return _mm256_set1_pd(x); }
     static reg load(const double* p) { return _mm256_loadu_pd(p); }
-    static reg load_first(const double* p, std::int64_t n) { return _mm256_maskload_pd(p, mask(n)); }
+    static reg load_masked(const double* p, mask m) { return _mm256_maskload_pd(p, m); }
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
+    static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
     static void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
-    static void store_first(double* p, reg v, std::int64_t n) { _mm256_maskstore_pd(p, mask(n), v); }
+    static void store_masked(double* p, reg v, mask m) { _mm256_maskstore_pd(p, m, v); }
 };
 
 #include "kernel_simd_body.inc"
+#include "kernel_reordered_body.inc"
 
 }  // namespace avx2
 }  // namespace spmm
@@ -100,31 +108,40 @@ template <>
 struct Vec<float> {
     using reg = __m512;
     static constexpr std::int64_t lanes = 16;
-    static __mmask16 mask(std::int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+    using mask = __mmask16;
+    static mask lanes_mask(std::int64_t lo, std::int64_t hi) {
+        return static_cast<mask>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    }
     static reg zero() { return _mm512_setzero_ps(); }
     static reg set1(float x) { return _mm512_set1_ps(x); }
     static reg load(const float* p) { return _mm512_loadu_ps(p); }
-    static reg load_first(const float* p, std::int64_t n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+    static reg load_masked(const float* p, mask m) { return _mm512_maskz_loadu_ps(m, p); }
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+    static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
     static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
-    static void store_first(float* p, reg v, std::int64_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+    static void store_masked(float* p, reg v, mask m) { _mm512_mask_storeu_ps(p, m, v); }
 };
 
 template <>
 struct Vec<double> {
     using reg = __m512d;
     static constexpr std::int64_t lanes = 8;
-    static __mmask8 mask(std::int64_t n) { return static_cast<__mmask8>((1u << n) - 1u); }
+    using mask = __mmask8;
+    static mask lanes_mask(std::int64_t lo, std::int64_t hi) {
+        return static_cast<mask>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    }
     static reg zero() { return _mm512_setzero_pd(); }
     static reg set1(double x) { return _mm512_set1_pd(x); }
     static reg load(const double* p) { return _mm512_loadu_pd(p); }
-    static reg load_first(const double* p, std::int64_t n) { return _mm512_maskz_loadu_pd(mask(n), p); }
+    static reg load_masked(const double* p, mask m) { return _mm512_maskz_loadu_pd(m, p); }
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+    static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
     static void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
-    static void store_first(double* p, reg v, std::int64_t n) { _mm512_mask_storeu_pd(p, mask(n), v); }
+    static void store_masked(double* p, reg v, mask m) { _mm512_mask_storeu_pd(p, m, v); }
 };
 
 #include "kernel_simd_body.inc"
+#include "kernel_reordered_body.inc"
 
 }  // namespace avx512
 }  // namespace spmm
@@ -139,13 +156,16 @@ struct Vec<double> {
 
 namespace spmm {
 
-// The kernel to run for a variant at an instruction-set level. Only `tiled` has SIMD versions:
-// `naive` and `reordered` stay portable, as the steps of the ablation they stand for.
+// The kernel to run for a variant at an instruction-set level. `tiled` is the register-blocked
+// microkernel; `reordered` is its loop vectorized by the compiler for the level (SIMD without
+// register blocking); `naive` stays portable, the baseline of the ablation.
 template <class I, class T>
 RowsKernel<I, T> kernel_for(Kernel k, Simd simd) {
 #if SPMM_X86_SIMD
     if (k == Kernel::tiled && simd == Simd::avx512) return &avx512::tiled_rows<I, T>;
     if (k == Kernel::tiled && simd == Simd::avx2) return &avx2::tiled_rows<I, T>;
+    if (k == Kernel::reordered && simd == Simd::avx512) return &avx512::reordered_rows<I, T>;
+    if (k == Kernel::reordered && simd == Simd::avx2) return &avx2::reordered_rows<I, T>;
 #endif
     (void)simd;
     return kernel_for<I, T>(k);
