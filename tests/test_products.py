@@ -243,3 +243,35 @@ def test_every_simd_level_of_the_tiled_kernel_matches_scipy_for_every_width_and_
         args = (operand, right) if product == SPARSE_TIMES_DENSE else (left, operand)
         result = spmm.multiply(*args, backend=backend, kernel="tiled", num_threads=2)
         assert_product_matches_scipy(result, left, right, err_msg=f"{level}, width {width}")
+
+
+def placed(dense: np.ndarray, offset: int, pad: int) -> np.ndarray:
+    """``dense`` copied into a bigger buffer: starting ``offset`` elements past a 64-byte
+    boundary, each row followed by ``pad`` unused elements (a row stride of cols + pad)."""
+    rows, cols = dense.shape
+    ld = cols + pad
+    raw = np.zeros(rows * ld + offset + 64, dtype=dense.dtype)
+    start = (-raw.ctypes.data % 64) // dense.itemsize + offset
+    view = raw[start:start + rows * ld].reshape(rows, ld)[:, :cols]
+    view[...] = dense
+    return view
+
+
+@pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
+@pytest.mark.parametrize("kernel", ["reordered", "tiled"])
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_every_simd_level_reads_dense_rows_at_any_offset_and_row_stride(
+    level, kernel, dtype, monkeypatch, rng
+):
+    """The SIMD kernels shift their blocks to B's alignment: any start offset within a vector,
+    row strides that keep or break the alignment, and single columns with a row stride."""
+    monkeypatch.setenv("SPMM_SIMD", level)
+    a = make_csr((41, 53), 0.3, dtype, np.int32, rng, empty_rows=(0, 7, 40))
+    for width in SIMD_WIDTHS:
+        dense = make_dense((53, width), dtype, rng)
+        for offset in (0, 1, 3, 5):
+            for pad in (0, 1, 16 - width % 16):
+                b = placed(dense, offset, pad)
+                result = spmm.multiply(a, b, kernel=kernel, backend="serial")
+                where = f"{level} {kernel} width {width} offset {offset} pad {pad}"
+                assert_product_matches_scipy(result, a, b, err_msg=where)

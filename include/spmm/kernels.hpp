@@ -71,6 +71,7 @@ void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
 }
 
 #include "kernel_reordered_body.inc"
+#include "kernel_rowdot_body.inc"
 
 // Width of a column tile of the tiled kernel, in bytes of B's row: 1 KiB is 256 floats or
 // 128 doubles, 16 cache lines, long enough for the hardware prefetcher to stream each row
@@ -88,6 +89,10 @@ template <class I, class T>
 void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
                 std::int64_t r0, std::int64_t r1) {
     const std::int64_t n = b.cols;
+    if (n == 1) {  // a matrix-vector product: one dot product per row, not an axpy per entry
+        rowdot_rows(a, b, c, r0, r1);
+        return;
+    }
     const std::int64_t tile = std::max<std::int64_t>(1, kTileBytes / static_cast<std::int64_t>(sizeof(T)));
     RowAccumulator<T> acc(c, std::min(n, tile));
     for (std::int64_t j0 = 0; j0 < n; j0 += tile) {

@@ -78,6 +78,79 @@ struct Vec<double> {
     static void store_masked(double* p, reg v, mask m) { _mm256_maskstore_pd(p, m, v); }
 };
 
+
+// Gather<I, T>: one register of x[idx[0..lanes)] (`full`) or of its first n lanes, the others
+// zero and never read (`first`); and the horizontal sum of a register. For the row-dot kernel.
+template <class I, class T>
+struct Gather;
+
+template <>
+struct Gather<std::int32_t, float> {
+    static __m256 full(const float* x, const std::int32_t* idx) {
+        return _mm256_i32gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4);
+    }
+    static __m256 first(const float* x, const std::int32_t* idx, std::int64_t n) {
+        const __m256i m = Vec<float>::lanes_mask(0, n);
+        return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, _mm256_maskload_epi32(idx, m),
+                                        _mm256_castsi256_ps(m), 4);
+    }
+};
+
+template <>
+struct Gather<std::int64_t, float> {
+    static __m256 full(const float* x, const std::int64_t* idx) {
+        const __m128 lo = _mm256_i64gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4);
+        const __m128 hi = _mm256_i64gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + 4)), 4);
+        return _mm256_set_m128(hi, lo);
+    }
+    static __m256 first(const float* x, const std::int64_t* idx, std::int64_t n) {
+        const __m256i m0 = Vec<double>::lanes_mask(0, n), m1 = Vec<double>::lanes_mask(0, n - 4);
+        // The 64-bit lane masks narrowed to the 32-bit lanes of a 4-float gather.
+        const __m128 f0 = _mm_castsi128_ps(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(m0, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0))));
+        const __m128 f1 = _mm_castsi128_ps(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(m1, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0))));
+        const __m128 lo = _mm256_mask_i64gather_ps(_mm_setzero_ps(), x, _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx), m0), f0, 4);
+        const __m128 hi = _mm256_mask_i64gather_ps(_mm_setzero_ps(), x, _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx + 4), m1), f1, 4);
+        return _mm256_set_m128(hi, lo);
+    }
+};
+
+template <>
+struct Gather<std::int32_t, double> {
+    static __m256d full(const double* x, const std::int32_t* idx) {
+        return _mm256_i32gather_pd(x, _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx)), 8);
+    }
+    static __m256d first(const double* x, const std::int32_t* idx, std::int64_t n) {
+        const __m128i m32 = _mm256_castsi256_si128(Vec<float>::lanes_mask(0, n));
+        return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), x, _mm_maskload_epi32(idx, m32),
+                                        _mm256_castsi256_pd(Vec<double>::lanes_mask(0, n)), 8);
+    }
+};
+
+template <>
+struct Gather<std::int64_t, double> {
+    static __m256d full(const double* x, const std::int64_t* idx) {
+        return _mm256_i64gather_pd(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 8);
+    }
+    static __m256d first(const double* x, const std::int64_t* idx, std::int64_t n) {
+        const __m256i m = Vec<double>::lanes_mask(0, n);
+        return _mm256_mask_i64gather_pd(_mm256_setzero_pd(), x,
+                                        _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx), m),
+                                        _mm256_castsi256_pd(m), 8);
+    }
+};
+
+inline float reduce(__m256 v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+inline double reduce(__m256d v) {
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+#include "kernel_rowdot_body.inc"
 #include "kernel_simd_body.inc"
 #include "kernel_reordered_body.inc"
 
@@ -140,6 +213,67 @@ struct Vec<double> {
     static void store_masked(double* p, reg v, mask m) { _mm512_mask_storeu_pd(p, m, v); }
 };
 
+
+// Gather<I, T> and reduce: as in spmm::avx2, with AVX-512 gathers and native masks.
+template <class I, class T>
+struct Gather;
+
+template <>
+struct Gather<std::int32_t, float> {
+    static __m512 full(const float* x, const std::int32_t* idx) {
+        return _mm512_i32gather_ps(_mm512_loadu_si512(idx), x, 4);
+    }
+    static __m512 first(const float* x, const std::int32_t* idx, std::int64_t n) {
+        const __mmask16 m = Vec<float>::lanes_mask(0, n);
+        return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_maskz_loadu_epi32(m, idx), x, 4);
+    }
+};
+
+template <>
+struct Gather<std::int64_t, float> {
+    static __m512 join(__m256 lo, __m256 hi) {
+        return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)),
+                                                   _mm256_castps_pd(hi), 1));
+    }
+    static __m512 full(const float* x, const std::int64_t* idx) {
+        return join(_mm512_i64gather_ps(_mm512_loadu_si512(idx), x, 4),
+                    _mm512_i64gather_ps(_mm512_loadu_si512(idx + 8), x, 4));
+    }
+    static __m512 first(const float* x, const std::int64_t* idx, std::int64_t n) {
+        const __mmask16 m = Vec<float>::lanes_mask(0, n);
+        const __mmask8 m0 = static_cast<__mmask8>(m), m1 = static_cast<__mmask8>(m >> 8);
+        return join(_mm512_mask_i64gather_ps(_mm256_setzero_ps(), m0, _mm512_maskz_loadu_epi64(m0, idx), x, 4),
+                    _mm512_mask_i64gather_ps(_mm256_setzero_ps(), m1, _mm512_maskz_loadu_epi64(m1, idx + 8), x, 4));
+    }
+};
+
+template <>
+struct Gather<std::int32_t, double> {
+    static __m512d full(const double* x, const std::int32_t* idx) {
+        return _mm512_i32gather_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), x, 8);
+    }
+    static __m512d first(const double* x, const std::int32_t* idx, std::int64_t n) {
+        const __mmask8 m = Vec<double>::lanes_mask(0, n);
+        const __m256i i = _mm512_castsi512_si256(_mm512_maskz_loadu_epi32(static_cast<__mmask16>(m), idx));
+        return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, i, x, 8);
+    }
+};
+
+template <>
+struct Gather<std::int64_t, double> {
+    static __m512d full(const double* x, const std::int64_t* idx) {
+        return _mm512_i64gather_pd(_mm512_loadu_si512(idx), x, 8);
+    }
+    static __m512d first(const double* x, const std::int64_t* idx, std::int64_t n) {
+        const __mmask8 m = Vec<double>::lanes_mask(0, n);
+        return _mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, _mm512_maskz_loadu_epi64(m, idx), x, 8);
+    }
+};
+
+inline float reduce(__m512 v) { return _mm512_reduce_add_ps(v); }
+inline double reduce(__m512d v) { return _mm512_reduce_add_pd(v); }
+
+#include "kernel_rowdot_body.inc"
 #include "kernel_simd_body.inc"
 #include "kernel_reordered_body.inc"
 
