@@ -267,8 +267,12 @@ def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: dict, partition: str) -
     if config["backend"] == "openmp" and config["num_threads"] > 1:
         _warn_if_openmp_unusable()
     kernel = choose_kernel(config["kernel"], b.shape[1])
+    threads = config["num_threads"]
+    partition_code = _PARTITION_CODES[partition]
+    parallel = config["backend"] != "serial" and threads > 1
     _spmm_ext.csr_times_dense(
         csr.indptr, csr.indices, csr.data, csr.shape[1], b, c,
         _KERNEL_CODES[kernel], _BACKEND_CODES[config["backend"]],
-        config["num_threads"], _PARTITION_CODES[partition], _SIMD_CODES[config["simd"]],
+        threads, partition_code, _SIMD_CODES[config["simd"]],
+        csr.slice_bounds(threads, partition_code) if parallel else None,
     )

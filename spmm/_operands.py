@@ -8,7 +8,7 @@ correct ones: arrays already in a supported form are passed on without a copy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,12 +22,20 @@ _SINGLE = (np.dtype(np.float16), np.dtype(np.float32))
 
 @dataclass(frozen=True)
 class Csr:
-    """CSR arrays ready for the kernels: validated, one index dtype, a float value dtype."""
+    """CSR arrays ready for the kernels: validated, a float value dtype, and indices of one
+    dtype (int32 or int64, with row pointers of the same dtype) or, in a prepared matrix of at
+    most 65,536 columns, uint16 indices with int64 row pointers.
+
+    ``slices`` caches the partitions of the rows among threads, keyed by (thread count,
+    partition code), when the arrays are kept for many products (a prepared matrix); None
+    otherwise.
+    """
 
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
     shape: tuple[int, int]
+    slices: dict[tuple[int, int], np.ndarray] | None = field(default=None, compare=False)
 
     @property
     def nnz(self) -> int:
@@ -37,7 +45,20 @@ class Csr:
         """The same structure with values of ``dtype`` (no copy when already so)."""
         if self.data.dtype == dtype:
             return self
-        return Csr(self.indptr, self.indices, self.data.astype(dtype), self.shape)
+        return Csr(self.indptr, self.indices, self.data.astype(dtype), self.shape, self.slices)
+
+    def slice_bounds(self, nthreads: int, partition: int) -> np.ndarray | None:
+        """The cached row boundaries of the slices for ``nthreads`` and ``partition``
+        (computed on first use), or None when this matrix keeps no cache."""
+        if self.slices is None:
+            return None
+        key = (nthreads, partition)
+        bounds = self.slices.get(key)
+        if bounds is None:
+            bounds = np.asarray(_spmm_ext.partition_bounds(self.indptr, nthreads, partition),
+                                dtype=np.int64)
+            self.slices[key] = bounds
+        return bounds
 
 
 def result_dtype(left: np.dtype, right: np.dtype, where: str = "multiply") -> np.dtype:
@@ -235,16 +256,20 @@ def as_dense(b: object, where: str = "multiply") -> np.ndarray:
 SIMD_ALIGNMENT = 64
 
 
+def aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialized 1-D array of ``count`` elements starting on a cache line."""
+    dtype = np.dtype(dtype)
+    buffer = np.empty(count * dtype.itemsize + SIMD_ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % SIMD_ALIGNMENT
+    return buffer[start:start + count * dtype.itemsize].view(dtype)
+
+
 def aligned_copy(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A 2-D copy of ``b`` as ``dtype`` starting on a cache line, rows padded to whole lines."""
-    dtype = np.dtype(dtype)
     rows, cols = b.shape
-    per_line = SIMD_ALIGNMENT // dtype.itemsize
+    per_line = SIMD_ALIGNMENT // np.dtype(dtype).itemsize
     ld = -(-cols // per_line) * per_line if cols > 1 else cols
-    buffer = np.empty(rows * ld * dtype.itemsize + SIMD_ALIGNMENT, dtype=np.uint8)
-    start = -buffer.ctypes.data % SIMD_ALIGNMENT
-    padded = buffer[start:start + rows * ld * dtype.itemsize].view(dtype).reshape(rows, ld)
-    out = padded[:, :cols]
+    out = aligned_empty(rows * ld, dtype).reshape(rows, ld)[:, :cols]
     np.copyto(out, b, casting="unsafe")
     return out
 

@@ -9,6 +9,28 @@ import scipy.sparse as sp
 
 from ._operands import Csr, check_sparse, result_dtype, to_csr
 
+# Column indices fit in 16 bits up to this many columns: half the index bytes of int32, which
+# the narrow (bandwidth-bound) products stream with every stored entry.
+MAX_COLUMNS_16BIT = 2**16
+
+
+def compressed(csr: Csr) -> Csr:
+    """``csr`` (canonical, validated) in the prepared layout, owning its arrays.
+
+    Column indices as uint16 (row pointers int64) when there are at most 65,536 columns, else
+    int32 (row pointers int32) when every index and offset fits, else int64. The slice cache
+    starts empty: filled per thread count and partition on first use.
+    """
+    rows, cols = csr.shape
+    if cols <= MAX_COLUMNS_16BIT:
+        index_dtype, offset_dtype = np.dtype(np.uint16), np.dtype(np.int64)
+    elif max(rows, cols, csr.nnz) < 2**31:
+        index_dtype = offset_dtype = np.dtype(np.int32)
+    else:
+        index_dtype = offset_dtype = np.dtype(np.int64)
+    return Csr(csr.indptr.astype(offset_dtype), csr.indices.astype(index_dtype),
+               csr.data, csr.shape, {})  # data: already a copy of our own
+
 
 class PreparedMatrix:
     """A sparse matrix converted once, for many products with dense operands.
@@ -81,13 +103,40 @@ class PreparedMatrix:
         """CSR arrays of the transpose with values of ``dtype`` (for ``x @ p``)."""
         with self._lock:
             if self._csr_t is None:
-                self._csr_t = to_csr(self.to_scipy(), self.dtype, transpose=True)
+                self._csr_t = compressed(to_csr(self.to_scipy(), self.dtype, transpose=True))
         return self._csr_t.astype(dtype)
 
     def to_scipy(self) -> sp.csr_array:
-        """A scipy ``csr_array`` sharing this matrix's arrays (do not modify it)."""
+        """The matrix as a scipy ``csr_array``.
+
+        It shares this matrix's values (do not modify them); 16-bit indices are widened to
+        int32, as scipy needs.
+        """
         c = self._csr
-        return sp.csr_array((c.data, c.indices, c.indptr), shape=c.shape)
+        indptr, indices = c.indptr, c.indices
+        if indices.dtype == np.uint16:
+            index_dtype = np.int32 if c.nnz < 2**31 else np.int64
+            indptr, indices = indptr.astype(index_dtype), indices.astype(index_dtype)
+        return sp.csr_array((c.data, indices, indptr), shape=c.shape)
+
+    def footprint(self) -> dict[str, int]:
+        """Bytes of this matrix next to the forms it replaces.
+
+        Returns
+        -------
+        dict
+            ``"prepared"``: :attr:`nbytes` (every form built so far); ``"scipy_csr"``: the
+            same matrix as a scipy CSR matrix (int32 indices when they fit, as scipy stores
+            them); ``"dense"``: as a dense array of the same dtype.
+        """
+        rows, cols = self.shape
+        index_bytes = 4 if max(rows, cols, self.nnz) < 2**31 else 8
+        itemsize = self.dtype.itemsize
+        return {
+            "prepared": self.nbytes,
+            "scipy_csr": (rows + 1) * index_bytes + self.nnz * (index_bytes + itemsize),
+            "dense": rows * cols * itemsize,
+        }
 
     def __matmul__(self, other: object) -> np.ndarray:
         if sp.issparse(other) or isinstance(other, PreparedMatrix):
@@ -126,8 +175,10 @@ def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
     Returns
     -------
     PreparedMatrix
-        A copy of ``a`` in canonical CSR form (sorted indices, duplicates summed, int32 indices
-        when the shape and nnz allow, whatever ``a`` used), with its structure validated once.
+        A copy of ``a`` in canonical CSR form (sorted indices, duplicates summed, 16-bit column
+        indices when ``a`` has at most 65,536 columns, else int32 when the shape and nnz allow,
+        whatever ``a`` used), with its structure validated once, and the partition of its
+        rows among the configured number of threads computed.
 
     Raises
     ------
@@ -154,4 +205,23 @@ def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
     owned = sp.csr_array((csr.data.copy(), csr.indices.astype(index_dtype),
                           csr.indptr.astype(index_dtype)), shape=csr.shape)
     owned.sum_duplicates()
-    return PreparedMatrix(to_csr(owned, dtype))
+    prepared = PreparedMatrix(compressed(to_csr(owned, dtype)))
+    _partition_for_default_threads(prepared._csr)
+    return prepared
+
+
+def _partition_for_default_threads(csr: Csr) -> None:
+    """Compute the nnz-balanced slices for the configured thread count ahead of any product.
+
+    Other thread counts and partitions are computed on first use and kept as well. An invalid
+    ``SPMM_*`` variable is reported by the first product, not here.
+    """
+    from . import _config
+    from ._api import _PARTITION_CODES, DEFAULT_PARTITION
+
+    try:
+        threads = _config.resolve()["num_threads"]
+    except ValueError:
+        return
+    if threads > 1:
+        csr.slice_bounds(threads, _PARTITION_CODES[DEFAULT_PARTITION])

@@ -261,7 +261,7 @@ def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     original = _spmm_ext.csr_times_dense
 
     def recorder(*args: Any) -> Any:
-        kernel, backend, nthreads, partition, simd = args[-5:]
+        kernel, backend, nthreads, partition, simd = args[6:11]
         calls.append({
             "simd": _CODE_NAMES["simd"][simd],
             "kernel": _CODE_NAMES["kernel"][kernel],

@@ -81,24 +81,71 @@ def test_a_matrix_of_any_format_can_be_prepared(sparse_format, rng):
 def test_nbytes_is_the_size_of_its_arrays_and_grows_once_when_x_at_p_builds_the_transpose(
     dtype, index_dtype, rng
 ):
-    """Indices are stored as int32 whatever the input's index dtype: the matrix fits."""
+    """At most 65,536 columns: 16-bit column indices and 64-bit row pointers, whatever the
+    input's index dtype; scipy gets int32 indices back."""
     a = make_csr(SHAPE, 0.2, dtype, index_dtype, rng)
     m, n = SHAPE
-    isz, vsz, nnz = 4, np.dtype(dtype).itemsize, a.nnz
+    vsz, nnz = np.dtype(dtype).itemsize, a.nnz
     p = spmm.prepare(a)
     assert p.to_scipy().indices.dtype == np.int32 and p.to_scipy().indptr.dtype == np.int32
-    csr_bytes = (m + 1) * isz + nnz * (isz + vsz)
+    csr_bytes = (m + 1) * 8 + nnz * (2 + vsz)
     assert p.nbytes == csr_bytes
     p @ dense_for("left", False, dtype, rng)
     assert p.nbytes == csr_bytes, "p @ x needs nothing more"
     dense_for_right = dense_for("right", False, dtype, rng)
     dense_for_right @ p
     transposed_bytes = p.nbytes - csr_bytes
-    # The transpose's CSR arrays: n + 1 pointers, nnz indices and values (int32 or int64).
-    assert transposed_bytes in {(n + 1) * s + nnz * (s + vsz) for s in (4, 8)}
+    # The transpose's CSR arrays: n + 1 64-bit pointers, nnz 16-bit indices and values.
+    assert transposed_bytes == (n + 1) * 8 + nnz * (2 + vsz)
     dense_for_right @ p
     spmm.multiply(dense_for_right, p)
     assert p.nbytes == csr_bytes + transposed_bytes, "the transpose is built once"
+
+
+@pytest.mark.parametrize(("columns", "index_bytes", "offset_bytes"),
+                         [(1, 2, 8), (2**16, 2, 8), (2**16 + 1, 4, 4)])
+def test_column_indices_take_16_bits_up_to_65536_columns_and_32_bits_beyond(
+    columns, index_bytes, offset_bytes, rng
+):
+    rows = 5
+    a = sp.random_array((rows, columns), density=min(1.0, 40 / columns), format="lil",
+                        dtype=np.float32, rng=rng)
+    a[rows - 1, columns - 1] = 2.5  # the last column is reachable through the 16-bit index
+    a = a.tocsr()
+    p = spmm.prepare(a)
+    assert p.nbytes == (rows + 1) * offset_bytes + a.nnz * (index_bytes + 4)
+    x = make_dense((columns, 3), np.float32, rng)
+    for backend in spmm.available_backends():
+        assert_product_matches_scipy(spmm.multiply(p, x, backend=backend, num_threads=2), a, x)
+    y = make_dense((2, rows), np.float32, rng)
+    assert_product_matches_scipy(spmm.multiply(y, p), y, a)
+
+
+def test_footprint_compares_the_prepared_bytes_with_scipy_csr_and_dense(rng):
+    a = make_csr((300, 200), 0.1, np.float32, np.int64, rng)
+    p = spmm.prepare(a)
+    footprint = p.footprint()
+    assert footprint == {"prepared": p.nbytes,
+                         "scipy_csr": 301 * 4 + a.nnz * (4 + 4),
+                         "dense": 300 * 200 * 4}
+    assert footprint["prepared"] < footprint["scipy_csr"] < footprint["dense"]
+
+
+def test_the_partition_for_the_configured_threads_is_computed_by_prepare_and_reused(
+    kernel_calls, rng
+):
+    a = make_csr((300, 200), 0.1, np.float64, np.int32, rng)
+    with spmm.config_context(num_threads=3):
+        p = spmm.prepare(a)
+    nnz_code = 1
+    assert set(p._csr.slices) == {(3, nnz_code)}
+    expected = spmm._spmm_ext.partition_bounds(p.to_scipy().indptr, 3, nnz_code)
+    assert list(p._csr.slices[(3, nnz_code)]) == expected
+    x = make_dense((200, 4), np.float64, rng)
+    for backend in ("serial", *spmm.available_backends()):
+        assert_product_matches_scipy(spmm.multiply(p, x, backend=backend, num_threads=3), a, x)
+        assert_product_matches_scipy(spmm.multiply(p, x, backend=backend, num_threads=2), a, x)
+    assert set(p._csr.slices) == {(3, nnz_code), (2, nnz_code)}, "kept for the next call"
 
 
 def test_shape_dtype_and_nnz_describe_the_matrix_with_duplicates_summed():

@@ -139,6 +139,40 @@ struct Gather<std::int64_t, double> {
     }
 };
 
+// 16-bit indices (a prepared matrix's), widened to 32 bits in a register before the gather.
+// A tail's indices go through a zeroed buffer: the masked lanes then gather x[0], unread.
+template <>
+struct Gather<std::uint16_t, float> {
+    static __m256i widen(const std::uint16_t* idx) {
+        return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(idx)));
+    }
+    static __m256 full(const float* x, const std::uint16_t* idx) {
+        return _mm256_i32gather_ps(x, widen(idx), 4);
+    }
+    static __m256 first(const float* x, const std::uint16_t* idx, std::int64_t n) {
+        std::uint16_t part[8] = {};
+        std::copy(idx, idx + n, part);
+        const __m256i m = Vec<float>::lanes_mask(0, n);
+        return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, widen(part), _mm256_castsi256_ps(m), 4);
+    }
+};
+
+template <>
+struct Gather<std::uint16_t, double> {
+    static __m128i widen(const std::uint16_t* idx) {
+        return _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(idx)));
+    }
+    static __m256d full(const double* x, const std::uint16_t* idx) {
+        return _mm256_i32gather_pd(x, widen(idx), 8);
+    }
+    static __m256d first(const double* x, const std::uint16_t* idx, std::int64_t n) {
+        std::uint16_t part[4] = {};
+        std::copy(idx, idx + n, part);
+        return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), x, widen(part),
+                                        _mm256_castsi256_pd(Vec<double>::lanes_mask(0, n)), 8);
+    }
+};
+
 inline float reduce(__m256 v) {
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -267,6 +301,36 @@ struct Gather<std::int64_t, double> {
     static __m512d first(const double* x, const std::int64_t* idx, std::int64_t n) {
         const __mmask8 m = Vec<double>::lanes_mask(0, n);
         return _mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, _mm512_maskz_loadu_epi64(m, idx), x, 8);
+    }
+};
+
+template <>
+struct Gather<std::uint16_t, float> {
+    static __m512i widen(const std::uint16_t* idx) {
+        return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)));
+    }
+    static __m512 full(const float* x, const std::uint16_t* idx) {
+        return _mm512_i32gather_ps(widen(idx), x, 4);
+    }
+    static __m512 first(const float* x, const std::uint16_t* idx, std::int64_t n) {
+        std::uint16_t part[16] = {};
+        std::copy(idx, idx + n, part);
+        return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), Vec<float>::lanes_mask(0, n), widen(part), x, 4);
+    }
+};
+
+template <>
+struct Gather<std::uint16_t, double> {
+    static __m256i widen(const std::uint16_t* idx) {
+        return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(idx)));
+    }
+    static __m512d full(const double* x, const std::uint16_t* idx) {
+        return _mm512_i32gather_pd(widen(idx), x, 8);
+    }
+    static __m512d first(const double* x, const std::uint16_t* idx, std::int64_t n) {
+        std::uint16_t part[8] = {};
+        std::copy(idx, idx + n, part);
+        return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), Vec<double>::lanes_mask(0, n), widen(part), x, 8);
     }
 };
 

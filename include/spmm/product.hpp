@@ -20,12 +20,18 @@ namespace spmm {
 
 enum class Backend : int { serial = 0, openmp = 1, threads = 2 };
 
+// Slice boundaries computed ahead of the call (a prepared matrix's), or none (data == null).
+struct SliceBounds {
+    const std::int64_t* data = nullptr;
+    std::int64_t size = 0;
+};
+
 // C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views.
 // The structure of A must have been validated (validate_csr). Every element of C is written.
 template <class I, class T>
 void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
                   Kernel kernel, Backend backend, int nthreads, Partition partition,
-                  Simd simd = Simd::scalar) {
+                  Simd simd = Simd::scalar, SliceBounds given = {}) {
     if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
         throw std::invalid_argument("multiply_csr: operand shapes do not match");
     }
@@ -43,7 +49,12 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
         rows_kernel(a, b, c, 0, a.rows);
         return;
     }
-    const std::vector<std::int64_t> bounds = partition_rows(a.indptr, a.rows, nthreads, partition);
+    const std::vector<std::int64_t> bounds =
+        given.data != nullptr ? std::vector<std::int64_t>(given.data, given.data + given.size)
+                              : partition_rows(a.indptr, a.rows, nthreads, partition);
+    if (bounds.size() < 2 || bounds.front() != 0 || bounds.back() != a.rows) {
+        throw std::invalid_argument("multiply_csr: slice bounds do not cover the rows");
+    }
     const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
     const bool dynamic = partition == Partition::dynamic;
     auto slice = [&](std::int64_t s) {

@@ -16,16 +16,36 @@ namespace spmm {
 
 // C = A B. A: CSR arrays (indptr rows + 1, indices and data indptr[rows]); B: k x n, rows
 // contiguous with leading dimension ldb; C: rows x n with arbitrary element strides.
+// `bounds` (nbounds entries, or null) are slice boundaries computed earlier by
+// partition_bounds for the same matrix, thread count and partition (a prepared matrix keeps
+// them); without them the partition is computed here.
 template <class I, class T>
-void csr_times_dense(const I* indptr, const I* indices, const T* data, std::int64_t rows,
-                     std::int64_t cols, const T* b, std::int64_t b_cols, std::int64_t ldb, T* c,
-                     std::int64_t c_row_stride, std::int64_t c_col_stride, int kernel,
-                     int backend, int nthreads, int partition, int simd) {
+void csr_times_dense(const offset_t<I>* indptr, const I* indices, const T* data,
+                     std::int64_t rows, std::int64_t cols, const T* b, std::int64_t b_cols,
+                     std::int64_t ldb, T* c, std::int64_t c_row_stride,
+                     std::int64_t c_col_stride, int kernel, int backend, int nthreads,
+                     int partition, int simd, const std::int64_t* bounds = nullptr,
+                     std::int64_t nbounds = 0) {
     const CsrView<I, T> a{indptr, indices, data, rows, cols};
     const DenseView<T> bv{b, cols, b_cols, ldb};
     const OutView<T> cv{c, rows, b_cols, c_row_stride, c_col_stride};
     multiply_csr(a, bv, cv, static_cast<Kernel>(kernel), static_cast<Backend>(backend), nthreads,
-                 static_cast<Partition>(partition), static_cast<Simd>(simd));
+                 static_cast<Partition>(partition), static_cast<Simd>(simd),
+                 SliceBounds{bounds, nbounds});
+}
+
+// The same for a prepared matrix's 16-bit column indices (64-bit row pointers): a separate
+// name, so the Cython layer needs no fused type for a pair of index types.
+template <class T>
+void csr16_times_dense(const std::int64_t* indptr, const std::uint16_t* indices, const T* data,
+                       std::int64_t rows, std::int64_t cols, const T* b, std::int64_t b_cols,
+                       std::int64_t ldb, T* c, std::int64_t c_row_stride,
+                       std::int64_t c_col_stride, int kernel, int backend, int nthreads,
+                       int partition, int simd, const std::int64_t* bounds,
+                       std::int64_t nbounds) {
+    csr_times_dense<std::uint16_t, T>(indptr, indices, data, rows, cols, b, b_cols, ldb, c,
+                                      c_row_stride, c_col_stride, kernel, backend, nthreads,
+                                      partition, simd, bounds, nbounds);
 }
 
 // The slice boundaries a partition produces (for tests and the documentation of strategies).

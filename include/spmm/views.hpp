@@ -5,18 +5,25 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 namespace spmm {
 
+// The type of a CSR's row pointers for column indices of type I: I itself, except for the
+// 16-bit indices of a prepared matrix (at most 65,536 columns), whose row pointers are 64-bit:
+// the number of entries is not bounded by the number of columns.
+template <class I>
+using offset_t = std::conditional_t<std::is_same_v<I, std::uint16_t>, std::int64_t, I>;
+
 // A CSR matrix borrowed from numpy arrays.
-//   indptr  : rows + 1 entries, indptr[0] == 0, non-decreasing
+//   indptr  : rows + 1 entries (of offset_t<I>), indptr[0] == 0, non-decreasing
 //   indices : indptr[rows] entries, the column of each stored value, in [0, cols)
 //   data    : indptr[rows] entries
 // Indices need not be sorted and may repeat within a row: every kernel sums what is stored,
 // which is what scipy does with a non-canonical matrix.
 template <class I, class T>
 struct CsrView {
-    const I* indptr;
+    const offset_t<I>* indptr;
     const I* indices;
     const T* data;
     std::int64_t rows;
