@@ -265,10 +265,17 @@ def aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
 
 
 def aligned_copy(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A 2-D copy of ``b`` as ``dtype`` starting on a cache line, rows padded to whole lines."""
+    """A 2-D copy of ``b`` as ``dtype`` starting on a cache line, whose rows never straddle
+    two cache lines more than they must: a row of up to 64 bytes is padded to the next power
+    of two (so it sits inside one line), a longer one to a whole number of lines."""
     rows, cols = b.shape
-    per_line = SIMD_ALIGNMENT // np.dtype(dtype).itemsize
-    ld = -(-cols // per_line) * per_line if cols > 1 else cols
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = cols * itemsize
+    if row_bytes <= SIMD_ALIGNMENT:
+        ld_bytes = 1 << max(0, (row_bytes - 1).bit_length())
+    else:
+        ld_bytes = -(-row_bytes // SIMD_ALIGNMENT) * SIMD_ALIGNMENT
+    ld = max(cols, ld_bytes // itemsize)
     out = aligned_empty(rows * ld, dtype).reshape(rows, ld)[:, :cols]
     np.copyto(out, b, casting="unsafe")
     return out
