@@ -18,36 +18,67 @@ namespace spmm {
 
 enum class Kernel : int { naive = 0, reordered = 1, tiled = 2 };
 
-// Hands a kernel a contiguous, zeroed accumulator for a piece of one output row and stores it
-// back. When C's rows are contiguous (A B) the accumulator is C itself and nothing is copied;
-// when they are strided (X W computed as C^T) it is a scratch buffer, written out once per
-// piece, so the hot loop never walks strided memory.
+// Hands a kernel a contiguous accumulator for a piece of one output row and stores it back.
+// When C's rows are contiguous (A B) the accumulator is C itself and nothing is copied. When
+// they are strided (X W computed as C^T: a row of C^T is a column of C) it is a row of a
+// scratch tile of kTileRows consecutive rows, written out when the tile is full: for each
+// column j the tile's rows are then kTileRows consecutive elements of one row of C, a whole
+// cache line in float32. Writing each row as it finished would touch every one of its cache
+// lines once per row instead of once per tile, and C's row stride (a power of two for most
+// layer widths) maps all those lines to the same L1 set: measured 35 % of the product time
+// of a batch of 64 through a 1024 x 4096 layer.
 template <class T>
 class RowAccumulator {
   public:
+    static constexpr std::int64_t kTileRows = 64 / static_cast<std::int64_t>(sizeof(T));
+
     RowAccumulator(const OutView<T>& c, std::int64_t width)
-        : c_(c), scratch_(c.rows_contiguous() ? 0 : static_cast<std::size_t>(width)) {}
+        : c_(c), width_(width),
+          scratch_(c.rows_contiguous() ? 0 : static_cast<std::size_t>(kTileRows * width)) {}
+    RowAccumulator(const RowAccumulator&) = delete;
+    RowAccumulator& operator=(const RowAccumulator&) = delete;
+    ~RowAccumulator() { flush(); }
 
     // A zeroed accumulator for C(i, j0 : j0 + len).
     T* begin(std::int64_t i, std::int64_t j0, std::int64_t len) {
-        T* acc = c_.rows_contiguous() ? &c_.at(i, j0) : scratch_.data();
+        T* acc = slot(i, j0);
         std::fill(acc, acc + len, T(0));
         return acc;
     }
 
     // The same place, not zeroed: for kernels that overwrite all of it.
     T* slot(std::int64_t i, std::int64_t j0) {
-        return c_.rows_contiguous() ? &c_.at(i, j0) : scratch_.data();
+        if (c_.rows_contiguous()) return &c_.at(i, j0);
+        if (rows_ > 0 && (i != first_ + rows_ || j0 != j0_)) flush();
+        if (rows_ == 0) {
+            first_ = i;
+            j0_ = j0;
+        }
+        return scratch_.data() + rows_ * width_;
     }
 
+    // The accumulator of row i holds C(i, j0 : j0 + len): store it (now or with its tile).
     void commit(std::int64_t i, std::int64_t j0, std::int64_t len) {
         if (c_.rows_contiguous()) return;
-        for (std::int64_t j = 0; j < len; ++j) c_.at(i, j0 + j) = scratch_[static_cast<std::size_t>(j)];
+        (void)i;
+        (void)j0;
+        len_ = len;
+        if (++rows_ == kTileRows) flush();
     }
 
   private:
+    void flush() {
+        for (std::int64_t j = 0; j < len_; ++j) {
+            T* out = &c_.at(first_, j0_ + j);  // adjacent in C when row_stride is 1 (X W)
+            for (std::int64_t r = 0; r < rows_; ++r) out[r * c_.row_stride] = scratch_[static_cast<std::size_t>(r * width_ + j)];
+        }
+        rows_ = 0;
+    }
+
     const OutView<T>& c_;
+    std::int64_t width_;
     std::vector<T> scratch_;
+    std::int64_t first_ = 0, j0_ = 0, rows_ = 0, len_ = 0;
 };
 
 // naive: the textbook i-j-p order, C[i][j] = sum_p a * B[kk][j].
