@@ -32,19 +32,21 @@ _SIMD_CODES = {"scalar": 0, "avx2": 1, "avx512": 2, "neon": 3}
 
 
 def choose_kernel(kernel: str, n: int) -> str:
-    """The kernel ``auto`` stands for, given the dense width ``n`` of the product.
+    """The kernel ``auto`` stands for, given the dense width ``n`` of the product: ``tiled``.
 
-    With one column (a matrix-vector product) the textbook loop is a dot product per row
-    whose sum stays in a register, which beats accumulating through memory; otherwise the
-    tiled kernel. Measured with ``python bench/kernel_choice.py`` (serial, float32, 2-vCPU
-    KVM VM, lscpu: Intel Xeon model 207, 2026-11-23), useful GFLOP/s naive / reordered / tiled:
-    science n=1 0.65 / 0.39 / 0.47, n=64 0.92 / 3.63 / 3.48; dnn batch 1 1.69 / 0.60 / 1.69,
-    batch 64 1.95 / 6.63 / 10.16, batch 256 1.46 / 8.91 / 12.33. Provisional: the fast-kernel
-    work replaces it with a rule validated by the benchmark suite.
+    The rule is one choice because ``tiled`` adapts to the rest inside C++: the width picks
+    the register block (1 to 8 vectors per pass, with independent accumulator chains when the
+    block is narrow), the dtype and instruction set pick the vector (``SPMM_SIMD``, the best
+    the CPU has by default), the alignment of B picks the shift, and one column (``n == 1``)
+    picks the gather row-dot path instead of axpys. Density and shape change how fast every
+    kernel runs, not which one is fastest: ``naive`` and ``reordered`` stay as the steps of the
+    kernel ablation. The benchmark checks the rule on every dnn and science workload (the
+    "auto against the fastest kernel" table of ``bench/run.py``'s report; see
+    docs/benchmarks.md).
     """
     if kernel != "auto":
         return kernel
-    return "naive" if n == 1 else "tiled"
+    return "tiled"
 
 
 def multiply(
