@@ -8,7 +8,8 @@
 // length (2 to 16 lanes) and block (up to 8 vectors); row strides unpadded, padded to a multiple
 // of every vector, and padded by an odd amount; operands starting 0 to 3 elements past a
 // 64-byte boundary (the aligned-shift path) or ending flush against an unreadable page (a load
-// of an inactive lane past the end faults); output rows contiguous (A @ B) or strided (X @ W).
+// of an inactive lane past the end faults; A's indices and values always end there too);
+// output rows contiguous (A @ B) or strided (X @ W).
 // Every element must match, and nothing around the output's elements may be written.
 // Prints "N passed, N failed"; exit code 0 on success.
 #include <sys/mman.h>
@@ -63,6 +64,7 @@ class GuardedArena {
         }
         base_ = static_cast<char*>(p);
     }
+    ~GuardedArena() { munmap(base_, size_ + static_cast<std::size_t>(sysconf(_SC_PAGESIZE))); }
     GuardedArena(const GuardedArena&) = delete;
     GuardedArena& operator=(const GuardedArena&) = delete;
 
@@ -121,11 +123,8 @@ T sentinel() { return T(-12345.5); }
 // One (I, T, width, row stride, placement) case: B is written into its arena, then every
 // level x kernel x output layout is run and checked.
 template <class I, class T>
-void check_case(const Pattern<I>& pat, std::int64_t n, std::int64_t ld, int placement,
+void check_case(const spmm::CsrView<I, T>& a, std::int64_t n, std::int64_t ld, int placement,
                 GuardedArena& b_arena, GuardedArena& c_arena, std::mt19937& gen, Tally& tally) {
-    std::vector<T> a_values(pat.values.begin(), pat.values.end());
-    const spmm::CsrView<I, T> a{pat.indptr.data(), pat.indices.data(), a_values.data(), kRows, kInner};
-
     // B: the last row has no padding, so with the flush placement its last element is the last
     // readable one. Padding holds NaN: a padded lane used as active poisons the result.
     const std::int64_t b_extent = (kInner - 1) * ld + n;
@@ -140,9 +139,9 @@ void check_case(const Pattern<I>& pat, std::int64_t n, std::int64_t ld, int plac
     // The reference, and the sum of |terms| that bounds the rounding error of any order.
     std::vector<double> want(static_cast<std::size_t>(kRows * n)), mag(want.size());
     for (std::int64_t i = 0; i < kRows; ++i) {
-        for (std::int64_t p = pat.indptr[i]; p < pat.indptr[i + 1]; ++p) {
-            const double av = static_cast<double>(a_values[static_cast<std::size_t>(p)]);
-            const T* brow = bv.row(static_cast<std::int64_t>(pat.indices[static_cast<std::size_t>(p)]));
+        for (std::int64_t p = a.row_begin(i); p < a.row_end(i); ++p) {
+            const double av = static_cast<double>(a.data[p]);
+            const T* brow = bv.row(static_cast<std::int64_t>(a.indices[p]));
             for (std::int64_t j = 0; j < n; ++j) {
                 const auto e = static_cast<std::size_t>(i * n + j);
                 want[e] += av * static_cast<double>(brow[j]);
@@ -210,12 +209,21 @@ template <class I, class T>
 void check_all(GuardedArena& b_arena, GuardedArena& c_arena, Tally& tally) {
     std::mt19937 gen(12345);
     const Pattern<I> pat = make_pattern<I>(gen);
+    // A's indices and values end against an unreadable page too: a kernel reading past the
+    // last row's entries (a gather or a load of values with too many lanes) faults.
+    const auto nnz = static_cast<std::int64_t>(pat.indices.size());
+    GuardedArena idx_arena(pat.indices.size() * sizeof(I)), val_arena(pat.values.size() * sizeof(T));
+    I* const indices = idx_arena.place<I>(kPlacements - 1, nnz);
+    T* const values = val_arena.place<T>(kPlacements - 1, nnz);
+    std::copy(pat.indices.begin(), pat.indices.end(), indices);
+    std::transform(pat.values.begin(), pat.values.end(), values, [](double v) { return static_cast<T>(v); });
+    const spmm::CsrView<I, T> a{pat.indptr.data(), indices, values, kRows, kInner};
     for (const std::int64_t n : kWidths) {
         // Unpadded; padded to a multiple of 16 elements (every vector length: B's rows then
         // share one alignment and the tiled kernel shifts its blocks); padded by 3.
         for (const std::int64_t ld : {n, (n + 16) / 16 * 16, n + 3}) {
             for (int placement = 0; placement < kPlacements; ++placement) {
-                check_case<I, T>(pat, n, ld, placement, b_arena, c_arena, gen, tally);
+                check_case<I, T>(a, n, ld, placement, b_arena, c_arena, gen, tally);
             }
         }
     }
