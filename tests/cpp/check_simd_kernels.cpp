@@ -4,12 +4,12 @@
 //   g++ -std=c++17 -O2 -Iinclude tests/cpp/check_simd_kernels.cpp -o check && ./check
 //   aarch64-linux-gnu-g++ -std=c++17 -O2 -Iinclude tests/cpp/check_simd_kernels.cpp -o check
 //   qemu-aarch64 -L /usr/aarch64-linux-gnu ./check
-// Level x kernel x value type x index type, over dense widths below, at and above every vector
-// length (2 to 16 lanes) and block (up to 8 vectors); row strides unpadded, padded to a multiple
-// of every vector, and padded by an odd amount; operands starting 0 to 3 elements past a
-// 64-byte boundary (the aligned-shift path) or ending flush against an unreadable page (a load
-// of an inactive lane past the end faults; A's indices and values always end there too);
-// output rows contiguous (A @ B) or strided (X @ W).
+// Level x kernel x value type x index type (int32, int64, uint16), over dense widths below, at
+// and above every vector length (2 to 16 lanes) and block (up to 8 vectors); row strides
+// unpadded, padded to a multiple of every vector, and padded by an odd amount; operands
+// starting 0 to 3 elements past a 64-byte boundary (the aligned-shift path) or ending flush
+// against an unreadable page (a load of an inactive lane past the end faults; A's indices and
+// values always end there); output rows contiguous (A @ B) or strided (X @ W).
 // Every element must match, and nothing around the output's elements may be written.
 // Prints "N passed, N failed"; exit code 0 on success.
 #include <sys/mman.h>
@@ -57,7 +57,8 @@ class GuardedArena {
     explicit GuardedArena(std::size_t bytes) {
         const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
         size_ = (bytes + page - 1) / page * page;
-        void* p = mmap(nullptr, size_ + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void* p = mmap(nullptr, size_ + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED || mprotect(static_cast<char*>(p) + size_, page, PROT_NONE) != 0) {
             std::perror("mmap/mprotect");
             std::exit(2);
@@ -87,7 +88,8 @@ class GuardedArena {
 
 template <class I>
 struct Pattern {
-    std::vector<I> indptr{0}, indices;
+    std::vector<spmm::offset_t<I>> indptr{0};
+    std::vector<I> indices;
     std::vector<double> values;
 };
 
@@ -102,14 +104,18 @@ Pattern<I> make_pattern(std::mt19937& gen) {
             a.indices.push_back(static_cast<I>(gen() % kInner));
             a.values.push_back(value(gen));
         }
-        a.indptr.push_back(static_cast<I>(a.indices.size()));
+        a.indptr.push_back(static_cast<spmm::offset_t<I>>(a.indices.size()));
     }
     return a;
 }
 
 const char* kernel_name(spmm::Kernel k) {
-    return k == spmm::Kernel::naive ? "naive" : k == spmm::Kernel::reordered ? "reordered" : "tiled";
+    if (k == spmm::Kernel::naive) return "naive";
+    return k == spmm::Kernel::reordered ? "reordered" : "tiled";
 }
+const char* index_name(std::uint16_t) { return "uint16"; }
+const char* index_name(std::int32_t) { return "int32"; }
+const char* index_name(std::int64_t) { return "int64"; }
 const char* type_name(float) { return "float"; }
 const char* type_name(double) { return "double"; }
 
@@ -163,9 +169,10 @@ void check_case(const spmm::CsrView<I, T>& a, std::int64_t n, std::int64_t ld, i
             for (const spmm::Kernel kernel :
                  {spmm::Kernel::naive, spmm::Kernel::reordered, spmm::Kernel::tiled}) {
                 std::snprintf(g_case, sizeof g_case,
-                              "level=%s kernel=%s T=%s I=int%zu n=%lld ld=%lld placement=%d out=%s",
+                              "level=%s kernel=%s T=%s I=%s n=%lld ld=%lld placement=%d out=%s",
                               spmm::simd_name(level), kernel_name(kernel), type_name(T()),
-                              8 * sizeof(I), static_cast<long long>(n), static_cast<long long>(ld),
+                              index_name(I()), static_cast<long long>(n),
+                              static_cast<long long>(ld),
                               placement, strided ? "strided" : "rows");
                 const T s = sentinel<T>();
                 std::fill(c_arena.begin<T>(), c_arena.begin<T>() + c_arena.capacity<T>(), s);
@@ -212,11 +219,13 @@ void check_all(GuardedArena& b_arena, GuardedArena& c_arena, Tally& tally) {
     // A's indices and values end against an unreadable page too: a kernel reading past the
     // last row's entries (a gather or a load of values with too many lanes) faults.
     const auto nnz = static_cast<std::int64_t>(pat.indices.size());
-    GuardedArena idx_arena(pat.indices.size() * sizeof(I)), val_arena(pat.values.size() * sizeof(T));
+    GuardedArena idx_arena(pat.indices.size() * sizeof(I));
+    GuardedArena val_arena(pat.values.size() * sizeof(T));
     I* const indices = idx_arena.place<I>(kPlacements - 1, nnz);
     T* const values = val_arena.place<T>(kPlacements - 1, nnz);
     std::copy(pat.indices.begin(), pat.indices.end(), indices);
-    std::transform(pat.values.begin(), pat.values.end(), values, [](double v) { return static_cast<T>(v); });
+    std::transform(pat.values.begin(), pat.values.end(), values,
+                   [](double v) { return static_cast<T>(v); });
     const spmm::CsrView<I, T> a{pat.indptr.data(), indices, values, kRows, kInner};
     for (const std::int64_t n : kWidths) {
         // Unpadded; padded to a multiple of 16 elements (every vector length: B's rows then
@@ -237,10 +246,13 @@ int main() {
     // Large enough for the widest case: 19 rows of B, or 129 x (23 + 16) of C, in doubles.
     GuardedArena b_arena(kInner * 160 * sizeof(double)), c_arena(129 * 48 * sizeof(double));
     Tally tally;
+    // uint16: a prepared matrix's column indices (with 64-bit row pointers).
     check_all<std::int32_t, float>(b_arena, c_arena, tally);
     check_all<std::int64_t, float>(b_arena, c_arena, tally);
+    check_all<std::uint16_t, float>(b_arena, c_arena, tally);
     check_all<std::int32_t, double>(b_arena, c_arena, tally);
     check_all<std::int64_t, double>(b_arena, c_arena, tally);
+    check_all<std::uint16_t, double>(b_arena, c_arena, tally);
     std::printf("levels:");
     for (const auto& name : spmm::supported_simd()) std::printf(" %s", name.c_str());
     std::printf("\n%ld passed, %ld failed\n", tally.passed, tally.failed);
