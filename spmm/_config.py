@@ -51,9 +51,10 @@ def available_simd() -> list[str]:
     """Instruction-set levels this build and CPU support, lowest first.
 
     ``"scalar"`` (always) is the portable C++ code, compiled for the architecture's baseline
-    (SSE2 on x86-64) and auto-vectorized by the compiler. On x86-64, ``"avx2"`` (AVX2 + FMA)
-    and ``"avx512"`` (AVX-512F) follow when the CPU has them: the ``tiled`` kernel then runs a
-    register-blocked version compiled for that instruction set. The default is the last one.
+    (SSE2 on x86-64, NEON on aarch64) and auto-vectorized by the compiler. On x86-64,
+    ``"avx2"`` (AVX2 + FMA) and ``"avx512"`` (AVX-512F) follow when the CPU has them; on
+    aarch64, ``"neon"`` always follows. The ``tiled`` kernel then runs a register-blocked
+    version written for that instruction set. The default is the last one.
     """
     return list(_SIMD_LEVELS)
 

@@ -1,4 +1,5 @@
-// The SIMD kernels: kernel_simd_body.inc compiled once per x86 instruction set.
+// The SIMD kernels: kernel_simd_body.inc compiled once per x86 instruction set (here) and
+// once for aarch64's NEON (kernels_neon.hpp); kernel_for(Kernel, Simd) picks one.
 //
 // Each instruction set gets its own namespace (spmm::avx2, spmm::avx512), so its functions
 // have their own symbols: the linker can never merge an AVX-512 instantiation with a portable
@@ -11,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels.hpp"
+#include "kernels_neon.hpp"
 #include "simd.hpp"
 #include "views.hpp"
 
@@ -364,6 +366,10 @@ RowsKernel<I, T> kernel_for(Kernel k, Simd simd) {
     if (k == Kernel::tiled && simd == Simd::avx2) return &avx2::tiled_rows<I, T>;
     if (k == Kernel::reordered && simd == Simd::avx512) return &avx512::reordered_rows<I, T>;
     if (k == Kernel::reordered && simd == Simd::avx2) return &avx2::reordered_rows<I, T>;
+#endif
+#if SPMM_NEON_SIMD
+    // reordered at Simd::neon is the portable one: NEON is already aarch64's baseline.
+    if (k == Kernel::tiled && simd == Simd::neon) return &neon::tiled_rows<I, T>;
 #endif
     (void)simd;
     return kernel_for<I, T>(k);

@@ -4,24 +4,37 @@
 // `#pragma GCC target` (kernels_simd.hpp), never with -march, and only called after the CPU
 // was asked (cpuid through __builtin_cpu_supports, which also checks that the OS saves the
 // wide registers).
+//
+// On aarch64 NEON is part of the base architecture, so there is nothing to ask: every aarch64
+// CPU runs the NEON kernels (kernels_neon.hpp), compiled without any target pragma. The
+// __ARM_NEON test only excludes builds that switched the vector unit off
+// (-mgeneral-regs-only).
 #pragma once
 
 #include <string>
 #include <vector>
 
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define SPMM_NEON_SIMD 1
+#else
+#define SPMM_NEON_SIMD 0
+#endif
+
 namespace spmm {
 
 enum class Simd : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
 
-// The levels this build and this CPU support, lowest first (always "scalar").
-inline std::vector<std::string> supported_simd() {
-    std::vector<std::string> levels{"scalar"};
+// The levels this build and this CPU support, lowest first (always scalar).
+inline std::vector<Simd> supported_simd_levels() {
+    std::vector<Simd> levels{Simd::scalar};
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        levels.emplace_back("avx2");
-        if (__builtin_cpu_supports("avx512f")) levels.emplace_back("avx512");
+        levels.push_back(Simd::avx2);
+        if (__builtin_cpu_supports("avx512f")) levels.push_back(Simd::avx512);
     }
+#elif SPMM_NEON_SIMD
+    levels.push_back(Simd::neon);
 #endif
     return levels;
 }
@@ -36,11 +49,18 @@ inline const char* simd_name(Simd s) {
     return "unknown";
 }
 
+// The same levels by name ("scalar", "avx2", ...), as the Python layer spells them.
+inline std::vector<std::string> supported_simd() {
+    std::vector<std::string> names;
+    for (const Simd s : supported_simd_levels()) names.emplace_back(simd_name(s));
+    return names;
+}
+
 // Whether `s` is usable here; the CPU is asked once.
 inline bool simd_supported(Simd s) {
-    static const std::vector<std::string> levels = supported_simd();
-    for (const auto& level : levels) {
-        if (level == simd_name(s)) return true;
+    static const std::vector<Simd> levels = supported_simd_levels();
+    for (const Simd level : levels) {
+        if (level == s) return true;
     }
     return false;
 }

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <mutex>
 #include <random>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -33,7 +32,7 @@ int main() {
     spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(), rows, cols,
                                        b.data(), n, n, ref.data(), n, 1, 0, 0, 1, 0, 0);
 
-    const std::vector<std::string> levels = spmm::simd_levels();  // scalar, avx2, avx512 here
+    const std::vector<spmm::Simd> levels = spmm::supported_simd_levels();
     int bad = 0;
     std::mutex bad_mutex;
     std::vector<std::thread> callers;
@@ -43,7 +42,7 @@ int main() {
             for (int it = 0; it < 200; ++it) {
                 const int backend = (t % 2 || !spmm::has_openmp()) ? 2 : 1;
                 const int kernel = it % 3, partition = (it / 3) % 3, nthreads = 1 + it % 4;
-                const int simd = static_cast<int>(levels.size() > 1 ? (it / 9) % levels.size() : 0);
+                const int simd = static_cast<int>(levels[static_cast<std::size_t>(it / 9) % levels.size()]);
                 spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
                                                    rows, cols, b.data(), n, n, c.data(), n, 1,
                                                    kernel, backend, nthreads, partition, simd);
