@@ -3,6 +3,11 @@
 OpenMP is detected by compiling, linking and running a tiny program with the build's own
 compiler. Without it (or with SPMM_DISABLE_OPENMP=1) the build goes on: the ``openmp``
 backend is then missing and ``threads`` becomes the default.
+
+SPMM_EXTRA_COMPILE_ARGS (default empty) adds compiler flags, split like a shell command line,
+after the build's own: ``SPMM_EXTRA_COMPILE_ARGS=-march=native`` is how the benchmark builds
+the native copy it compares the portable build with (bench/native_build.py). A default build
+never passes -march.
 """
 
 import os
@@ -81,7 +86,10 @@ class BuildExt(build_ext):
         else:
             base = list(BASE_COMPILE_ARGS)
         openmp = _openmp_flags(self.compiler)
-        compile_args = base + openmp
+        extra = shlex.split(os.environ.get("SPMM_EXTRA_COMPILE_ARGS", ""))
+        if extra:
+            print(f"spmm: SPMM_EXTRA_COMPILE_ARGS adds {extra}", file=sys.stderr)
+        compile_args = base + openmp + extra
         quoted = " ".join(shlex.quote(a) for a in compile_args)
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + ext.extra_compile_args
