@@ -21,7 +21,13 @@ Modules, in the order a run uses them:
 - ``runner``: launches the workers, shows progress, re-measures disturbed points.
 - ``disturbance``: the rules that flag a disturbed measurement.
 - ``metrics``: GFLOP/s, speedups, arithmetic intensity, roofline fraction, break-even.
-- ``report``, ``plots``: the terminal table, the Markdown report and the PNG plots.
+- ``ablation``, ``autocheck``, ``payoff``, ``targets``: the kernel work's summaries (issue 5):
+  the kernel waterfall, ``auto`` against every kernel, ``prepare``'s cost and bytes, and the
+  targets as measured / target.
+- ``report``, ``sections``, ``text``, ``plots``, ``plots_kernels``: the terminal table, the
+  Markdown report and the PNG plots.
+- ``native``: the portable build against a ``-march=native`` one (``bench/native_build.py``,
+  ``run.py --native``).
 """
 
 __version__ = "1.0"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import libraries, machine, plan, plots, report, suites
+from . import autocheck, libraries, machine, plan, plots, report, suites
 
 DTYPES = ("float32", "float64")
 
@@ -105,6 +105,10 @@ def build_parser(cpus: int) -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench-results", metavar="DIR",
                    help="directory for results.json, report.md and the plots "
                         "(default: bench-results/)")
+    p.add_argument("--native", action="store_true",
+                   help="also build spmm with -march=native from this source tree and compare "
+                        "it with the portable build (needs a compiler; a few minutes; the same "
+                        "as python bench/native_build.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--in-process", action="store_true",
                    help="run every library in this process (debugging only: thread limits "
@@ -161,7 +165,23 @@ def write_outputs(results: dict[str, Any], out: Path) -> list[Path]:
     path.write_text(dump_json(results))
     report_path = out / "report.md"
     report_path.write_text(report.markdown(results, [p.name for p in written]))
-    return [path, report_path, *written]
+    files = [path, report_path]
+    if (results.get("auto_check") or {}).get("rows"):
+        csv_path = out / "auto_check.csv"
+        csv_path.write_text(autocheck.to_csv(results["auto_check"]))
+        files.append(csv_path)
+    return [*files, *written]
+
+
+def _native(threads: int) -> dict[str, Any]:
+    """The portable build against -march=native, or the reason it could not be measured."""
+    from . import native
+
+    try:
+        return native.compare(threads=threads,
+                              log=lambda text: print(text, file=sys.stderr, flush=True))
+    except Exception as exc:  # no compiler, a failed build: reported, the run still counts
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     options = options_from_args(args, cpus)
     command = ["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]
     results = runner.run(options, progress=not args.no_progress, command=command)
+    if args.native:
+        results["native_build"] = _native(min(options.threads))
     files = write_outputs(results, Path(args.out))
     print(report.terminal(results))
     print(f"\nwrote {', '.join(str(f) for f in files)}")

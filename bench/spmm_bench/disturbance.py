@@ -31,7 +31,8 @@ LIMIT_SLACK = 0.15
 def config_key(record: dict[str, Any]) -> tuple:
     """Everything that identifies a measurement except its thread count."""
     return (record["workload_id"], record["library"], record.get("backend"),
-            record.get("kernel"), record.get("partition"), record.get("variant"))
+            record.get("kernel"), record.get("partition"), record.get("variant"),
+            record.get("simd"))
 
 
 def thread_limit_ok(record: dict[str, Any]) -> bool | None:

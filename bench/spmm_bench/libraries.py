@@ -214,12 +214,14 @@ class SpmmLibrary(Library):
 
         def prepare() -> Any:
             p = spmm.prepare(sparse)
-            if xw:
+            if xw and hasattr(p, "csr_transposed"):
                 p.csr_transposed(p.dtype)  # otherwise built on first use, i.e. while timed
             return p
 
+        details: dict[str, Any] = {"simd_used": spmm.get_config()["simd"]}
         if case["variant"] == "prepare":
-            return Bound(prepare, None)
+            return Bound(prepare, None, {**details, **_footprint(ops, ops.memo("prepared",
+                                                                               prepare))})
         operand = sparse if case["variant"] == "unprepared" else ops.memo("prepared", prepare)
         dense = ops.memo("x_fortran", lambda: np.asfortranarray(ops.dense)) if xw else ops.dense
         out = ops.empty_out()
@@ -234,11 +236,30 @@ class SpmmLibrary(Library):
                 return multiply_with_partition(a, b, partition=case["partition"], **kw)
 
         left, right = (dense, operand) if xw else (operand, dense)
-        details = {}
-        choose = getattr(getattr(spmm, "_api", None), "choose_kernel", None)
-        if choose is not None:
-            details["kernel_used"] = choose(case["kernel"], ops.workload.n)
+        details["kernel_used"] = _kernel_used(spmm, case["kernel"], ops)
         return Bound(lambda: multiply(left, right, **kwargs), lambda _: out, details)
+
+
+def _kernel_used(spmm: Any, kernel: str, ops: Operands) -> str | None:
+    """The kernel spmm's ``auto`` stands for here, from ``spmm._api.choose_kernel`` (private:
+    None when it is missing or takes other arguments than this harness knows)."""
+    if kernel != "auto":
+        return kernel
+    choose = getattr(getattr(spmm, "_api", None), "choose_kernel", None)
+    try:
+        return choose(kernel, ops.workload.n) if choose is not None else None
+    except TypeError:  # a newer rule with more inputs: the record then says "?"
+        return None
+
+
+def _footprint(ops: Operands, prepared: Any) -> dict[str, int]:
+    """Bytes of the prepared matrix, of the scipy CSR matrix it came from, and of the dense
+    matrix it stands for."""
+    csr = ops.sparse
+    rows, cols = csr.shape
+    return {"prepared_nbytes": int(prepared.nbytes),
+            "csr_nbytes": int(csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes),
+            "dense_nbytes": rows * cols * csr.data.itemsize}
 
 
 def find_mkl_rt() -> str | None:

@@ -30,6 +30,8 @@ def label(record: dict[str, Any]) -> str:
         parts.append(f"{record['partition']}-partition")
     if record.get("variant") not in (None, "prepared"):
         parts.append(record["variant"])
+    if record.get("simd"):  # a level forced for the kernel ablation
+        parts.append(record["simd"])
     return " ".join(parts)
 
 

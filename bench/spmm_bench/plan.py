@@ -1,10 +1,10 @@
 """Which measurements a run makes, and which worker process makes each.
 
-A *case* is one measurement: a workload, a library (for spmm: a backend, kernel, partition
-and variant) and a thread count. Cases are grouped by (library group, thread count); each group
-runs in its own worker process whose environment limits every threading runtime to that count
-before any library is loaded. spmm's backends are separate groups, so the OpenMP team of one
-never spins while the other is measured.
+A *case* is one measurement: a workload, a library (for spmm: a backend, kernel, partition,
+variant and instruction-set level) and a thread count. Cases are grouped by (library group,
+thread count); each group runs in its own worker process whose environment limits every
+threading runtime to that count before any library is loaded. spmm's backends are separate
+groups, so the OpenMP team of one never spins while the other is measured.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import libraries
+from . import ablation, autocheck, libraries
 from .suites import Workload
 
 BACKENDS = ("serial", "openmp", "threads")
 KERNELS = ("auto", "naive", "reordered", "tiled")
-ABLATION_KERNELS = ("naive", "reordered", "tiled")
 PARTITIONS = ("rows", "nnz", "dynamic")
 VARIANTS = ("prepared", "unprepared", "prepare")
 
@@ -44,7 +43,7 @@ def case_key(case: dict[str, Any]) -> str:
     """A unique, readable id of a measurement."""
     return "|".join(str(case.get(k)) for k in
                     ("workload", "library", "backend", "kernel", "partition", "variant",
-                     "threads"))
+                     "simd", "threads"))
 
 
 def group_name(case: dict[str, Any]) -> str:
@@ -57,14 +56,31 @@ def group_name(case: dict[str, Any]) -> str:
 def _case(wl: Workload, library: str, threads: int, **spmm: Any) -> dict[str, Any]:
     case = {"workload": wl.id, "library": library, "threads": threads,
             "backend": spmm.get("backend"), "kernel": spmm.get("kernel"),
-            "partition": spmm.get("partition"), "variant": spmm.get("variant", "call")}
+            "partition": spmm.get("partition"), "variant": spmm.get("variant", "call"),
+            "simd": spmm.get("simd")}
+    if spmm.get("auto_check"):
+        case["auto_check"] = True
+    if spmm.get("budget_seconds") is not None:
+        case["budget_seconds"] = spmm["budget_seconds"]
     case["key"] = case_key(case)
     case["group"] = group_name(case)
     return case
 
 
-def cases_for(wl: Workload, options: Options, backends: list[str]) -> list[dict[str, Any]]:
-    """Every measurement of one workload, in the order they appear in the report."""
+def one_thread_backend(backends: list[str]) -> str:
+    """The backend of the one-thread kernel measurements: serial, unless the run left it out."""
+    return "serial" if "serial" in backends else backends[0]
+
+
+def cases_for(wl: Workload, options: Options, backends: list[str],
+              simd_levels: list[str] | None = None,
+              default_simd: str | None = None) -> list[dict[str, Any]]:
+    """Every measurement of one workload, in the order they appear in the report.
+
+    ``simd_levels`` are spmm's instruction-set levels here (lowest first) and ``default_simd``
+    the one it uses unless told otherwise; a case's ``simd`` is None at that default (the
+    worker then leaves ``SPMM_SIMD`` alone) and the level's name elsewhere.
+    """
     threads = sorted(set(options.threads))
     top = threads[-1]
     cases = [_case(wl, "scipy", 1)]  # scipy is serial: one thread, the reference and baseline
@@ -72,9 +88,11 @@ def cases_for(wl: Workload, options: Options, backends: list[str]) -> list[dict[
         cases += [_case(wl, peer, t) for t in threads]
 
     def spmm(backend: str, t: int, kernel: str = "auto", partition: str = "nnz",
-             variant: str = "prepared") -> dict[str, Any]:
+             variant: str = "prepared", simd: str | None = None, auto_check: bool = False,
+             budget_seconds: float | None = None) -> dict[str, Any]:
         return _case(wl, "spmm", 1 if backend == "serial" else t, backend=backend,
-                     kernel=kernel, partition=partition, variant=variant)
+                     kernel=kernel, partition=partition, variant=variant, simd=simd,
+                     auto_check=auto_check, budget_seconds=budget_seconds)
 
     for backend in backends:
         for t in ([1] if backend == "serial" else threads):
@@ -84,9 +102,14 @@ def cases_for(wl: Workload, options: Options, backends: list[str]) -> list[dict[
     cases += [spmm(default, t, variant="unprepared")
               for t in ([1] if default == "serial" else threads)]
     cases.append(spmm(default, 1 if default == "serial" else threads[0], variant="prepare"))
+    levels = simd_levels or []
+    single = one_thread_backend(backends)
+    best = ablation.case_value(levels[-1], default_simd) if levels else None
+    cases += [spmm(single, 1, **spec)
+              for spec in autocheck.case_specs(best, options.budget_seconds)]
     if "ablation" in wl.tags:
-        backend = "serial" if "serial" in backends else backends[0]
-        cases += [spmm(backend, 1, kernel) for kernel in ABLATION_KERNELS]
+        cases += [spmm(single, 1, **spec)
+                  for spec in ablation.case_specs(levels, default_simd)]
     if "partition" in wl.tags and top > 1:
         cases += [spmm(b, top, partition=p) for b in parallel for p in PARTITIONS]
     if "scaling" in wl.tags:

@@ -11,12 +11,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .report import workload_name
+from . import plots_kernels
+from .text import workload_name
 
 FILES = {
     "speedup": "speedup_vs_sparsity.png",
     "scaling": "thread_scaling.png",
     "ablation": "kernel_ablation.png",
+    "waterfall": "kernel_waterfall.png",
     "break_even": "break_even.png",
     "roofline": "roofline.png",
 }
@@ -194,36 +196,6 @@ def thread_scaling(results: dict[str, Any], plt: Any, path: Path) -> Path | None
     return path
 
 
-def kernel_ablation(results: dict[str, Any], plt: Any, path: Path) -> Path | None:
-    """naive -> reordered -> tiled (and auto) on the serial backend."""
-    kernels = ("naive", "reordered", "tiled", "auto")
-    cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for r in _ok(results):
-        if (r["library"] == "spmm" and r["variant"] == "prepared" and r["backend"] == "serial"
-                and r["partition"] == "nnz" and "ablation" in r["workload"]["tags"]):
-            cells[r["workload_id"]][r["kernel"]] = r
-    ids = [wid for wid, c in cells.items() if len(c) > 1]
-    if not ids:
-        return None
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(ids) + 2), 4.2))
-    width = 0.8 / len(kernels)
-    shades = {"naive": "#c6dbef", "reordered": "#6baed6", "tiled": "#08519c", "auto": "#fd8d3c"}
-    for k, kernel in enumerate(kernels):
-        xs = [i + k * width for i, wid in enumerate(ids) if kernel in cells[wid]]
-        ys = [cells[wid][kernel]["gflops"] for wid in ids if kernel in cells[wid]]
-        ax.bar(xs, ys, width=width, color=shades[kernel], label=kernel)
-    ax.set_xticks([i + width * 1.5 for i in range(len(ids))])
-    ax.set_xticklabels([workload_name(next(iter(cells[w].values()))["workload"]) for w in ids],
-                       rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("useful GFLOP/s (serial, 1 thread)")
-    ax.set_title("Kernel ablation: naive -> reordered -> tiled (and what auto picks)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
-
-
 def break_even(results: dict[str, Any], plt: Any, path: Path) -> Path | None:
     """The lowest sparsity from which each library beats dense."""
     shown = ("scipy", "spmm serial", "spmm openmp", "spmm threads", "torch", "mkl", "graphblas")
@@ -275,14 +247,18 @@ def roofline(results: dict[str, Any], plt: Any, path: Path) -> Path | None:
     import numpy as np
 
     measured = results["machine"].get("measured") or {}
+    # Points at a forced instruction set are the ablation's: the right-hand panel has them.
     rs = [r for r in _ok(results) if r.get("arithmetic_intensity")
-          and r.get("variant") in ("call", "prepared")]
+          and r.get("variant") in ("call", "prepared") and not r.get("simd")]
     if not measured or not rs:
         return None
     dtypes = results["options"]["dtypes"]
     counts = sorted(int(t) for t in measured)
     shown_threads = sorted({counts[0], counts[-1]})
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, (ax, steps_ax) = plt.subplots(1, 2, figsize=(14, 5.5),
+                                       gridspec_kw={"width_ratios": [8, 6]})
+    if not plots_kernels.roofline_steps(results, steps_ax, measured[str(counts[0])], dtypes[0]):
+        steps_ax.set_visible(False)
     intensities = [r["arithmetic_intensity"] for r in rs]
     x = np.logspace(np.log10(min(intensities) / 2), np.log10(max(max(intensities) * 4, 100)), 200)
     for t in shown_threads:
@@ -329,7 +305,8 @@ def write_all(results: dict[str, Any], out: Path) -> list[Path]:
         return []
     written: list[Path] = []
     for name, draw in (("speedup", speedup_vs_sparsity), ("scaling", thread_scaling),
-                       ("ablation", kernel_ablation), ("break_even", break_even),
+                       ("waterfall", plots_kernels.waterfall),
+                       ("ablation", plots_kernels.kernel_ablation), ("break_even", break_even),
                        ("roofline", roofline)):
         try:
             path = draw(results, plt, out / FILES[name])

@@ -5,45 +5,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from . import metrics
+from . import metrics, sections
+from .text import fmt as _fmt
+from .text import table as _table
+from .text import workload_name
 
 # The order of the columns: baseline, dense, spmm's backends, then the peers.
 SERIES_ORDER = ("scipy", "dense", "spmm serial", "spmm openmp", "spmm threads", "torch", "mkl",
                 "graphblas")
-
-
-def workload_name(wl: dict[str, Any]) -> str:
-    """``dnn 1024x4096 uniform 90% b64`` / ``science 131072x131072 powerlaw n=8``, with
-    `` f64`` appended for float64."""
-    rows, cols = wl["shape"]
-    suffix = "" if wl["dtype"] == "float32" else " f64"
-    if wl["kind"] == "xw":
-        return (f"{wl['family']} {rows}x{cols} {wl['pattern']} {wl['sparsity'] * 100:g}% "
-                f"b{wl['n']}{suffix}")
-    if wl["family"] == "file":
-        return f"{wl.get('path', wl['id']).rsplit('/', 1)[-1]} n={wl['n']}{suffix}"
-    return f"{wl['family']} {rows}x{cols} {wl['pattern']} n={wl['n']}{suffix}"
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    return f"{value:.{digits}f}"
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds * 1e3:.3g}"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "| " + " | ".join("---" for _ in headers) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _ok(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -56,7 +25,7 @@ def _main_series(r: dict[str, Any], kernels: list[str]) -> bool:
     if r["library"] != "spmm":
         return r.get("variant") == "call"
     return (r["variant"] == "prepared" and r["partition"] == "nnz"
-            and r["kernel"] in kernels)
+            and r["kernel"] in kernels and r.get("simd") is None)
 
 
 def _series_rank(name: str) -> tuple[int, str]:
@@ -227,26 +196,6 @@ def _limits_section(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _ablation_section(results: dict[str, Any]) -> list[str]:
-    rows = []
-    by_wl: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for r in _ok(results):
-        if (r["library"] == "spmm" and r["variant"] == "prepared" and r["threads"] == 1
-                and r["partition"] == "nnz" and "ablation" in r["workload"]["tags"]
-                and r["backend"] in ("serial",)):
-            by_wl[r["workload_id"]][r["kernel"]] = r
-    for kernels in by_wl.values():
-        wl = next(iter(kernels.values()))["workload"]
-        auto = kernels.get("auto")
-        rows.append([workload_name(wl), *[_fmt(kernels[k]["gflops"]) if k in kernels else "—"
-                                          for k in ("naive", "reordered", "tiled")],
-                     f"{_fmt(auto['gflops'])} ({auto.get('kernel_used', '?')})" if auto else "—"])
-    if not rows:
-        return []
-    return ["## Kernel ablation (serial backend, 1 thread, useful GFLOP/s)", "",
-            _table(["workload", "naive", "reordered", "tiled", "auto (chose)"], rows), ""]
-
-
 def _partition_section(results: dict[str, Any]) -> list[str]:
     cells: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in _ok(results):
@@ -288,34 +237,6 @@ def _scaling_section(results: dict[str, Any]) -> list[str]:
     return [f"## Thread scaling (useful GFLOP/s; this machine has {cpus} CPUs, more threads "
             "oversubscribe)", "",
             _table(["workload", "backend", *[f"{t} thr" for t in counts]], rows), ""]
-
-
-def _prepare_section(results: dict[str, Any]) -> list[str]:
-    """prepare's cost against the saving per call, on the backend and thread count of the
-    unprepared measurement (spmm's default backend, fewest threads)."""
-    threads = min(_thread_counts(results))
-    spmm = [r for r in _ok(results) if r["library"] == "spmm" and r["kernel"] == "auto"
-            and r["partition"] == "nnz"]
-    prepare = {r["workload_id"]: r for r in spmm if r["variant"] == "prepare"}
-    unprepared = {r["workload_id"]: r for r in spmm
-                  if r["variant"] == "unprepared" and r["threads"] == threads}
-    prepared = {(r["workload_id"], r["backend"]): r for r in spmm
-                if r["variant"] == "prepared" and r["threads"] == threads}
-    rows = []
-    for wid, cost in prepare.items():
-        slow = unprepared.get(wid)
-        fast = prepared.get((wid, slow["backend"])) if slow else None
-        saving = slow["median"] - fast["median"] if slow and fast else None
-        rows.append([workload_name(cost["workload"]), _ms(cost["median"]),
-                     _ms(fast["median"]) if fast else "—", _ms(slow["median"]) if slow else "—",
-                     f"{cost['median'] / saving:.1f}" if saving and saving > 0 else "—"])
-    if not rows:
-        return []
-    return [f"## spmm.prepare: one-time cost and the per-call saving ({threads} thread"
-            f"{'s' * (threads > 1)}, milliseconds)", "",
-            "Calls to amortize: prepare's cost over the time an unprepared call loses.", "",
-            _table(["workload", "prepare", "prepared call", "unprepared call",
-                    "calls to amortize"], rows), ""]
 
 
 def _break_even_section(results: dict[str, Any]) -> list[str]:
@@ -386,10 +307,13 @@ def markdown(results: dict[str, Any], plot_files: list[str]) -> str:
         if rows:
             lines += [f"## Useful GFLOP/s at {t} thread{'s' * (t > 1)} "
                       "(scipy: 1 thread; * = disturbed)", "", _table(headers, rows), ""]
-    lines += _ablation_section(results)
+    lines += sections.targets(results)
+    lines += sections.waterfall(results)
+    lines += sections.auto_check(results)
+    lines += sections.native(results)
     lines += _partition_section(results)
     lines += _scaling_section(results)
-    lines += _prepare_section(results)
+    lines += sections.prepare_payoff(results)
     lines += _break_even_section(results)
     lines += _limits_section(results)
     lines += _problems_section(results)

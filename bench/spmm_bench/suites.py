@@ -2,8 +2,10 @@
 
 A workload is one product: ``X @ W`` (kind ``"xw"``: dense activations times sparse weights,
 the DNN case) or ``A @ B`` (kind ``"ab"``: sparse times dense, the scientific case). Tags mark
-the subsets that get extra measurements: ``ablation`` (every kernel on one thread), ``scaling``
-(extra thread counts, oversubscription included) and ``partition`` (every work partition).
+the subsets that get extra measurements: ``ablation`` (the kernel waterfall on one thread:
+:mod:`ablation`), ``scaling`` (extra thread counts, oversubscription included) and
+``partition`` (every work partition). Every workload also gets the ``auto`` check
+(:mod:`autocheck`): each explicit kernel on one thread.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ SUITES = ("quick", "dnn", "science", "structured", "all")
 HIDDEN_SUITES = ("tiny",)  # for the harness's own tests: seconds, not minutes
 
 DNN_SHAPES = ((1024, 1024), (1024, 4096), (4096, 1024))
-DNN_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+# 60 % is there so that issue 5's break-even target ("at most 60 %") is decided by a
+# measurement rather than read off between 50 and 70 %.
+DNN_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DNN_BATCHES = (1, 16, 64, 256)
 SCIENCE_ROWS = 2**17
 SCIENCE_PER_ROW = 16
 SCIENCE_WIDTHS = (1, 8, 64, 256)
+# Issue 5 sets its science targets (against MKL) in float32 and float64 at these widths: they
+# get float64 workloads even when the run's dtypes are float32 only, so one run decides them.
+SCIENCE_FP64_TARGET_WIDTHS = (8, 64)
 STRUCTURED_SIDE = 4096
 STRUCTURED_SPARSITIES = (0.75, 0.9)
 STRUCTURED_BATCHES = (64, 256)
@@ -112,7 +119,8 @@ def _dnn(dtypes: list[str]) -> list[Workload]:
 
 
 def _science(dtypes: list[str], rows: int = SCIENCE_ROWS,
-             widths: tuple[int, ...] = SCIENCE_WIDTHS, suite: str = "science") -> list[Workload]:
+             widths: tuple[int, ...] = SCIENCE_WIDTHS, suite: str = "science",
+             fp64_targets: bool = True) -> list[Workload]:
     out = []
     sparsity = 1 - SCIENCE_PER_ROW / rows
     for pattern in ("uniform", "powerlaw"):
@@ -125,6 +133,8 @@ def _science(dtypes: list[str], rows: int = SCIENCE_ROWS,
                 tags.append("scaling")
             for dtype in dtypes:
                 out.append(Workload(suite, "ab", m, n, dtype, tuple(tags)))
+            if fp64_targets and n in SCIENCE_FP64_TARGET_WIDTHS and "float64" not in dtypes:
+                out.append(Workload(suite, "ab", m, n, "float64", ("fp64-target",)))
     return out
 
 
@@ -156,7 +166,8 @@ def _quick(dtypes: list[str]) -> list[Workload]:
     rows = 2**15
     out += [Workload("quick", wl.kind, wl.matrix, wl.n, wl.dtype,
                      tuple(t for t in wl.tags if wl.matrix.pattern == "uniform" or t != "scaling"))
-            for wl in _science(dtypes, rows=rows, widths=(8,), suite="quick")]
+            for wl in _science(dtypes, rows=rows, widths=(8,), suite="quick",
+                               fp64_targets=False)]
     return out
 
 

@@ -6,6 +6,10 @@ variables set before its process starts), it reads a job file, loads the library
 case: binds the operands in the library's best form, calls it once and checks the result
 against scipy's (a wrong answer is recorded as a failure and never timed), then times it. Each
 record is printed on stdout as one line, so the parent can show progress as it goes.
+
+A case with an instruction-set level (``simd``, the kernel ablation's steps) is bound, checked
+and timed with ``SPMM_SIMD`` set to it; spmm reads the variable at every call, so one worker
+serves every level, and the record's ``simd_used`` is what spmm reported under it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import checking, libraries, machine, timing
@@ -48,8 +53,32 @@ def _short_error(exc: BaseException) -> str:
     return text if len(text) < 500 else text[:500] + "..."
 
 
+@contextmanager
+def simd_environment(level: str | None) -> Iterator[None]:
+    """``SPMM_SIMD=level`` within the block (unchanged when ``level`` is None)."""
+    if level is None:
+        yield
+        return
+    saved = os.environ.get("SPMM_SIMD")
+    os.environ["SPMM_SIMD"] = level
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("SPMM_SIMD", None)
+        else:
+            os.environ["SPMM_SIMD"] = saved
+
+
 def _measure_case(lib: libraries.Library, ops: libraries.Operands, case: dict[str, Any],
                   store: Store, job: dict[str, Any]) -> dict[str, Any]:
+    with simd_environment(case.get("simd")):
+        return _measure_case_here(lib, ops, case, store, job)
+
+
+def _measure_case_here(lib: libraries.Library, ops: libraries.Operands,
+                       case: dict[str, Any], store: Store,
+                       job: dict[str, Any]) -> dict[str, Any]:
     wl = ops.workload
     record: dict[str, Any] = {"key": case["key"], "status": "ok"}
     try:
@@ -80,7 +109,8 @@ def _measure_case(lib: libraries.Library, ops: libraries.Operands, case: dict[st
                 if not ok:
                     return {**record, "status": "failed", "reason": details["reason"]}
             del got, returned
-        result = timing.measure(bound.call, first, job["repeat"], job["budget_seconds"])
+        budget = case.get("budget_seconds", job["budget_seconds"])
+        result = timing.measure(bound.call, first, job["repeat"], budget)
     except Exception as exc:
         return {**record, "status": "failed", "reason": f"raised {_short_error(exc)}",
                 "traceback": traceback.format_exc(limit=-3)}
