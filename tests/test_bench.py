@@ -55,7 +55,7 @@ PAYOFF_KEYS = {"workload_id", "backend", "threads", "prepare_seconds", "unprepar
 TARGET_KEYS = {"item", "target", "threads", "op", "goal", "unit", "measured", "worst",
                "passing", "workloads", "pass", "status", "reason", "note", "details"}
 REPORT_SECTIONS = ("## Issue 5 targets", "## Kernel ablation waterfall",
-                   "## `auto` against every kernel", "## spmm.prepare: cost, payoff and "
+                   "## `auto` against the fastest kernel", "## spmm.prepare: cost, payoff and "
                    "footprint")
 
 

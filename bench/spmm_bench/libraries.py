@@ -254,7 +254,12 @@ def _kernel_used(spmm: Any, kernel: str, ops: Operands) -> str | None:
 
 def _footprint(ops: Operands, prepared: Any) -> dict[str, int]:
     """Bytes of the prepared matrix, of the scipy CSR matrix it came from, and of the dense
-    matrix it stands for."""
+    matrix it stands for: ``PreparedMatrix.footprint()`` where spmm has it, else counted
+    here from the operand the workers load."""
+    if hasattr(prepared, "footprint"):
+        sizes = prepared.footprint()
+        return {"prepared_nbytes": int(sizes["prepared"]),
+                "csr_nbytes": int(sizes["scipy_csr"]), "dense_nbytes": int(sizes["dense"])}
     csr = ops.sparse
     rows, cols = csr.shape
     return {"prepared_nbytes": int(prepared.nbytes),

@@ -80,7 +80,7 @@ def auto_check(results: dict[str, Any]) -> list[str]:
     flagged = summary["flagged"]
     worst = next((r for r in rows if r["workload_id"] == summary["worst"]), None)
     skipped = sum(1 for r in rows if "naive" in r["not_measured"])
-    lines = [f"## `auto` against every kernel ({summary['backend']} backend, 1 thread, "
+    lines = [f"## `auto` against the fastest kernel ({summary['backend']} backend, 1 thread, "
              f"prepared, `SPMM_SIMD={summary['simd']}`)", "",
              f"`auto` / fastest = `auto`'s median time over the fastest explicit kernel's; "
              f"flagged (**!**) above {summary['tolerance']:.2f} (more than {limit:.0f} % "
