@@ -93,12 +93,14 @@ def auto_check(results: dict[str, Any]) -> list[str]:
                      f"{len(flagged)} of {len(rows)} workloads flagged.")
     rechecked = sum(1 for r in rows if r.get("rechecked"))
     if rechecked:
-        lines.append(f"{rechecked} workloads flagged on the first pass were re-checked: `auto` "
-                     "and the fastest kernel measured again, back to back in a fresh process; "
-                     "the table shows the second figures (the first are in results.json as "
-                     "`auto_check_first`).")
+        were = "workloads flagged on the first pass were" if rechecked != 1 else (
+            "workload flagged on the first pass was")
+        lines.append(f"{rechecked} {were} re-checked: `auto` and the fastest kernel measured "
+                     "again, back to back in a fresh process; the table shows the second "
+                     "figures (the first are in results.json as `auto_check_first`).")
     if skipped:
-        lines.append(f"`naive` was skipped, not measured, on {skipped} workloads (wide and "
+        lines.append(f"`naive` was skipped, not measured, on {skipped} workload"
+                     f"{'s' * (skipped != 1)} (wide and "
                      "long products where it is several times slower than tiled; the reason "
                      "is in results.json).")
     lines.append("")
