@@ -33,6 +33,8 @@ def generate(spec: MatrixSpec) -> sp.csr_array:
     if spec.pattern == "powerlaw":
         return matrices.with_row_lengths(
             rng, matrices.power_law_lengths(rows, nnz, cols), cols)
+    if spec.pattern == "rows16":
+        return matrices.stratified_rows(rng, spec.shape, round(nnz / rows))
     if spec.pattern == "block32":
         return matrices.block_sparse(rng, spec.shape, nnz, block=32)
     if spec.pattern == "tilewise128":

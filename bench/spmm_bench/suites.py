@@ -24,6 +24,11 @@ DNN_BATCHES = (1, 16, 64, 256)
 SCIENCE_ROWS = 2**17
 SCIENCE_PER_ROW = 16
 SCIENCE_WIDTHS = (1, 8, 64, 256)
+# The narrow product's bandwidth target needs a matrix much larger than the last-level cache
+# (260 MiB on the development VM): 2^23 rows of 16 entries move 1 GiB per float32 A x. Its
+# 2^17 columns keep x (512 KiB) in L2: with 2^23 columns every access to x was a TLB miss and
+# every library ran at 1.3 GB/s (scipy, MKL, spmm alike), measuring x's latency, not A's stream.
+BANDWIDTH_ROWS = 2**23
 # Issue 5 sets its science targets (against MKL) in float32 and float64 at these widths: they
 # get float64 workloads even when the run's dtypes are float32 only, so one run decides them.
 SCIENCE_FP64_TARGET_WIDTHS = (8, 64)
@@ -135,6 +140,9 @@ def _science(dtypes: list[str], rows: int = SCIENCE_ROWS,
                 out.append(Workload(suite, "ab", m, n, dtype, tuple(tags)))
             if fp64_targets and n in SCIENCE_FP64_TARGET_WIDTHS and "float64" not in dtypes:
                 out.append(Workload(suite, "ab", m, n, "float64", ("fp64-target",)))
+    if suite == "science" and 1 in widths:
+        big = MatrixSpec("science", (BANDWIDTH_ROWS, rows), "rows16", 1 - SCIENCE_PER_ROW / rows)
+        out += [Workload(suite, "ab", big, 1, dtype, ("bandwidth",)) for dtype in dtypes]
     return out
 
 
