@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - depends on how spmm was (not) b
 from ._api import multiply
 from ._config import available_backends, config_context, get_config, set_config
 from ._prepared import PreparedMatrix, prepare
+from ._prune import prune, prune_mask
 from ._show import show_config
 from ._threadpool import register as _register_threadpool
 
@@ -33,6 +34,8 @@ __all__ = [
     "get_config",
     "multiply",
     "prepare",
+    "prune",
+    "prune_mask",
     "set_config",
     "show_config",
 ]
