@@ -10,7 +10,15 @@ import threading
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import ALL_SIMD_NAMES, BEST_SIMD, KERNELS, SIMD_LEVELS, run_python_json
+from conftest import (
+    ALL_SIMD_NAMES,
+    BEST_SIMD,
+    KERNELS,
+    SIMD_LEVELS,
+    assert_product_matches_scipy,
+    make_csr,
+    run_python_json,
+)
 
 import spmm
 
@@ -321,3 +329,23 @@ def test_the_child_process_helper_passes_only_the_given_spmm_variables(monkeypat
                              {"SPMM_KERNEL": "naive"})
     assert report["SPMM_KERNEL"] == "naive"
     assert "SPMM_BACKEND" not in report
+
+
+@pytest.mark.parametrize(("n", "entries_per_row", "expected"),
+                         [(1, 10.0, "naive"), (1, 16.0, "tiled"), (1, 41.0, "tiled"),
+                          (2, 1.0, "tiled"), (64, 10.0, "tiled")])
+def test_auto_is_tiled_except_one_column_and_short_rows(n, entries_per_row, expected):
+    from spmm._api import choose_kernel
+
+    assert choose_kernel("auto", n, entries_per_row) == expected
+    assert choose_kernel("reordered", n, entries_per_row) == "reordered"
+
+
+def test_auto_takes_naive_for_a_vector_times_a_99_percent_pruned_layer(kernel_calls, rng):
+    w = make_csr((1024, 256), 0.01, np.float32, np.int32, rng)
+    x = rng.standard_normal(1024).astype(np.float32)
+    assert_product_matches_scipy(spmm.multiply(x, w, kernel="auto"), x, w)
+    assert kernel_calls[-1]["kernel"] == "naive"
+    xs = rng.standard_normal((3, 1024)).astype(np.float32)
+    assert_product_matches_scipy(spmm.multiply(xs, w, kernel="auto"), xs, w)
+    assert kernel_calls[-1]["kernel"] == "tiled"

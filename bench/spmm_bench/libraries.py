@@ -246,8 +246,12 @@ def _kernel_used(spmm: Any, kernel: str, ops: Operands) -> str | None:
     if kernel != "auto":
         return kernel
     choose = getattr(getattr(spmm, "_api", None), "choose_kernel", None)
+    # The rows the kernels walk: A's for A @ B, Wᵀ's (W's columns) for X @ W.
+    rows = ops.sparse.shape[1] if ops.workload.kind == "xw" else ops.sparse.shape[0]
     try:
-        return choose(kernel, ops.workload.n) if choose is not None else None
+        if choose is None:
+            return None
+        return choose(kernel, ops.workload.n, ops.sparse.nnz / max(1, rows))
     except TypeError:  # a newer rule with more inputs: the record then says "?"
         return None
 
