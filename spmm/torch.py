@@ -197,7 +197,9 @@ class SparseLinear(torch.nn.Module):
         leading = x.shape[:-1]
         y = multiply(x.reshape(math.prod(leading), self.in_features), self.prepared)
         if self.bias is not None:
-            y += self.bias  # y is spmm's fresh result: adding in place allocates nothing
+            # y is spmm's fresh result: adding in place allocates nothing. The bias may have
+            # been converted by .to()/.double(): it takes the output's dtype, not the reverse.
+            y += self.bias.to(y.dtype)
         return y.reshape(*leading, self.out_features)
 
     def extra_repr(self) -> str:

@@ -398,6 +398,19 @@ def test_sparse_linear_owns_its_bias_and_weights():
     assert list(layer.parameters()) == [] and "bias" in dict(layer.named_buffers())
 
 
+def test_sparse_linear_dtype_conversions_change_the_bias_only():
+    layer = SparseLinear.from_dense(torch.nn.Linear(8, 4), 0.5)
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        before = layer(x)
+        layer.double()
+        assert layer.bias.dtype == torch.float64 and layer.prepared.dtype == np.float32
+        after = layer(x)  # float32 weights and input: float32 output, whatever the bias
+        assert after.dtype == torch.float32
+        torch.testing.assert_close(after, before)
+        assert layer(x.double()).dtype == torch.float64
+
+
 def test_sparse_linear_repr():
     layer = SparseLinear.from_dense(torch.nn.Linear(16, 8, bias=False), 0.75)
     assert repr(layer) == ("SparseLinear(in_features=16, out_features=8, bias=False, nnz=32, "
