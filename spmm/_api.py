@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _config, _spmm_ext
+from . import _config, _spmm_ext, _torch_bridge
 from ._operands import (
     SIMD_ALIGNMENT,
     Csr,
@@ -22,6 +22,9 @@ from ._operands import (
     to_csr,
 )
 from ._prepared import PreparedMatrix
+
+if TYPE_CHECKING:
+    import torch
 
 PARTITIONS = ("rows", "nnz", "dynamic")
 DEFAULT_PARTITION = "nnz"
@@ -72,18 +75,20 @@ def multiply(
     backend: str | None = None,
     num_threads: int | None = None,
     kernel: str | None = None,
-) -> np.ndarray:
+) -> np.ndarray | torch.Tensor:
     """Multiply a sparse and a dense matrix: the same result as ``a @ b``.
 
     Parameters
     ----------
-    a, b : scipy.sparse matrix/array, :class:`PreparedMatrix` or array-like
+    a, b : scipy.sparse matrix/array, :class:`PreparedMatrix`, array-like or torch.Tensor
         Exactly one of them is sparse (any scipy.sparse format, 2-D, or a
         :class:`PreparedMatrix`); the other is dense: a numpy array or anything
-        ``numpy.asarray`` accepts, 1-D or 2-D, in any memory order and with any strides.
-    out : numpy.ndarray, optional
+        ``numpy.asarray`` accepts, 1-D or 2-D, in any memory order and with any strides, or
+        a CPU ``torch.Tensor``, read in place (see Notes).
+    out : numpy.ndarray or torch.Tensor, optional
         Where to write the result: C-contiguous, writable, of the result's shape and dtype,
-        not sharing memory with an input. Written in place and returned.
+        not sharing memory with an input. Written in place and returned. A CPU tensor is
+        written through the numpy array that shares its memory.
     backend : {"openmp", "threads", "serial"}, optional
         Threading backend for this call. Default: see :func:`get_config`.
     num_threads : int, optional
@@ -93,24 +98,32 @@ def multiply(
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray or torch.Tensor
         ``a @ b``: 2-D, or 1-D when the dense operand is 1-D (as in scipy). float32 when both
-        operands are float16/float32, float64 otherwise.
+        operands are float16/float32, float64 otherwise. ``out`` when it is given; otherwise
+        a ``torch.Tensor`` (sharing the result's memory) when the dense operand is a tensor.
 
     Raises
     ------
     TypeError
         If both or neither operand is sparse, the sparse operand is not 2-D, a dtype is not
-        bool, integer or real floating, or ``out`` is not an ndarray.
+        bool, integer or real floating, ``out`` is not an ndarray or tensor, or a tensor is
+        not a strided CPU tensor that numpy can view (e.g. bfloat16).
     ValueError
-        If the shapes do not match, the sparse structure is corrupt, ``out`` is unusable, or
-        a configuration value (keyword or ``SPMM_*`` environment variable) is invalid.
+        If the shapes do not match, the sparse structure is corrupt, ``out`` is unusable, a
+        tensor requires grad while autograd is recording (``out``: at all), or a
+        configuration value (keyword or ``SPMM_*`` environment variable) is invalid.
 
     Notes
     -----
     Values agree with scipy's product of the same matrix converted to CSR up to
     floating-point rounding (the summation order may differ). Unsorted and duplicate indices
     are summed as scipy does. The GIL is released during the computation.
+
+    torch is optional and never imported by spmm. A CPU tensor is read through
+    ``Tensor.numpy()``, which shares its memory, with numpy's dtype rules. spmm computes no
+    gradients: a tensor that requires grad is an error unless autograd is off
+    (``torch.no_grad()``, ``torch.inference_mode()``), where it is read as if detached.
 
     Examples
     --------
@@ -134,7 +147,7 @@ def multiply_with_partition(
     num_threads: int | None = None,
     kernel: str | None = None,
     partition: str = DEFAULT_PARTITION,
-) -> np.ndarray:
+) -> np.ndarray | torch.Tensor:
     """:func:`multiply` with a choice of how rows are split among threads.
 
     Not part of the stable API: for the tests and benchmarks that compare strategies.
@@ -145,6 +158,10 @@ def multiply_with_partition(
         raise ValueError(
             f"partition must be one of {PARTITIONS}; got {partition!r}"
         )
+    if _torch_bridge.has_tensor(a, b, out):  # CPU torch tensors: numpy views, a tensor back
+        return _torch_bridge.multiply(multiply_with_partition, a, b, out, backend=backend,
+                                      num_threads=num_threads, kernel=kernel,
+                                      partition=partition)
     config = _config.resolve(backend=backend, num_threads=num_threads, kernel=kernel)
     a_sparse = _is_sparse(a)
     b_sparse = _is_sparse(b)
