@@ -10,14 +10,12 @@ import scipy.sparse as sp
 
 from . import _config, _spmm_ext, _torch_bridge
 from ._operands import (
-    SIMD_ALIGNMENT,
     Csr,
-    aligned_copy,
     as_dense,
     check_out,
     check_sparse,
+    kernel_dense,
     result_dtype,
-    rows_contiguous,
     stored_arrays,
     to_csr,
 )
@@ -133,9 +131,7 @@ def multiply(
     >>> np.allclose(spmm.multiply(a, b), a @ b)
     True
     """
-    return multiply_with_partition(
-        a, b, out=out, backend=backend, num_threads=num_threads, kernel=kernel
-    )
+    return _multiply(a, b, out, backend, num_threads, kernel, DEFAULT_PARTITION)
 
 
 def multiply_with_partition(
@@ -158,11 +154,19 @@ def multiply_with_partition(
         raise ValueError(
             f"partition must be one of {PARTITIONS}; got {partition!r}"
         )
+    return _multiply(a, b, out, backend, num_threads, kernel, partition)
+
+
+def _multiply(a: Any, b: Any, out: Any, backend: Any, num_threads: Any, kernel: Any,
+              partition: str) -> np.ndarray | torch.Tensor:
+    config = _config.resolve_values(backend, num_threads, kernel)
+    result = _fast_multiply(a, b, out, config, partition)
+    if result is not None:
+        return result
     if _torch_bridge.has_tensor(a, b, out):  # CPU torch tensors: numpy views, a tensor back
         return _torch_bridge.multiply(multiply_with_partition, a, b, out, backend=backend,
                                       num_threads=num_threads, kernel=kernel,
                                       partition=partition)
-    config = _config.resolve(backend=backend, num_threads=num_threads, kernel=kernel)
     a_sparse = _is_sparse(a)
     b_sparse = _is_sparse(b)
     if a_sparse and b_sparse:
@@ -179,6 +183,122 @@ def multiply_with_partition(
     if a_sparse:
         return _sparse_times_dense(a, b, out, config, partition)
     return _dense_times_sparse(a, b, out, config, partition)
+
+
+_CSR_TYPES = (sp.csr_array, sp.csr_matrix)
+_CSC_TYPES = (sp.csc_array, sp.csc_matrix)
+_COMPRESSED_TYPES = _CSR_TYPES + _CSC_TYPES
+
+# result_dtype for the (sparse, dense) dtype pairs the fast path takes: native bool, integer
+# and float dtypes up to 64 bits. Other pairs (complex, object, byte-swapped...) go down the
+# general path, which converts them or reports the error.
+_COMMON_DTYPES = [np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64,
+                                        np.uint8, np.uint16, np.uint32, np.uint64,
+                                        np.float16, np.float32, np.float64)]
+_RESULT_DTYPES = {(s, d): result_dtype(s, d) for s in _COMMON_DTYPES for d in _COMMON_DTYPES}
+
+# The work below which products run on the calling thread: None for the C++ default
+# (kParallelMinWork); the tests set 0 so that small products exercise the parallel code.
+_parallel_min_work: int | None = None
+
+
+def _fast_multiply(a: Any, b: Any, out: Any, config: tuple, partition: str) -> np.ndarray | None:
+    """The common products, in one call into the extension: ``a @ b``, or None for the
+    general path.
+
+    Handles a scipy CSR or CSC matrix (or a PreparedMatrix) times an ndarray, and an ndarray
+    times one, with bool, integer or float dtypes of up to 64 bits, and ``out`` None or a
+    C-contiguous ndarray of the result's shape and dtype. Only an operand whose dtype is not
+    the result's is converted (a copy); a CSR or CSC matrix in the other orientation than
+    the kernels need is transposed by the extension. The extension checks the rest (index
+    dtypes, layouts, aliasing, the structure of a scipy matrix) and declines what it cannot
+    use as it is; None then sends the call down the general path, which converts the operands
+    or reports what is wrong with them. Nothing else is checked per call in Python: a small
+    product takes a few microseconds (bench/overhead.py), as much as a few dozen Python
+    operations.
+    """
+    transposed = type(b) is not np.ndarray  # X @ W, computed as C^T = W^T X^T
+    given, sparse = (a, b) if transposed else (b, a)
+    if type(given) is not np.ndarray:
+        return None
+    ndim = given.ndim
+    if ndim == 2:
+        width = given.shape[0] if transposed else given.shape[1]
+    elif ndim == 1:
+        width = 1
+    else:
+        return None
+    kind = type(sparse)
+    if kind is PreparedMatrix:
+        sparse_dtype = sparse.dtype
+    elif kind in _COMPRESSED_TYPES:
+        sparse_dtype = sparse.data.dtype
+    else:
+        return None
+    dtype = _RESULT_DTYPES.get((sparse_dtype, given.dtype))
+    if dtype is None:
+        return None
+    dense = given if given.dtype == dtype else given.astype(dtype)
+    copied = dense is not given  # whether the extension sees a copy of an operand
+    check = True  # a scipy matrix's structure may have been corrupted since the last call
+    if kind is PreparedMatrix:
+        csr = sparse.csr_transposed(dtype) if transposed else sparse.csr(dtype)
+        indptr, indices, data = csr.indptr, csr.indices, csr.data
+        check = False
+    else:
+        indptr, indices, data = sparse.indptr, sparse.indices, sparse.data
+        if data.dtype != dtype:
+            data = data.astype(dtype)
+            copied = True
+        if (kind in _CSC_TYPES) != transposed:
+            # The arrays are CSR arrays of W (for X @ W) or of A^T (for A @ B): the
+            # extension checks them and transposes them.
+            inner = sparse.shape[0] if transposed else sparse.shape[1]
+            if given.shape[-1 if transposed else 0] != inner:
+                return None  # a shape error comes before any structure check
+            held = sparse.shape if transposed else sparse.shape[::-1]  # what the arrays hold
+            arrays = _spmm_ext.csr_transpose(indptr, indices, data, held[0], held[1], True)
+            if arrays is None:
+                return None
+            indptr, indices, data = arrays
+            check = False
+            copied = True
+    rows, cols = sparse.shape
+    if transposed:
+        rows, cols = cols, rows
+        shape = (width, rows) if ndim == 2 else (rows,)
+    else:
+        shape = (rows, width) if ndim == 2 else (rows,)
+    if out is None:
+        out = np.empty(shape, dtype)
+    elif (type(out) is not np.ndarray or out.shape != shape or out.dtype != dtype
+          or not out.flags.c_contiguous):
+        return None
+    elif (copied or kind is PreparedMatrix) and _spmm_ext.shares_memory(
+            out, (given, *stored_arrays(sparse))):
+        # The extension checks out against the arrays it reads; this covers those it does
+        # not see (the operands copies were made from, a PreparedMatrix's other form).
+        return None
+    b2, c2 = (dense.T, out.T) if transposed and ndim == 2 else (dense, out)
+    backend, num_threads, kernel, simd = config
+    if kernel == "auto" and width == 1:  # the rule looks at the rows' lengths (choose_kernel)
+        if indptr.ndim != 1 or len(indptr) != rows + 1:
+            return None  # a corrupt structure: the general path reports it
+        kernel = choose_kernel(kernel, 1, int(indptr[-1]) / max(1, rows))
+    partition_code = _PARTITION_CODES[partition]
+    bounds = None
+    if backend != "serial" and num_threads > 1:
+        if backend == "openmp":
+            _warn_if_openmp_unusable()
+        if kind is PreparedMatrix:
+            bounds = csr.slice_bounds(num_threads, partition_code)
+    done = _spmm_ext.csr_times_dense(
+        indptr, indices, data, cols, b2, c2,
+        _KERNEL_CODES[choose_kernel(kernel, width)], _BACKEND_CODES[backend], num_threads,
+        partition_code, _SIMD_CODES[simd], bounds, check,
+        -1 if _parallel_min_work is None else _parallel_min_work,
+    )
+    return out if done else None
 
 
 def _is_sparse(x: object) -> bool:
@@ -207,7 +327,7 @@ def _shape_error(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> ValueErr
     )
 
 
-def _sparse_times_dense(a: Any, b: Any, out: Any, config: dict, partition: str) -> np.ndarray:
+def _sparse_times_dense(a: Any, b: Any, out: Any, config: tuple, partition: str) -> np.ndarray:
     """C = A @ B with A sparse (m x k), B dense (k x n or k)."""
     a_dtype = _sparse_dtype(a)
     dense = as_dense(b)
@@ -220,12 +340,12 @@ def _sparse_times_dense(a: Any, b: Any, out: Any, config: dict, partition: str) 
     shape = (m,) if vector else (m, n)
     out = _output(out, shape, dtype, dense, a)
     csr = _sparse_operand(a, dtype, transpose=False)
-    b2 = rows_contiguous(dense.reshape(k, 1) if vector else dense, dtype)
+    b2 = kernel_dense(dense.reshape(k, 1) if vector else dense, dtype)
     _run(csr, b2, out.reshape(m, n), config, partition)
     return out
 
 
-def _dense_times_sparse(x: Any, w: Any, out: Any, config: dict, partition: str) -> np.ndarray:
+def _dense_times_sparse(x: Any, w: Any, out: Any, config: tuple, partition: str) -> np.ndarray:
     """C = X @ W with X dense (m x k or k), W sparse (k x n).
 
     Computed as C^T = W^T X^T: with W^T in CSR (the CSC arrays of W), the kernels' innermost
@@ -233,7 +353,8 @@ def _dense_times_sparse(x: Any, w: Any, out: Any, config: dict, partition: str) 
     accumulator, so the same vectorized i-p-j kernels serve both products. The alternative,
     scattering each row of W into a row of C, has an indexed store in its inner loop and does
     not vectorize. X^T needs contiguous rows: free when X is Fortran-ordered (or 1-D),
-    otherwise one transposing copy of X, O(m k), small next to the 2 nnz m flops of the product.
+    otherwise one transposing copy of X, O(m k), small next to the 2 nnz m flops of the product
+    (made by the extension, outside the GIL).
     C^T is written through a transposed view of C: each of its rows is accumulated in a
     contiguous scratch buffer and stored once as a column of C.
     """
@@ -248,7 +369,7 @@ def _dense_times_sparse(x: Any, w: Any, out: Any, config: dict, partition: str) 
     shape = (n,) if vector else (m, n)
     out = _output(out, shape, dtype, dense, w)
     csr_t = _sparse_operand(w, dtype, transpose=True)
-    xt = rows_contiguous(dense.reshape(k, 1) if vector else dense.T, dtype)
+    xt = kernel_dense(dense.reshape(k, 1) if vector else dense.T, dtype)
     _run(csr_t, xt, out.reshape(n, 1) if vector else out.T, config, partition)
     return out
 
@@ -291,53 +412,24 @@ def _stacklevel_outside_package() -> int:
     return level
 
 
-# A dense operand up to this size is read from the caches again and again (the X^T of a
-# layer), where loads that straddle cache lines cost the most: it is worth an aligned copy.
-ALIGN_COPY_MAX_BYTES = 1 << 20
-# ... and when its rows are short: the shifted blocks load one vector more per row, which
-# doubles the loads of a 64-byte row but adds a sixteenth to a 1 KiB one (measured: copying a
-# 1024 x 256 float32 B was slower than shifting).
-ALIGN_COPY_MAX_ROW_BYTES = 256
-
-
-def _worth_aligning(b: np.ndarray, nnz: int) -> bool:
-    """Whether to give the kernels an aligned copy of ``b`` (see :func:`aligned_copy`).
-
-    When B does not start on a cache line, or its rows do not all start at the same offset in
-    one, the SIMD kernels either straddle lines or shift their blocks and load one masked
-    vector more per row. For a B that stays in the caches this costs the most: a float32 B of
-    16 columns read 48 bytes past a line ran at 11.4 GFLOP/s against 17.1 for a copy (Xᵀ of a
-    1024 x 4096 layer at 10 %, serial). The copy is O(k n) against the product's O(nnz n), so
-    it is made when B's rows are short (ALIGN_COPY_MAX_ROW_BYTES), B fits in
-    ALIGN_COPY_MAX_BYTES and each of its rows is read at least 4 times on average. A larger B
-    is read from memory, where alignment was measured not to matter (science matrix, n = 8).
-    """
-    row_bytes = b.shape[1] * b.itemsize
-    if not (1 < b.shape[1] and row_bytes <= ALIGN_COPY_MAX_ROW_BYTES):
-        return False
-    if b.nbytes > ALIGN_COPY_MAX_BYTES or nnz < 4 * b.shape[0]:
-        return False
-    return b.ctypes.data % SIMD_ALIGNMENT != 0 or b.strides[0] % SIMD_ALIGNMENT != 0
-
-
-def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: dict, partition: str) -> None:
+def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: tuple, partition: str) -> None:
     """Write ``csr @ b`` into ``c`` (a possibly strided 2-D view) with the configuration."""
     if c.size == 0:
         return
     if b.shape[0] == 0:  # inner dimension 0: the product is all zeros
         c[...] = 0
         return
-    if config["backend"] == "openmp" and config["num_threads"] > 1:
+    backend, num_threads, kernel, simd = config
+    if backend == "openmp" and num_threads > 1:
         _warn_if_openmp_unusable()
-    kernel = choose_kernel(config["kernel"], b.shape[1], csr.nnz / max(1, csr.shape[0]))
-    if _worth_aligning(b, csr.nnz):
-        b = aligned_copy(b, b.dtype)
-    threads = config["num_threads"]
     partition_code = _PARTITION_CODES[partition]
-    parallel = config["backend"] != "serial" and threads > 1
-    _spmm_ext.csr_times_dense(
+    parallel = backend != "serial" and num_threads > 1
+    done = _spmm_ext.csr_times_dense(
         csr.indptr, csr.indices, csr.data, csr.shape[1], b, c,
-        _KERNEL_CODES[kernel], _BACKEND_CODES[config["backend"]],
-        threads, partition_code, _SIMD_CODES[config["simd"]],
-        csr.slice_bounds(threads, partition_code) if parallel else None,
+        _KERNEL_CODES[choose_kernel(kernel, b.shape[1], csr.nnz / max(1, csr.shape[0]))],
+        _BACKEND_CODES[backend], num_threads, partition_code, _SIMD_CODES[simd],
+        csr.slice_bounds(num_threads, partition_code) if parallel else None,
+        False, -1 if _parallel_min_work is None else _parallel_min_work,
     )
+    if not done:  # the operands were converted for the extension: it must take them
+        raise RuntimeError("spmm: the extension refused converted operands (a bug)")

@@ -64,6 +64,9 @@ _SIMD_LEVELS = tuple(_spmm_ext.simd_levels())  # asked once: the CPU does not ch
 
 def default_num_threads() -> int:
     """The CPUs this process may run on (its affinity mask), at least 1."""
+    cpus = _spmm_ext.affinity_cpus()  # read on every call: the mask may change at run time
+    if cpus > 0:
+        return cpus
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
@@ -72,9 +75,11 @@ def default_num_threads() -> int:
 
 def _local() -> dict[str, Any]:
     """This thread's explicitly set values (``None`` means "not set here")."""
-    if not hasattr(_threadlocal, "config"):
+    try:
+        return _threadlocal.config
+    except AttributeError:
         _threadlocal.config = dict.fromkeys(ENV_VARS)
-    return _threadlocal.config
+        return _threadlocal.config
 
 
 def _choices(values: list[str] | tuple[str, ...]) -> str:
@@ -85,7 +90,7 @@ def validate_backend(value: Any, source: str) -> str:
     """Return ``value`` if it is a backend this build has, else raise ValueError."""
     if not isinstance(value, str) or value not in BACKENDS:
         raise ValueError(f"{source} must be one of {_choices(BACKENDS)}; got {value!r}")
-    if value not in available_backends():
+    if value == "openmp" and not _spmm_ext.has_openmp():
         raise ValueError(
             f"{source} is {value!r}, which is not available: spmm was built without OpenMP. "
             f"Available backends: {_choices(available_backends())}"
@@ -102,6 +107,8 @@ def validate_kernel(value: Any, source: str) -> str:
 
 def validate_num_threads(value: Any, source: str) -> int:
     """Return ``value`` if it is a positive int (bools excluded), else raise ValueError."""
+    if type(value) is int and 1 <= value <= MAX_THREADS:  # the common case, checked cheaply
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{source} must be a positive integer; got {value!r}")
     if int(value) < 1:
@@ -146,21 +153,60 @@ def _from_environment(key: str) -> Any:
     return _VALIDATORS[key](raw, f"environment variable {name}")
 
 
-def _default(key: str) -> Any:
-    if key == "backend":
-        return "openmp" if "openmp" in available_backends() else "threads"
-    if key == "num_threads":
-        return default_num_threads()
-    if key == "kernel":
-        return "auto"
-    return available_simd()[-1]
+_ENV_NAMES = tuple(os.fsencode(name) for name in ENV_VARS.values())
+
+# (raw values, validated values) of the last environment parsed. Reading and validating the
+# variables with os.environ cost ~5 us per call (2-vCPU KVM VM, 2026), more than a small
+# product, so they are parsed again only when their raw values change. A failed parse is not
+# kept: an invalid variable is an error at every call.
+_environment_cache: tuple[tuple[bytes | None, ...], tuple[Any, ...]] | None = None
 
 
-def resolve(**overrides: Any) -> dict[str, Any]:
-    """The effective configuration for one call.
+def _environment() -> tuple[Any, ...]:
+    """The validated values of the environment variables, in :data:`ENV_VARS` order (``None``
+    for unset or empty ones); a ValueError naming the variable if one is invalid."""
+    global _environment_cache
+    raw = _spmm_ext.environment_values(*_ENV_NAMES)
+    cached = _environment_cache  # one read: another thread may replace it meanwhile
+    if cached is not None and cached[0] == raw:
+        return cached[1]
+    values = tuple(_from_environment(key) for key in ENV_VARS)
+    _environment_cache = (raw, values)
+    return values
+
+
+def resolve_values(backend: Any = None, num_threads: Any = None,
+                   kernel: Any = None) -> tuple[str, int, str, str]:
+    """The effective ``(backend, num_threads, kernel, simd)`` for one call.
 
     Every environment variable is validated, even one a keyword overrides, so a typo in the
     environment is reported at the first call instead of being silently ignored.
+
+    Parameters
+    ----------
+    backend, num_threads, kernel
+        The call's keywords; ``None`` means "not given".
+    """
+    env_backend, env_threads, env_kernel, env_simd = _environment()
+    local = _local()
+    if backend is not None:
+        backend = validate_backend(backend, "the 'backend' parameter")
+    elif (backend := local["backend"]) is None and (backend := env_backend) is None:
+        backend = "openmp" if _spmm_ext.has_openmp() else "threads"
+    if num_threads is not None:
+        num_threads = validate_num_threads(num_threads, "the 'num_threads' parameter")
+    elif (num_threads := local["num_threads"]) is None and (num_threads := env_threads) is None:
+        num_threads = default_num_threads()
+    if kernel is not None:
+        kernel = validate_kernel(kernel, "the 'kernel' parameter")
+    elif (kernel := local["kernel"]) is None and (kernel := env_kernel) is None:
+        kernel = "auto"
+    simd = env_simd if env_simd is not None else _SIMD_LEVELS[-1]
+    return backend, num_threads, kernel, simd
+
+
+def resolve(**overrides: Any) -> dict[str, Any]:
+    """The effective configuration for one call, as a dict keyed like :data:`ENV_VARS`.
 
     Parameters
     ----------
@@ -168,20 +214,7 @@ def resolve(**overrides: Any) -> dict[str, Any]:
         The call's keywords (``backend``, ``num_threads``, ``kernel``); ``None`` means
         "not given".
     """
-    environment = {key: _from_environment(key) for key in ENV_VARS}
-    local = _local()
-    config = {}
-    for key in ENV_VARS:
-        given = overrides.get(key)
-        if given is not None:
-            config[key] = _VALIDATORS[key](given, f"the {key!r} parameter")
-        elif local[key] is not None:
-            config[key] = local[key]
-        elif environment[key] is not None:
-            config[key] = environment[key]
-        else:
-            config[key] = _default(key)
-    return config
+    return dict(zip(ENV_VARS, resolve_values(**overrides), strict=True))
 
 
 def get_config() -> dict[str, Any]:

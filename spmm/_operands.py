@@ -2,7 +2,7 @@
 
 Everything the C++ kernels assume is established here: which operand is sparse, that the
 shapes agree, a common float dtype, CSR arrays of one index dtype with a valid structure, a
-dense operand whose rows are contiguous, and a usable ``out``. Conversions are the cheapest
+dense operand of that dtype, and a usable ``out``. Conversions are the cheapest
 correct ones: arrays already in a supported form are passed on without a copy.
 """
 
@@ -93,27 +93,34 @@ def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype, transpose: bool = False
 
     CSR input (CSC input when ``transpose``) is used as it is: its arrays are not copied when
     their dtypes are supported. The kernels sum whatever is stored, so unsorted or duplicate
-    indices need no conversion either. Other formats are converted with scipy, but never from
-    an unchecked structure (scipy's conversion routines trust it and crash on a corrupt one):
-    the input's own structure is checked, converted to CSR, and that CSR is validated before
-    it is transposed.
+    indices need no conversion either. CSR and CSC arrays are validated, then transposed when
+    needed by the extension (a counting sort, as scipy's ``tocsc`` does). Other formats are
+    converted to CSR with scipy, but never from an unchecked structure (scipy's conversion
+    routines trust it and crash on a corrupt one): the input's own structure is checked first.
     """
-    target = "csc" if transpose else "csr"
-    if a.format == target:
+    if a.format in ("csr", "csc"):
         m = a
-    elif a.format in ("csr", "csc"):
-        check_structure(a)
-        m = a.tocsc() if transpose else a.tocsr()
     else:
         check_structure(a)
         m = a.tocsr()
-        _checked_compressed(m, m.shape)
-        if transpose:
-            m = m.tocsc()
-    # The CSC arrays of A are the CSR arrays of A^T.
-    shape = (a.shape[1], a.shape[0]) if transpose else (a.shape[0], a.shape[1])
-    indptr, indices, data = _checked_compressed(m, shape)
-    return Csr(indptr, indices, np.ascontiguousarray(data, dtype=dtype), shape)
+    # The compressed arrays of m: the CSR arrays of A, or of A^T for CSC (its CSC arrays).
+    holds = (m.shape[1], m.shape[0]) if m.format == "csc" else m.shape
+    indptr, indices, data = _checked_compressed(m, holds)
+    data = kernel_ready(data, dtype)
+    if (m.format == "csc") == transpose:
+        return Csr(indptr, indices, data, holds)
+    arrays = _spmm_ext.csr_transpose(indptr, indices, data, holds[0], holds[1], False)
+    if arrays is None:  # row numbers beyond int32: transposed with int64 indices
+        wide = np.dtype(np.int64)
+        arrays = _spmm_ext.csr_transpose(indptr.astype(wide), indices.astype(wide), data,
+                                         holds[0], holds[1], False)
+    return Csr(*arrays, (holds[1], holds[0]))
+
+
+def kernel_ready(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` as a contiguous, aligned, native array of ``dtype``: as it is when it already is
+    one (the kernels read each element as a C++ ``I`` or ``T``), else a copy."""
+    return np.require(x, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
 def _corrupt(message: str) -> ValueError:
@@ -207,8 +214,8 @@ def _checked_compressed(m: sp.spmatrix | sp.sparray,
             f"{shape[0] + 1} for {shape[0]} {axis}"
         )
     index_dtype = _common_index_dtype(indptr, indices)
-    indptr = np.ascontiguousarray(indptr, dtype=index_dtype)
-    indices = np.ascontiguousarray(indices, dtype=index_dtype)
+    indptr = kernel_ready(indptr, index_dtype)
+    indices = kernel_ready(indices, index_dtype)
     _spmm_ext.validate_csr(indptr, indices, shape[1])
     nnz = int(indptr[-1])
     if len(data) < nnz:
@@ -281,20 +288,20 @@ def aligned_copy(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def rows_contiguous(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A 2-D view (or, only when needed, an aligned copy) of ``b`` whose rows are contiguous.
+def kernel_dense(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``b`` itself when the extension can read it as a dense ``dtype`` operand, else an
+    aligned copy (:func:`aligned_copy`).
 
-    Row strides may be anything (padding, zero from broadcasting, negative), which the
-    kernels accept; only the column step must be one element. A copy is made when the dtype
-    differs, when elements are misaligned or byte-swapped, or when columns are strided (as
-    for ``X.T`` of a C-ordered ``X``); it is cache-line aligned (:func:`aligned_copy`).
+    Any strides that are whole elements are accepted: padding, zero from broadcasting,
+    negative. Rows that are not contiguous (as in ``X.T`` of a C-ordered ``X``) are packed by
+    the extension itself, outside the GIL (``include/spmm/pack.hpp``). A copy is made here
+    when the dtype differs, or when elements are misaligned, byte-swapped or not a whole
+    number of elements apart.
     """
     if b.dtype != dtype or not b.dtype.isnative or not b.flags.aligned:
         return aligned_copy(b, dtype)  # a misaligned element cannot be read as a T
     itemsize = b.itemsize
-    if b.shape[1] > 1 and b.strides[1] != itemsize:
-        return aligned_copy(b, dtype)
-    if b.strides[0] % itemsize != 0 or b.strides[1] % itemsize != 0:
+    if any(stride % itemsize for stride in b.strides):
         return aligned_copy(b, dtype)
     return b
 

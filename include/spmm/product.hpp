@@ -26,12 +26,29 @@ struct SliceBounds {
     std::int64_t size = 0;
 };
 
+// Below this much work, (stored entries + rows) x dense columns, a product runs on the calling
+// thread whatever the backend: waking other threads would cost more than it saves.
+// Not measured yet: 0 keeps every product on its backend, as before.
+constexpr std::int64_t kParallelMinWork = 0;
+
+// Whether a product does less work than min_work: one multiply-add per stored entry and dense
+// column, plus one store per output element (an empty row still costs its zeroing). Compared
+// as (nnz + rows) < ceil(min_work / n), which cannot overflow.
+template <class I, class T>
+bool less_work_than(const CsrView<I, T>& a, const DenseView<T>& b, std::int64_t min_work) {
+    if (b.cols <= 0) return true;
+    return a.nnz() + a.rows < min_work / b.cols + (min_work % b.cols != 0);
+}
+
 // C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views.
 // The structure of A must have been validated (validate_csr). Every element of C is written.
+// Products below parallel_min_work run on the calling thread (a negative value means
+// kParallelMinWork; 0 lets every product use the backend, for tests and measurements).
 template <class I, class T>
 void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
                   Kernel kernel, Backend backend, int nthreads, Partition partition,
-                  Simd simd = Simd::scalar, SliceBounds given = {}) {
+                  Simd simd = Simd::scalar, SliceBounds given = {},
+                  std::int64_t parallel_min_work = -1) {
     if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
         throw std::invalid_argument("multiply_csr: operand shapes do not match");
     }
@@ -45,7 +62,8 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
     const RowsKernel<I, T> rows_kernel = kernel_for<I, T>(kernel, simd);
     if (rows_kernel == nullptr) throw std::invalid_argument("unknown kernel " + std::to_string(int(kernel)));
     if (c.rows == 0) return;
-    if (backend == Backend::serial || nthreads <= 1) {
+    if (parallel_min_work < 0) parallel_min_work = kParallelMinWork;
+    if (backend == Backend::serial || nthreads <= 1 || less_work_than(a, b, parallel_min_work)) {
         rows_kernel(a, b, c, 0, a.rows);
         return;
     }

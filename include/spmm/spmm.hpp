@@ -4,8 +4,15 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+#include "pack.hpp"
 #include "product.hpp"
+#include "transpose.hpp"
 #include "validate.hpp"
 
 #ifndef SPMM_COMPILE_ARGS
@@ -18,35 +25,54 @@ namespace spmm {
 // contiguous with leading dimension ldb; C: rows x n with arbitrary element strides.
 // `bounds` (nbounds entries, or null) are slice boundaries computed earlier by
 // partition_bounds for the same matrix, thread count and partition (a prepared matrix keeps
-// them); without them the partition is computed here.
+// them); without them the partition is computed here. parallel_min_work: see multiply_csr
+// (negative: kParallelMinWork).
 template <class I, class T>
 void csr_times_dense(const offset_t<I>* indptr, const I* indices, const T* data,
                      std::int64_t rows, std::int64_t cols, const T* b, std::int64_t b_cols,
                      std::int64_t ldb, T* c, std::int64_t c_row_stride,
                      std::int64_t c_col_stride, int kernel, int backend, int nthreads,
                      int partition, int simd, const std::int64_t* bounds = nullptr,
-                     std::int64_t nbounds = 0) {
+                     std::int64_t nbounds = 0, std::int64_t parallel_min_work = -1) {
     const CsrView<I, T> a{indptr, indices, data, rows, cols};
     const DenseView<T> bv{b, cols, b_cols, ldb};
     const OutView<T> cv{c, rows, b_cols, c_row_stride, c_col_stride};
     multiply_csr(a, bv, cv, static_cast<Kernel>(kernel), static_cast<Backend>(backend), nthreads,
                  static_cast<Partition>(partition), static_cast<Simd>(simd),
-                 SliceBounds{bounds, nbounds});
+                 SliceBounds{bounds, nbounds}, parallel_min_work);
 }
 
-// The same for a prepared matrix's 16-bit column indices (64-bit row pointers): a separate
-// name, so the Cython layer needs no fused type for a pair of index types.
-template <class T>
-void csr16_times_dense(const std::int64_t* indptr, const std::uint16_t* indices, const T* data,
-                       std::int64_t rows, std::int64_t cols, const T* b, std::int64_t b_cols,
-                       std::int64_t ldb, T* c, std::int64_t c_row_stride,
-                       std::int64_t c_col_stride, int kernel, int backend, int nthreads,
-                       int partition, int simd, const std::int64_t* bounds,
-                       std::int64_t nbounds) {
-    csr_times_dense<std::uint16_t, T>(indptr, indices, data, rows, cols, b, b_cols, ldb, c,
-                                      c_row_stride, c_col_stride, kernel, backend, nthreads,
-                                      partition, simd, bounds, nbounds);
+// csr_times_dense for a B with any element strides (b_row_stride, b_col_stride), as the Cython
+// layer finds it: when its rows are not contiguous (X^T of a C-ordered X), or when an aligned
+// copy pays (worth_packing), B is first packed (PackedRows), outside the GIL. The row pointers'
+// type O is a parameter of its own (it must be offset_t<I>), so that one declaration serves
+// the Cython layer for every index type.
+template <class O, class I, class T>
+void csr_times_strided_dense(const O* indptr, const I* indices, const T* data, std::int64_t rows,
+                             std::int64_t cols, const T* b, std::int64_t b_cols,
+                             std::int64_t b_row_stride, std::int64_t b_col_stride, T* c,
+                             std::int64_t c_row_stride, std::int64_t c_col_stride, int kernel,
+                             int backend, int nthreads, int partition, int simd,
+                             const std::int64_t* bounds, std::int64_t nbounds,
+                             std::int64_t parallel_min_work) {
+    static_assert(std::is_same_v<O, offset_t<I>>, "row pointers of the wrong type");
+    const std::int64_t nnz = rows == 0 ? 0 : static_cast<std::int64_t>(indptr[rows]);
+    const bool contiguous_rows = b_cols <= 1 || b_col_stride == 1;
+    if (contiguous_rows && !worth_packing(b, cols, b_cols, b_row_stride, nnz)) {
+        csr_times_dense<I, T>(indptr, indices, data, rows, cols, b, b_cols, b_row_stride, c,
+                              c_row_stride, c_col_stride, kernel, backend, nthreads, partition,
+                              simd, bounds, nbounds, parallel_min_work);
+        return;
+    }
+    const PackedRows<T> packed(b, cols, b_cols, b_row_stride, b_col_stride);
+    const DenseView<T>& bv = packed.view();
+    csr_times_dense<I, T>(indptr, indices, data, rows, cols, bv.data, b_cols, bv.ld, c,
+                          c_row_stride, c_col_stride, kernel, backend, nthreads, partition, simd,
+                          bounds, nbounds, parallel_min_work);
 }
+
+// The work below which a product runs on the calling thread (for show_config and benches).
+inline std::int64_t parallel_min_work() { return kParallelMinWork; }
 
 // The slice boundaries a partition produces (for tests and the documentation of strategies).
 template <class I>
@@ -84,6 +110,17 @@ inline std::string compiler_version() {
 }
 
 inline std::string compile_args() { return SPMM_COMPILE_ARGS; }
+
+// The CPUs in this process's affinity mask (the default thread count), or 0 where that cannot
+// be read in one system call: not Linux, or more CPUs than a cpu_set_t holds (EINVAL). The
+// Python layer then asks os.sched_getaffinity, which costs ~1 us more per call.
+inline int affinity_cpus() {
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+#endif
+    return 0;
+}
 
 inline std::size_t pool_workers() { return threads::global_pool().workers(); }
 

@@ -2,8 +2,10 @@
 //   g++ -std=c++17 -O1 -g -fsanitize=thread -Iinclude tests/cpp/stress_backends.cpp
 //   g++ -std=c++17 -O1 -g -fopenmp -fsanitize=address,undefined -Iinclude tests/cpp/...
 // Six caller threads hammer every backend x kernel x partition x thread count at once, on a
-// matrix with uneven rows, writing both row-major and transposed outputs; every result must
-// equal the serial naive one. Exit code 0 on success.
+// matrix with uneven rows, writing both row-major and transposed outputs, and reading B
+// through a transposed view (packed by the entry point) in every other call; every result
+// must equal the serial naive one. The products are small, so they are forced to run in
+// parallel (parallel_min_work = 0). Exit code 0 on success.
 #include <cmath>
 #include <cstdio>
 #include <mutex>
@@ -28,6 +30,10 @@ int main() {
     }
     std::vector<double> b(static_cast<std::size_t>(cols) * n);
     for (auto& x : b) x = static_cast<double>(gen() % 100) / 7.0;
+    std::vector<double> bt(b.size());  // B stored transposed: B(r, j) = bt[j * cols + r]
+    for (int r = 0; r < cols; ++r) {
+        for (int j = 0; j < n; ++j) bt[static_cast<std::size_t>(j) * cols + r] = b[static_cast<std::size_t>(r) * n + j];
+    }
     std::vector<double> ref(static_cast<std::size_t>(rows) * n);
     spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(), rows, cols,
                                        b.data(), n, n, ref.data(), n, 1, 0, 0, 1, 0, 0);
@@ -43,12 +49,21 @@ int main() {
                 const int backend = (t % 2 || !spmm::has_openmp()) ? 2 : 1;
                 const int kernel = it % 3, partition = (it / 3) % 3, nthreads = 1 + it % 4;
                 const int simd = static_cast<int>(levels[static_cast<std::size_t>(it / 9) % levels.size()]);
-                spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
-                                                   rows, cols, b.data(), n, n, c.data(), n, 1,
-                                                   kernel, backend, nthreads, partition, simd);
+                if (it % 2 == 0) {
+                    spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
+                                                       rows, cols, b.data(), n, n, c.data(), n, 1,
+                                                       kernel, backend, nthreads, partition, simd,
+                                                       nullptr, 0, 0);
+                } else {
+                    spmm::csr_times_strided_dense<int, int, double>(
+                        indptr.data(), indices.data(), data.data(), rows, cols, bt.data(), n, 1,
+                        cols, c.data(), n, 1, kernel, backend, nthreads, partition, simd, nullptr,
+                        0, 0);
+                }
                 spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
                                                    rows, cols, b.data(), n, n, ct.data(), 1, rows,
-                                                   kernel, backend, nthreads, partition, simd);
+                                                   kernel, backend, nthreads, partition, simd,
+                                                   nullptr, 0, 0);
                 for (int i = 0; i < rows * n; ++i) {
                     const double want = ref[static_cast<std::size_t>(i)];
                     const double tol = 1e-9 * (1 + std::fabs(want));

@@ -1,0 +1,98 @@
+// Packing a dense operand whose rows are not contiguous (X^T of a C-ordered X, a view of every
+// other column) into one whose rows are, as the kernels need (DenseView).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+
+#include "views.hpp"
+
+namespace spmm {
+
+// Copies start on a cache line, and their rows never straddle two cache lines more than they
+// must: a row of up to 64 bytes is padded to the next power of two (so it sits inside one
+// line), a longer one to a whole number of lines; the Python layer's aligned_copy does the
+// same for the operands it converts.
+constexpr std::int64_t kCacheLineBytes = 64;
+
+// When a B whose rows are contiguous is still worth an aligned copy (moved here from the
+// Python layer's _worth_aligning, so that deciding costs no Python call per product): when B
+// does not start on a cache line, or its rows do not all start at the same offset in one, the
+// SIMD kernels either straddle lines or shift their blocks and load one masked vector more per
+// row. For a B that stays in the caches this costs the most: a float32 B of 16 columns read
+// 48 bytes past a line ran at 11.4 GFLOP/s against 17.1 for a copy (X^T of a 1024 x 4096 layer
+// at 10 %, serial). The copy is O(k n) against the product's O(nnz n), so it is made when B's
+// rows are short (kPackMaxRowBytes: the shifted blocks load one vector more per row, which
+// doubles the loads of a 64-byte row but adds a sixteenth to a 1 KiB one; copying a
+// 1024 x 256 float32 B was slower than shifting), B fits in kPackMaxBytes and each of its rows
+// is read at least 4 times on average. A larger B is read from memory, where alignment was
+// measured not to matter (science matrix, n = 8).
+constexpr std::int64_t kPackMaxBytes = std::int64_t{1} << 20;
+constexpr std::int64_t kPackMaxRowBytes = 256;
+
+template <class T>
+bool worth_packing(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
+                   std::int64_t nnz) {
+    const std::int64_t row_bytes = cols * static_cast<std::int64_t>(sizeof(T));
+    if (cols <= 1 || row_bytes > kPackMaxRowBytes) return false;
+    if (rows * row_bytes > kPackMaxBytes || nnz < 4 * rows) return false;
+    const auto address = reinterpret_cast<std::uintptr_t>(b);
+    const std::int64_t stride_bytes = row_stride * static_cast<std::int64_t>(sizeof(T));
+    return address % kCacheLineBytes != 0 || stride_bytes % kCacheLineBytes != 0;
+}
+
+// Rows of this many elements are copied together: the reads of one column of the block are
+// then contiguous when B's rows are (stride 1, as in X^T), and the block's rows of the copy,
+// 16 cache lines wide at most per column step, stay in L1 while its columns are filled.
+constexpr std::int64_t kPackRowBlock = 16;
+
+// A packed copy of B (rows x cols, element (r, j) at b[r * row_stride + j * col_stride]).
+// O(rows x cols) time, rows x ld + one cache line of memory.
+template <class T>
+class PackedRows {
+  public:
+    PackedRows(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
+               std::int64_t col_stride) {
+        const auto item = static_cast<std::int64_t>(sizeof(T));
+        const std::int64_t row_bytes = cols * item;
+        std::int64_t ld_bytes = kCacheLineBytes;
+        if (row_bytes <= kCacheLineBytes) {
+            while (ld_bytes / 2 >= row_bytes && ld_bytes / 2 >= item) ld_bytes /= 2;
+        } else {
+            ld_bytes = (row_bytes + kCacheLineBytes - 1) / kCacheLineBytes * kCacheLineBytes;
+        }
+        ld_ = std::max(cols, ld_bytes / item);
+        const std::int64_t per_line = std::max<std::int64_t>(1, kCacheLineBytes / item);
+        storage_.reset(new T[static_cast<std::size_t>(rows * ld_ + per_line)]);
+        const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
+        const std::int64_t shift =
+            static_cast<std::int64_t>((kCacheLineBytes - address % kCacheLineBytes) % kCacheLineBytes);
+        data_ = storage_.get() + shift / static_cast<std::int64_t>(sizeof(T));
+        if (col_stride == 1) {  // rows contiguous already (a copy for alignment): row by row
+            for (std::int64_t r = 0; r < rows; ++r) {
+                std::copy(b + r * row_stride, b + r * row_stride + cols, data_ + r * ld_);
+            }
+        } else {
+            for (std::int64_t r0 = 0; r0 < rows; r0 += kPackRowBlock) {
+                const std::int64_t r1 = std::min(rows, r0 + kPackRowBlock);
+                for (std::int64_t j = 0; j < cols; ++j) {
+                    for (std::int64_t r = r0; r < r1; ++r) {
+                        data_[r * ld_ + j] = b[r * row_stride + j * col_stride];
+                    }
+                }
+            }
+        }
+        view_ = DenseView<T>{data_, rows, cols, ld_};
+    }
+
+    const DenseView<T>& view() const { return view_; }
+
+  private:
+    std::unique_ptr<T[]> storage_;
+    T* data_ = nullptr;
+    std::int64_t ld_ = 0;
+    DenseView<T> view_{};
+};
+
+}  // namespace spmm
