@@ -22,6 +22,7 @@ def build_info() -> dict[str, Any]:
         "openmp": bool(_spmm_ext.has_openmp()),
         "openmp_version": version,
         "simd_levels": _config.available_simd(),
+        "parallel_min_work": _spmm_ext.parallel_min_work(),
     }
 
 
@@ -86,6 +87,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"  compile args:       {build['compile_args']}",
         f"  openmp:             {omp}",
         f"  simd levels:        {', '.join(build['simd_levels'])}",
+        f"  parallel min work:  {build['parallel_min_work']} (below it, products run on the "
+        "calling thread)",
         "runtime:",
         f"  backend:            {config['backend']}",
         f"  num_threads:        {config['num_threads']}",

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, settings
 
 import spmm
-from spmm import _config
+from spmm import _api, _config
 
 # --------------------------------------------------------------------------------------------
 # Hypothesis: one derandomized profile, so that a failure reproduces on every run and machine.
@@ -91,6 +91,24 @@ def _clean_config(monkeypatch: pytest.MonkeyPatch):
     reset_spmm_config()
     yield
     reset_spmm_config()
+
+
+@pytest.fixture(autouse=True)
+def _small_products_in_parallel(monkeypatch: pytest.MonkeyPatch):
+    """Every product uses its backend's threads, however small.
+
+    spmm runs products below a work threshold (``kParallelMinWork``, far above the size of
+    the test matrices) on the calling thread; the tests exercise the parallel code instead,
+    as it runs on larger products. The threshold's own tests use
+    :func:`default_parallel_threshold`. Subprocesses run with the built-in threshold.
+    """
+    monkeypatch.setattr(_api, "_parallel_min_work", 0)
+
+
+@pytest.fixture
+def default_parallel_threshold(monkeypatch: pytest.MonkeyPatch):
+    """Products below the built-in threshold run on the calling thread, as outside tests."""
+    monkeypatch.setattr(_api, "_parallel_min_work", None)
 
 
 @pytest.fixture

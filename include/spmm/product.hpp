@@ -27,9 +27,17 @@ struct SliceBounds {
 };
 
 // Below this much work, (stored entries + rows) x dense columns, a product runs on the calling
-// thread whatever the backend: waking other threads would cost more than it saves.
-// Not measured yet: 0 keeps every product on its backend, as before.
-constexpr std::int64_t kParallelMinWork = 0;
+// thread whatever the backend: handing half of it to another core costs more than it saves
+// (waking or signalling the other thread, and moving the operands' cache lines to its core).
+// Measured with `python bench/overhead.py --rounds 3|5` (float32 A of rows x 256 with 16
+// stored per row, times B of 256 x 16, rows 8 to 16384 in steps of sqrt 2) on the 2-vCPU KVM
+// VM (lscpu: Intel Xeon model 207, shared with other jobs), 2026-11-23: over ten sweeps,
+// both parallel backends at 2 threads, forced to run in parallel, beat the serial backend at
+// every larger size from a work of 98k, 197k, 279k, 394k (three sweeps), 557k (two), 1.1M and
+// (once, OpenMP stalling for milliseconds while other jobs ran) never; the spread follows the
+// load of the other jobs. Below ~50k they were up to twice as slow (7-10 us against 4-5 us
+// for the smallest product). 400k is the median crossing, rounded: 45-65 us of serial work.
+constexpr std::int64_t kParallelMinWork = 400000;
 
 // Whether a product does less work than min_work: one multiply-add per stored entry and dense
 // column, plus one store per output element (an empty row still costs its zeroing). Compared
