@@ -48,25 +48,37 @@ inline void cpu_relax() {
 #endif
 }
 
+// A worker waiting for the next call spins without yielding for this long first: a loop of
+// products in Python calls again within a few microseconds, and a worker that kept its CPU is
+// there to take its share, as OpenMP's (which never yields) is. Measured on products just
+// above kParallelMinWork (`python bench/overhead.py --child threads|openmp`, 10 alternating
+// processes, other jobs running, 2026-11-23), median us per call at 1471 / 2942 rows:
+// yielding from the start 50.6 / 91.2 and 44.4 / 76.7, OpenMP 49.8 / 93.4 and 43.7 / 79.7,
+// yielding after 50 us 43.8 / 85.3 and 39.1 / 70.7.
+constexpr long kGreedySpinMicroseconds = 50;
+
 // True as soon as ready() is; false if it still is not after the spin budget.
 //
-// Every 64 pauses (a few microseconds) the spinning thread also yields its CPU. When the
-// machine has a core per thread that costs nothing (no other thread is waiting for this CPU),
-// but when it is oversubscribed, the thread being waited for may be queued on this very CPU
-// (the scheduler often wakes a thread next to the one that woke it): without the yield the
-// waiter kept it off the CPU for its whole spin budget. Measured with a C++ loop of 2-thread
-// calls 3 ms apart on the 2-vCPU VM with other jobs running: median 1010 us per call without
-// the yield, against the 3 us of a call whose worker was already running.
+// After polite_after_us, the spinning thread also yields its CPU every 64 pauses (a few
+// microseconds). When the machine has a core per thread that costs nothing (no other thread
+// is waiting for this CPU), but when it is oversubscribed, the thread being waited for may be
+// queued on this very CPU (the scheduler often wakes a thread next to the one that woke it):
+// without the yield the waiter kept it off the CPU for its whole spin budget. Measured with a
+// C++ loop of 2-thread calls 3 ms apart on the 2-vCPU VM with other jobs running: median
+// 1010 us per call without the yield, against the 3 us of a call whose worker was already
+// running. So the caller, waiting for shares in progress, yields from the start.
 template <class Ready>
-bool spin_until(Ready&& ready) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
+bool spin_until(Ready&& ready, long polite_after_us = 0) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + std::chrono::microseconds(kSpinMicroseconds);
+    const auto polite = start + std::chrono::microseconds(polite_after_us);
     for (unsigned i = 1;; ++i) {
         if (ready()) return true;
         cpu_relax();
         if (i % 64 == 0) {
-            if (std::chrono::steady_clock::now() > deadline) return ready();
-            std::this_thread::yield();
+            const auto now = std::chrono::steady_clock::now();
+            if (now > deadline) return ready();
+            if (now > polite) std::this_thread::yield();
         }
     }
 }
@@ -189,7 +201,7 @@ class ThreadPool {
                 return stop_.load(std::memory_order_acquire) ||
                        generation_of(state_.load(std::memory_order_acquire)) != seen;
             };
-            if (!spin_until(fresh)) {
+            if (!spin_until(fresh, kGreedySpinMicroseconds)) {
                 std::unique_lock<std::mutex> lock(mutex_);
                 wake_.wait(lock, fresh);
             }
