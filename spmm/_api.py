@@ -131,7 +131,12 @@ def multiply(
     >>> np.allclose(spmm.multiply(a, b), a @ b)
     True
     """
-    return _multiply(a, b, out, backend, num_threads, kernel, DEFAULT_PARTITION)
+    # _multiply's fast case, inlined: one Python call less on every small product.
+    config = _config.resolve_values(backend, num_threads, kernel)
+    result = _fast_multiply(a, b, out, config, DEFAULT_PARTITION)
+    if result is not None:
+        return result
+    return _multiply(a, b, out, backend, num_threads, kernel, DEFAULT_PARTITION, config)
 
 
 def multiply_with_partition(
@@ -158,11 +163,14 @@ def multiply_with_partition(
 
 
 def _multiply(a: Any, b: Any, out: Any, backend: Any, num_threads: Any, kernel: Any,
-              partition: str) -> np.ndarray | torch.Tensor:
-    config = _config.resolve_values(backend, num_threads, kernel)
-    result = _fast_multiply(a, b, out, config, partition)
-    if result is not None:
-        return result
+              partition: str, config: tuple | None = None) -> np.ndarray | torch.Tensor:
+    """The product, by the fast path when it applies (unless ``config`` is given: then it
+    was just tried), else by the general path."""
+    if config is None:
+        config = _config.resolve_values(backend, num_threads, kernel)
+        result = _fast_multiply(a, b, out, config, partition)
+        if result is not None:
+            return result
     if _torch_bridge.has_tensor(a, b, out):  # CPU torch tensors: numpy views, a tensor back
         return _torch_bridge.multiply(multiply_with_partition, a, b, out, backend=backend,
                                       num_threads=num_threads, kernel=kernel,
@@ -196,10 +204,11 @@ _COMMON_DTYPES = [np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, n
                                         np.uint8, np.uint16, np.uint32, np.uint64,
                                         np.float16, np.float32, np.float64)]
 _RESULT_DTYPES = {(s, d): result_dtype(s, d) for s in _COMMON_DTYPES for d in _COMMON_DTYPES}
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
-# The work below which products run on the calling thread: None for the C++ default
+# The work below which products run on the calling thread: -1 for the C++ default
 # (kParallelMinWork); the tests set 0 so that small products exercise the parallel code.
-_parallel_min_work: int | None = None
+_parallel_min_work: int = -1
 
 
 def _fast_multiply(a: Any, b: Any, out: Any, config: tuple, partition: str) -> np.ndarray | None:
@@ -235,11 +244,15 @@ def _fast_multiply(a: Any, b: Any, out: Any, config: tuple, partition: str) -> n
         sparse_dtype = sparse.data.dtype
     else:
         return None
-    dtype = _RESULT_DTYPES.get((sparse_dtype, given.dtype))
-    if dtype is None:
-        return None
-    dense = given if given.dtype == dtype else given.astype(dtype)
-    copied = dense is not given  # whether the extension sees a copy of an operand
+    given_dtype = given.dtype
+    if given_dtype == sparse_dtype and (given_dtype == _F64 or given_dtype == _F32):
+        dtype, dense, copied = given_dtype, given, False  # the common case, without a lookup
+    else:
+        dtype = _RESULT_DTYPES.get((sparse_dtype, given_dtype))
+        if dtype is None:
+            return None
+        dense = given if given_dtype == dtype else given.astype(dtype)
+        copied = dense is not given  # whether the extension sees a copy of an operand
     check = True  # a scipy matrix's structure may have been corrupted since the last call
     if kind is PreparedMatrix:
         csr = sparse.csr_transposed(dtype) if transposed else sparse.csr(dtype)
@@ -281,22 +294,25 @@ def _fast_multiply(a: Any, b: Any, out: Any, config: tuple, partition: str) -> n
         return None
     b2, c2 = (dense.T, out.T) if transposed and ndim == 2 else (dense, out)
     backend, num_threads, kernel, simd = config
-    if kernel == "auto" and width == 1:  # the rule looks at the rows' lengths (choose_kernel)
+    if kernel != "auto":
+        kernel_code = _KERNEL_CODES[kernel]
+    elif width == 1:  # the rule looks at the rows' lengths (choose_kernel)
         if indptr.ndim != 1 or len(indptr) != rows + 1:
             return None  # a corrupt structure: the general path reports it
-        kernel = choose_kernel(kernel, 1, int(indptr[-1]) / max(1, rows))
+        kernel_code = _KERNEL_CODES[choose_kernel(kernel, 1, int(indptr[-1]) / max(1, rows))]
+    else:
+        kernel_code = _KERNEL_CODES[choose_kernel(kernel, width)]
     partition_code = _PARTITION_CODES[partition]
     bounds = None
     if backend != "serial" and num_threads > 1:
-        if backend == "openmp":
+        if (backend == "openmp" and not _warned_openmp_after_fork
+                and not _spmm_ext.openmp_usable()):
             _warn_if_openmp_unusable()
         if kind is PreparedMatrix:
             bounds = csr.slice_bounds(num_threads, partition_code)
     done = _spmm_ext.csr_times_dense(
-        indptr, indices, data, cols, b2, c2,
-        _KERNEL_CODES[choose_kernel(kernel, width)], _BACKEND_CODES[backend], num_threads,
-        partition_code, _SIMD_CODES[simd], bounds, check,
-        -1 if _parallel_min_work is None else _parallel_min_work,
+        indptr, indices, data, cols, b2, c2, kernel_code, _BACKEND_CODES[backend],
+        num_threads, partition_code, _SIMD_CODES[simd], bounds, check, _parallel_min_work,
     )
     return out if done else None
 
@@ -429,7 +445,7 @@ def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: tuple, partition: str) 
         _KERNEL_CODES[choose_kernel(kernel, b.shape[1], csr.nnz / max(1, csr.shape[0]))],
         _BACKEND_CODES[backend], num_threads, partition_code, _SIMD_CODES[simd],
         csr.slice_bounds(num_threads, partition_code) if parallel else None,
-        False, -1 if _parallel_min_work is None else _parallel_min_work,
+        False, _parallel_min_work,
     )
     if not done:  # the operands were converted for the extension: it must take them
         raise RuntimeError("spmm: the extension refused converted operands (a bug)")

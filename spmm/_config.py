@@ -165,11 +165,16 @@ _environment_cache: tuple[tuple[bytes | None, ...], tuple[Any, ...]] | None = No
 def _environment() -> tuple[Any, ...]:
     """The validated values of the environment variables, in :data:`ENV_VARS` order (``None``
     for unset or empty ones); a ValueError naming the variable if one is invalid."""
-    global _environment_cache
     raw = _spmm_ext.environment_values(*_ENV_NAMES)
     cached = _environment_cache  # one read: another thread may replace it meanwhile
     if cached is not None and cached[0] == raw:
         return cached[1]
+    return _parse_environment(raw)
+
+
+def _parse_environment(raw: tuple[bytes | None, ...]) -> tuple[Any, ...]:
+    """Parse and validate the variables whose raw values are ``raw``, and cache them."""
+    global _environment_cache
     values = tuple(_from_environment(key) for key in ENV_VARS)
     _environment_cache = (raw, values)
     return values
@@ -187,8 +192,15 @@ def resolve_values(backend: Any = None, num_threads: Any = None,
     backend, num_threads, kernel
         The call's keywords; ``None`` means "not given".
     """
-    env_backend, env_threads, env_kernel, env_simd = _environment()
-    local = _local()
+    # _environment() and _local(), inlined: this runs on every product.
+    raw = _spmm_ext.environment_values(*_ENV_NAMES)
+    cached = _environment_cache
+    env = cached[1] if cached is not None and cached[0] == raw else _parse_environment(raw)
+    env_backend, env_threads, env_kernel, env_simd = env
+    try:
+        local = _threadlocal.config
+    except AttributeError:
+        local = _local()
     if backend is not None:
         backend = validate_backend(backend, "the 'backend' parameter")
     elif (backend := local["backend"]) is None and (backend := env_backend) is None:
@@ -196,7 +208,7 @@ def resolve_values(backend: Any = None, num_threads: Any = None,
     if num_threads is not None:
         num_threads = validate_num_threads(num_threads, "the 'num_threads' parameter")
     elif (num_threads := local["num_threads"]) is None and (num_threads := env_threads) is None:
-        num_threads = default_num_threads()
+        num_threads = _spmm_ext.affinity_cpus() or default_num_threads()
     if kernel is not None:
         kernel = validate_kernel(kernel, "the 'kernel' parameter")
     elif (kernel := local["kernel"]) is None and (kernel := env_kernel) is None:

@@ -108,7 +108,7 @@ def _small_products_in_parallel(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def default_parallel_threshold(monkeypatch: pytest.MonkeyPatch):
     """Products below the built-in threshold run on the calling thread, as outside tests."""
-    monkeypatch.setattr(_api, "_parallel_min_work", None)
+    monkeypatch.setattr(_api, "_parallel_min_work", -1)
 
 
 @pytest.fixture
