@@ -16,8 +16,8 @@ namespace spmm {
 // same for the operands it converts.
 constexpr std::int64_t kCacheLineBytes = 64;
 
-// When a B whose rows are contiguous is still worth an aligned copy (moved here from the
-// Python layer's _worth_aligning, so that deciding costs no Python call per product): when B
+// When a B whose rows are contiguous is still worth an aligned copy (decided here rather than
+// in Python, so that deciding costs no Python call per product): when B
 // does not start on a cache line, or its rows do not all start at the same offset in one, the
 // SIMD kernels either straddle lines or shift their blocks and load one masked vector more per
 // row. For a B that stays in the caches this costs the most: a float32 B of 16 columns read
