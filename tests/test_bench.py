@@ -40,7 +40,7 @@ RECORD_KEYS = {
     "workload_id", "status", "reason", "median", "min", "max", "samples", "gflops",
     "speedup_vs_scipy", "speedup_vs_dense", "roofline_fraction", "arithmetic_intensity",
     "cpu_wall_ratio", "thread_limit_ok", "disturbed", "disturbed_reasons", "remeasured",
-    "simd", "simd_used",
+    "simd", "simd_used", "layout_used", "block_used",
 }
 TOP_KEYS = {"machine", "spmm", "libraries", "workers", "workloads", "measurements",
             "break_even", "notes", "options", "started", "duration_seconds", "ablation",
@@ -52,11 +52,11 @@ AUTO_CHECK_KEYS = {"workload_id", "suite", "kind", "shape", "pattern", "nnz", "d
 PAYOFF_KEYS = {"workload_id", "backend", "threads", "prepare_seconds", "unprepared_seconds",
                "prepared_seconds", "calls_to_pay_off", "pays_off", "prepared_nbytes",
                "csr_nbytes", "dense_nbytes"}
-TARGET_KEYS = {"item", "target", "threads", "op", "goal", "unit", "measured", "worst",
+TARGET_KEYS = {"issue", "item", "target", "threads", "op", "goal", "unit", "measured", "worst",
                "passing", "workloads", "pass", "status", "reason", "note", "details"}
-REPORT_SECTIONS = ("## Issue 5 targets", "## Kernel ablation waterfall",
+REPORT_SECTIONS = ("## Targets", "## Kernel ablation waterfall",
                    "## `auto` against the fastest kernel", "## spmm.prepare: cost, payoff and "
-                   "footprint")
+                   "footprint", "## Structured weights")
 
 
 def tiny_options(**kw: Any) -> plan.Options:
@@ -117,6 +117,37 @@ def test_tiny_suite_end_to_end_in_worker_processes_writes_valid_json(tmp_path: P
     assert {"naive", "reordered", "tiled"} <= {r["kernel"] for r in spmm_rows}
     check_kernel_sections(results, (tmp_path / "report.md").read_text())
     assert (tmp_path / "auto_check.csv").read_text().startswith("workload_id,")
+    check_layout_records(results)
+
+
+def check_layout_records(results: dict[str, Any]) -> None:
+    """On the tile-wise workload, ``auto`` records the layout ``spmm.prepare`` chose (the tile
+    layout where spmm has structured layouts) and ``kernel="tiled"`` ran the CSR form, at every
+    thread count; elsewhere every call ran the CSR form."""
+    from spmm_bench.store import generate
+
+    import spmm
+
+    (wid,) = [w for w, wl in results["workloads"].items() if "layout" in wl["tags"]]
+    spec = suites.MatrixSpec("tiny", tuple(results["workloads"][wid]["shape"]), "tilewise128",
+                             0.5)
+    p = spmm.prepare(generate(spec))
+    layout, block = getattr(p, "layout", "csr"), getattr(p, "block", None)
+    if layout != "csr":  # the generator's tiles are exactly what prepare detects
+        assert (layout, tuple(block)) == ("tile", (1, 128))
+    for r in by_library(results, "spmm"):
+        structured = (r["workload_id"] == wid and r["kernel"] == "auto"
+                      and r["variant"] in ("prepared", "prepare"))
+        assert r["layout_used"] == (layout if structured else "csr"), r["key"]
+        assert r["block_used"] == (list(block) if structured and block else None), r["key"]
+        if structured and r["variant"] == "prepared" and layout != "csr":
+            assert r["kernel_used"] == layout
+    def ran(kernel: str) -> set[tuple[str, int]]:
+        return {(r["backend"], r["threads"]) for r in by_library(results, "spmm")
+                if r["workload_id"] == wid and r["kernel"] == kernel and r["simd"] is None
+                and r["variant"] == "prepared" and r["partition"] == "nnz"}
+
+    assert ran(plan.LAYOUT_TWIN) == ran("auto") and len(ran("auto")) >= 2
 
 
 def check_kernel_sections(results: dict[str, Any], report: str) -> None:
@@ -152,7 +183,7 @@ def check_kernel_sections(results: dict[str, Any], report: str) -> None:
         assert PAYOFF_KEYS <= set(row)
         assert row["csr_nbytes"] > 0 and row["prepared_nbytes"] > 0 and row["dense_nbytes"] > 0
     rows = results["targets"]["rows"]
-    assert {r["item"] for r in rows} == {"5", "6", "8"}
+    assert {(r["issue"], r["item"]) for r in rows} == {(5, "5"), (5, "6"), (5, "8"), (6, "3")}
     for row in rows:
         assert TARGET_KEYS <= set(row)
         assert (row["pass"] is None) == (row["status"] == "not measured")
@@ -367,7 +398,8 @@ def test_plan_runs_the_waterfall_steps_and_the_auto_check_at_their_levels() -> N
 
 
 def test_flagged_auto_check_points_are_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(autocheck, "TOLERANCE", 0.5)  # every workload is flagged
+    # Every workload is flagged (auto's structured layout may beat every CSR kernel 2x).
+    monkeypatch.setattr(autocheck, "TOLERANCE", 0.0)
     results = run_quietly(tiny_options(backends=["serial"]))
     rows = results["auto_check"]["rows"]
     assert rows and all(r["rechecked"] and r["flagged"] for r in rows)
@@ -520,3 +552,117 @@ def test_native_build_script_help(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "--rounds" in done.stdout
+
+
+def test_plan_measures_the_csr_form_beside_structured_layouts() -> None:
+    workloads = suites.workloads("structured", ["float32"])
+    assert len(workloads) == 18
+    assert {wl.matrix.sparsity for wl in workloads} == {0.5, 0.75, 0.9}
+    options = tiny_options(threads=[1, 2], peers=["dense", "torch", "torch-dense"])
+    for wl in workloads:
+        cases = plan.cases_for(wl, options, ["serial", "openmp", "threads"])
+        assert len({c["key"] for c in cases}) == len(cases)
+        twins = {(c["backend"], c["threads"]) for c in cases if c["library"] == "spmm"
+                 and c["kernel"] == plan.LAYOUT_TWIN and c["variant"] == "prepared"
+                 and c["simd"] is None}
+        if wl.matrix.pattern == "uniform":
+            assert "layout" not in wl.tags and ("openmp", 2) not in twins
+        else:
+            assert "layout" in wl.tags
+            assert twins == {("serial", 1), ("openmp", 1), ("openmp", 2), ("threads", 1),
+                             ("threads", 2)}
+        peers = {(c["library"], c["threads"]) for c in cases if c["library"] != "spmm"}
+        assert {("torch", 1), ("torch", 2), ("torch-dense", 1), ("torch-dense", 2)} <= peers
+
+
+def _structured(pattern: str, sparsity: float, batch: int) -> tuple[str, dict[str, Any]]:
+    wid = f"structured/4096x4096/{pattern}/s{sparsity * 100:g}/batch{batch}/float32"
+    return wid, {"id": wid, "family": "structured", "kind": "xw", "shape": [4096, 4096],
+                 "pattern": pattern, "sparsity": sparsity, "n": batch,
+                 "nnz": round(4096 * 4096 * (1 - sparsity)), "dtype": "float32", "tags": []}
+
+
+def test_structured_targets_from_synthetic_measurements() -> None:
+    # GFLOP/s: dense 10 everywhere; spmm's structured layouts 25 (tile) and 20 (block), its
+    # CSR kernel 15, spmm on uniform 12. On one block workload spmm ran the CSR form.
+    auto = {"tilewise128": (25.0, "tile", [1, 128]), "block32": (20.0, "block", [32, 32]),
+            "uniform": (12.0, "csr", None)}
+    records = []
+    for sparsity in (0.5, 0.75, 0.9):
+        for batch in (64, 256):
+            for pattern, (gflops, layout, block) in auto.items():
+                wid, wl = _structured(pattern, sparsity, batch)
+                if (pattern, sparsity, batch) == ("block32", 0.9, 256):
+                    layout, block = "csr", None
+                records += [
+                    _measured(wid, wl, "dense", 1, 10.0),
+                    _spmm_measured(wid, wl, "serial", 1, gflops, layout_used=layout,
+                                   block_used=block),
+                    _measured(wid, wl, "spmm", 1, 15.0, backend="serial", kernel="tiled",
+                              partition="nnz", variant="prepared", simd=None,
+                              label="spmm serial tiled", layout_used="csr")]
+    rows = targets.evaluate(records, {}, cpus=2, threads=[1], library_info={})["rows"]
+    structured = [r for r in rows if r["issue"] == 6]
+    assert len(structured) == 2 * 3 + 4 and all(r["item"] == "3" for r in structured)
+
+    def row(text: str) -> dict[str, Any]:
+        (found,) = [r for r in structured if text in r["target"]]
+        return found
+
+    tile = row("tilewise128 75 %, batch 64: spmm / dense")
+    assert tile["measured"] == pytest.approx(2.5) and tile["pass"] and tile["goal"] == 1.9
+    assert tile["details"][0]["layout_used"] == "tile"
+    block = row("block32 75 %, batch 256: spmm / dense")
+    assert block["measured"] == pytest.approx(2.0) and block["pass"] is False
+    assert row("tilewise128 50 %, batch 64")["goal"] == 1.0
+    vs_csr = row("tilewise128, every sparsity, batch 64 and 256: spmm / spmm CSR")
+    assert vs_csr["measured"] == pytest.approx(25 / 15) and vs_csr["passing"] == 6
+    assert vs_csr["pass"]
+    # Faster than the CSR kernel by its ratio, but it ran the CSR form: a miss, said so.
+    block_csr = row("block32, every sparsity, batch 64 and 256: spmm / spmm CSR")
+    assert block_csr["pass"] is False and block_csr["passing"] == 5
+    assert "CSR form" in block_csr["note"]
+    vs_uniform = row("tilewise128, every sparsity, batch 64 and 256: spmm GFLOP/s / spmm on "
+                     "uniform")
+    assert vs_uniform["measured"] == pytest.approx(25 / 12) and vs_uniform["pass"]
+    # Without the dense product or the CSR twin: not measured, with the reason.
+    rows = targets.evaluate([r for r in records if r["library"] != "dense"
+                             and r.get("kernel") != "tiled"], {}, cpus=2, threads=[1],
+                            library_info={})["rows"]
+    for r in rows:
+        if r["issue"] == 6 and "uniform" not in r["target"]:
+            assert r["status"] == "not measured" and r["pass"] is None and r["reason"]
+
+
+def test_torch_dense_peer_missing_is_skipped_never_measured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoTorch(libraries.TorchDenseLibrary):
+        module = "spmm_bench_no_such_module"
+
+    monkeypatch.setitem(libraries.PEERS, "torch-dense", NoTorch())
+    results = run_quietly(tiny_options(peers=["torch-dense"]))
+    rows = by_library(results, "torch-dense")
+    assert rows and all(r["status"] == "skipped" and r["gflops"] is None for r in rows)
+    assert all("not installed" in r["reason"] for r in rows)
+    assert results["libraries"]["torch-dense"]["status"] == "skipped"
+
+
+def test_torch_peers_sparse_mm_and_dense_linear() -> None:
+    torch = pytest.importorskip("torch")
+    saved = torch.get_num_threads()
+    try:
+        results = run_quietly(tiny_options(peers=["torch", "torch-dense"], backends=["serial"]))
+    finally:
+        torch.set_num_threads(saved)
+    sparse = by_library(results, "torch")
+    assert sparse and all(r["status"] == "ok" for r in sparse)
+    dense = by_library(results, "torch-dense")
+    layers = [r for r in dense if r["workload"]["kind"] == "xw"]
+    assert layers and all(r["status"] == "ok" and r["gflops"] > 0 for r in layers)
+    others = [r for r in dense if r["workload"]["kind"] != "xw"]
+    assert others and all(r["status"] == "skipped" and "nn.Linear" in r["reason"]
+                          for r in others)
+    # A dense baseline: no roofline of its own, never the "best peer" of the summary table.
+    assert all(r["arithmetic_intensity"] is None for r in layers)
+    assert "torch.sparse.mm" in results["libraries"]["torch"]["forms"]["xw"]
+    assert "nn.Linear" in results["libraries"]["torch-dense"]["forms"]["xw"]

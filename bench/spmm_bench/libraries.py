@@ -178,8 +178,9 @@ class SpmmLibrary(Library):
     module = "spmm"
     distributions = ("spmm",)
     forms: ClassVar[dict[str, str]] = {
-        "xw": "spmm.multiply(X, P, out=C): P = spmm.prepare(W) with the CSR of Wᵀ built "
-              "before timing; X Fortran-ordered (Xᵀ rows contiguous, so no copy)",
+        "xw": "spmm.multiply(X, P, out=C): P = spmm.prepare(W) (layout auto: a structured "
+              "layout where W has one, `layout_used` in each record) with the CSR of Wᵀ "
+              "built before timing; X Fortran-ordered (Xᵀ rows contiguous, so no copy)",
         "ab": "spmm.multiply(P, B, out=C): P = spmm.prepare(A); B C-contiguous",
     }
     variants: ClassVar[dict[str, str]] = {
@@ -220,8 +221,9 @@ class SpmmLibrary(Library):
 
         details: dict[str, Any] = {"simd_used": spmm.get_config()["simd"]}
         if case["variant"] == "prepare":
-            return Bound(prepare, None, {**details, **_footprint(ops, ops.memo("prepared",
-                                                                               prepare))})
+            prepared = ops.memo("prepared", prepare)
+            return Bound(prepare, None, {**details, **_footprint(ops, prepared),
+                                         **_layout_used(prepared, case, xw)})
         operand = sparse if case["variant"] == "unprepared" else ops.memo("prepared", prepare)
         dense = ops.memo("x_fortran", lambda: np.asfortranarray(ops.dense)) if xw else ops.dense
         out = ops.empty_out()
@@ -236,8 +238,30 @@ class SpmmLibrary(Library):
                 return multiply_with_partition(a, b, partition=case["partition"], **kw)
 
         left, right = (dense, operand) if xw else (operand, dense)
-        details["kernel_used"] = _kernel_used(spmm, case["kernel"], ops)
+        details.update(_layout_used(operand, case, xw))
+        if details["layout_used"] == "csr":
+            details["kernel_used"] = _kernel_used(spmm, case["kernel"], ops)
+        else:  # the structured layout's own kernel: the CSR rule does not apply
+            details["kernel_used"] = details["layout_used"]
         return Bound(lambda: multiply(left, right, **kwargs), lambda _: out, details)
+
+
+def _layout_used(operand: Any, case: dict[str, Any], xw: bool) -> dict[str, Any]:
+    """The form spmm's call runs: ``layout_used`` (``"csr"``, or the structured layout of
+    ``PreparedMatrix.layout``: ``"tile"``, ``"block"``, ...) and ``block_used`` (its unit,
+    ``PreparedMatrix.block``, as a list; None for CSR).
+
+    A structured layout serves only ``x @ p`` with ``kernel="auto"``: an explicit kernel, the
+    unprepared scipy matrix and ``p @ x`` run the CSR form. For the ``prepare`` variant, the
+    layout ``prepare`` built. An spmm without structured layouts has no ``layout``: "csr".
+    """
+    layout = getattr(operand, "layout", "csr")
+    block = getattr(operand, "block", None)
+    if case["variant"] != "prepare" and not (xw and case["kernel"] == "auto"):
+        layout = "csr"
+    if layout == "csr" or block is None:
+        return {"layout_used": layout, "block_used": None}
+    return {"layout_used": layout, "block_used": [int(v) for v in block]}
 
 
 def _kernel_used(spmm: Any, kernel: str, ops: Operands) -> str | None:
@@ -319,7 +343,14 @@ class MklLibrary(Library):
 
 
 class TorchLibrary(Library):
-    """PyTorch's CPU sparse CSR product."""
+    """PyTorch's CPU sparse CSR product: ``torch.sparse.mm``'s kernel.
+
+    ``torch.sparse.mm(S, D)`` with S in CSR is ``torch._sparse_mm``, which zero-fills a new
+    output and calls ``addmm(zeros, S, D, beta=0, alpha=1)``; ``torch.mm(S, D, out=C)`` on a
+    CSR tensor (``_sparse_csr_mm_out``) calls the same ``addmm`` into C (both reach
+    ``addmm_out_sparse_csr_cpu``, MKL's sparse BLAS in the CPU wheel). The ``out=`` form is
+    timed, as for every peer that accepts one: the same kernel without the allocation.
+    """
 
     name = "torch"
     module = "torch"
@@ -327,9 +358,12 @@ class TorchLibrary(Library):
     uses_blas = True
     distributions = ("torch",)
     forms: ClassVar[dict[str, str]] = {
-        "xw": "torch.mm(Wt, Xt, out=Ct): Wᵀ a sparse_csr_tensor sharing scipy's int32 "
-              "arrays, Xᵀ contiguous; C = Ctᵀ (X @ W_csr converts on every call)",
-        "ab": "torch.mm(A, B, out=C): A a sparse_csr_tensor sharing scipy's arrays",
+        "xw": "torch.mm(Wt, Xt, out=Ct), torch.sparse.mm's kernel (both run addmm on the CSR "
+              "tensor; sparse.mm also allocates and zero-fills C): Wᵀ a sparse_csr_tensor "
+              "sharing scipy's int32 arrays, Xᵀ contiguous; C = Ctᵀ (X @ W_csr converts on "
+              "every call)",
+        "ab": "torch.mm(A, B, out=C), torch.sparse.mm's kernel: A a sparse_csr_tensor "
+              "sharing scipy's arrays",
     }
 
     def load(self, threads: int) -> None:
@@ -357,6 +391,43 @@ class TorchLibrary(Library):
         right = torch.from_numpy(ops.dense)
         out = torch.from_numpy(ops.empty_out())
         return Bound(lambda: torch.mm(left, right, out=out), lambda _: out.numpy())
+
+
+class TorchDenseLibrary(TorchLibrary):
+    """PyTorch's dense layer: what ``torch.nn.Linear`` computes on the unpruned weights.
+
+    ``nn.Linear(in, out, bias=False).forward(x)`` is ``torch.nn.functional.linear(x,
+    weight)`` with ``weight`` = Wᵀ (out x in); the function is called directly (the module's
+    call adds only Python overhead). It has no ``out=``: torch allocates the result.
+    PyTorch's SGEMM is its bundled MKL's (MEASURED.md: about 95 GFLOP/s on one core here,
+    against OpenBLAS's 224), so "dense" in the targets stays numpy's product.
+    """
+
+    name = "torch-dense"
+    forms: ClassVar[dict[str, str]] = {
+        "xw": "torch.nn.functional.linear(X, Wt), i.e. nn.Linear(in, out, bias=False) with "
+              "weight Wᵀ: X a tensor sharing numpy's buffer, Wᵀ the dense weights (out x in, "
+              "contiguous); torch allocates C",
+        "ab": "— (a layer computes X @ W: the A @ B workloads are skipped)",
+    }
+
+    def skip_reason(self, wl: Workload) -> str | None:
+        if wl.kind != "xw":
+            return "nn.Linear is a layer (X @ W); A @ B has no dense layer to compare with"
+        return DenseLibrary().skip_reason(wl)
+
+    def bind(self, ops: Operands, case: dict[str, Any]) -> Bound:
+        torch = self._torch
+        linear = torch.nn.functional.linear
+        weight = torch.from_numpy(ops.memo("dense_sparse_t",
+                                           lambda: np.ascontiguousarray(ops.sparse.T.toarray())))
+        x = torch.from_numpy(ops.dense)
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return linear(x, weight)
+
+        return Bound(call, lambda ret: ret.numpy())
 
 
 class GraphblasLibrary(Library):
@@ -420,6 +491,7 @@ SPMM = SpmmLibrary()
 PEERS: dict[str, Library] = {
     "dense": DenseLibrary(),
     "torch": TorchLibrary(),
+    "torch-dense": TorchDenseLibrary(),
     "mkl": MklLibrary(),
     "graphblas": GraphblasLibrary(),
 }

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 NOT_TIMED_VARIANTS = ("prepare",)
+# The dense products (numpy's BLAS, PyTorch's nn.Linear): baselines, not sparse peers. Their
+# work is not the sparse product's (no intensity, no roofline, no break-even of their own).
+DENSE_LIBRARIES = ("dense", "torch-dense")
 
 
 def label(record: dict[str, Any]) -> str:
@@ -91,7 +94,7 @@ def enrich(records: list[dict[str, Any]], machine: dict[int, dict[str, Any]],
             r["speedup_vs_scipy"] = scipy[wl["id"]] / r["median"]
         if (wl["id"], r["threads"]) in dense:
             r["speedup_vs_dense"] = dense[(wl["id"], r["threads"])] / r["median"]
-        if r["library"] == "dense":
+        if r["library"] in DENSE_LIBRARIES:
             continue  # its work is not the sparse product's: no intensity, no roofline
         nbytes = minimal_bytes(wl, wl["nnz"], np.dtype(wl["index_dtype"]).itemsize)
         intensity = flops / nbytes
@@ -116,7 +119,7 @@ def break_even(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     series: dict[tuple, dict[float, bool]] = defaultdict(dict)
     for r in records:
         wl = r["workload"]
-        if (r["status"] != "ok" or r["library"] == "dense" or wl["kind"] != "xw"
+        if (r["status"] != "ok" or r["library"] in DENSE_LIBRARIES or wl["kind"] != "xw"
                 or r.get("variant") != ("prepared" if r["library"] == "spmm" else "call")
                 or r.get("partition") not in (None, "nnz")
                 or (wl["id"], r["threads"]) not in dense):

@@ -19,6 +19,8 @@ BACKENDS = ("serial", "openmp", "threads")
 KERNELS = ("auto", "naive", "reordered", "tiled")
 PARTITIONS = ("rows", "nnz", "dynamic")
 VARIANTS = ("prepared", "unprepared", "prepare")
+# The CSR kernel measured beside ``auto`` on workloads tagged ``layout`` (structured weights).
+LAYOUT_TWIN = "tiled"
 
 
 @dataclass
@@ -94,9 +96,15 @@ def cases_for(wl: Workload, options: Options, backends: list[str],
                      kernel=kernel, partition=partition, variant=variant, simd=simd,
                      auto_check=auto_check, budget_seconds=budget_seconds)
 
+    # On structured weights, ``auto`` runs the layout prepare detected; the CSR form of the
+    # same matrix (kernel "tiled", the fastest CSR kernel from 16 columns up) is measured
+    # beside it on every backend and thread count, for issue 6's "structured beats CSR" target.
+    kernels = list(options.kernels)
+    if "layout" in wl.tags and LAYOUT_TWIN not in kernels:
+        kernels.append(LAYOUT_TWIN)
     for backend in backends:
         for t in ([1] if backend == "serial" else threads):
-            cases += [spmm(backend, t, kernel) for kernel in options.kernels]
+            cases += [spmm(backend, t, kernel) for kernel in kernels]
     parallel = [b for b in backends if b != "serial"]
     default = (parallel or backends)[0]  # openmp when built with it, as spmm's default
     cases += [spmm(default, t, variant="unprepared")

@@ -11,8 +11,8 @@ from .text import table as _table
 from .text import workload_name
 
 # The order of the columns: baseline, dense, spmm's backends, then the peers.
-SERIES_ORDER = ("scipy", "dense", "spmm serial", "spmm openmp", "spmm threads", "torch", "mkl",
-                "graphblas")
+SERIES_ORDER = ("scipy", "dense", "torch-dense", "spmm serial", "spmm openmp",
+                "spmm threads", "torch", "mkl", "graphblas")
 
 
 def _ok(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -60,7 +60,8 @@ def summary_rows(results: dict[str, Any], threads: int) -> tuple[list[str], list
         any_r = next(iter(row.values()))
         spmm = [r for name, r in row.items() if name.startswith("spmm")]
         peers = [r for name, r in row.items()
-                 if not name.startswith("spmm") and name not in ("scipy", "dense")]
+                 if not name.startswith("spmm") and name != "scipy"
+                 and r["library"] not in metrics.DENSE_LIBRARIES]
         best = max(spmm, key=lambda r: r["gflops"]) if spmm else None
         peer = max(peers, key=lambda r: r["gflops"]) if peers else None
         line = [workload_name(any_r["workload"])]
@@ -308,6 +309,7 @@ def markdown(results: dict[str, Any], plot_files: list[str]) -> str:
             lines += [f"## Useful GFLOP/s at {t} thread{'s' * (t > 1)} "
                       "(scipy: 1 thread; * = disturbed)", "", _table(headers, rows), ""]
     lines += sections.targets(results)
+    lines += sections.structured(results)
     lines += sections.waterfall(results)
     lines += sections.auto_check(results)
     lines += sections.native(results)

@@ -51,7 +51,8 @@ UNSET_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SPMM_BACKEND", "SPMM_KER
 
 # Keys every measurement has (None when it does not apply: a skipped point has no timing).
 RECORD_DEFAULTS = ("reason", "median", "min", "max", "samples", "loops", "cpu_wall_ratio",
-                   "first_call_seconds", "check", "kernel_used", "form_used", "simd_used")
+                   "first_call_seconds", "check", "kernel_used", "form_used", "simd_used",
+                   "layout_used", "block_used")
 
 # A worker silent for this long (one measurement takes seconds) is hung: it is killed and its
 # current case recorded as failed.
@@ -461,9 +462,10 @@ def _run(runner: Runner, options: plan.Options, started: datetime.datetime,
     metrics.enrich(measurements, ceilings, runner.cpus, all_workloads)
 
     for info in runner.workers:
+        group = info["group"]
+        library = group.split("-")[0] if group.startswith("spmm-") else group
         for name, version in (info.get("versions") or {}).items():
-            library_info.setdefault(info["group"].split("-")[0], {}).setdefault(
-                "versions", {})[name] = version
+            library_info.setdefault(library, {}).setdefault("versions", {})[name] = version
     for name, info in library_info.items():
         loaded = [r for r in measurements if r["library"] == name]
         if info["status"] == "available" and loaded and all(

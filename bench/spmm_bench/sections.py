@@ -182,16 +182,76 @@ def targets(results: dict[str, Any]) -> list[str]:
         count = f"{r['passing']}/{r['workloads']}" if r["passing"] is not None else "—"
         notes = "; ".join(t for t in (r.get("reason") if r["status"] != "measured" else "",
                                       r.get("note")) if t)
-        table_rows.append([r["item"], r["target"], r["threads"], _measured(r), _goal(r),
-                           verdict, count, r["worst"] or "—", notes.replace("|", "/")])
+        table_rows.append([f"{r.get('issue', 5)}.{r['item']}", r["target"], r["threads"],
+                           _measured(r), _goal(r), verdict, count, r["worst"] or "—",
+                           notes.replace("|", "/")])
     counts = {v: sum(1 for r in rows if r["pass"] is v) for v in (True, False, None)}
-    return ["## Issue 5 targets (measured / target, from this run)", "",
-            f"spmm = {defs['spmm']}; peer = {defs['peer']}; dense = {defs['dense']}. Each "
+    csr = f"; spmm CSR = {defs['spmm_csr']}" if "spmm_csr" in defs else ""
+    return ["## Targets (measured / target, from this run)", "",
+            "Item *5.8* is issue 5's item 8, *6.3* issue 6's item 3, and so on. "
+            f"spmm = {defs['spmm']}{csr}; peer = {defs['peer']}; dense = {defs['dense']}. Each "
             "row's *measured* is its worst workload; *passing* counts the workloads that meet "
             "the target. A target whose peer was skipped is *not measured*, never passed.", "",
             f"{counts[True]} pass, {counts[False]} miss, {counts[None]} not measured.", "",
             table(["item", "target", "threads", "measured", "target", "", "passing",
                    "worst workload", "notes"], table_rows), ""]
+
+
+def _structured_workload(wl: dict[str, Any]) -> bool:
+    return wl["family"] == "structured" or "layout" in wl["tags"]
+
+
+def structured(results: dict[str, Any]) -> list[str]:
+    """The structured weights: the layout spmm used, its GFLOP/s against its CSR form, and
+    the dense and PyTorch products, per workload and thread count."""
+    threads = sorted(set(results["options"]["threads"]))
+    cells: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+    for r in results["measurements"]:
+        if r["status"] != "ok" or not r.get("gflops") or not _structured_workload(r["workload"]):
+            continue
+        if r["library"] == "spmm":
+            if (r["variant"] != "prepared" or r["partition"] != "nnz" or r.get("simd")
+                    or r["kernel"] not in ("auto", "tiled")):
+                continue
+            name = "spmm" if r["kernel"] == "auto" else "spmm CSR"
+            counts = [1] if r["backend"] == "serial" else [r["threads"]]
+        elif r.get("variant") == "call":
+            name = r["library"]
+            counts = threads if name == "scipy" else [r["threads"]]
+        else:
+            continue
+        for t in counts:
+            cell = cells.setdefault((t, r["workload_id"]), {})
+            if name not in cell or r["gflops"] > cell[name]["gflops"]:
+                cell[name] = r  # spmm: its fastest backend at the thread count
+    order = list(results["workloads"])
+    shown = ("spmm CSR", "dense", "torch", "torch-dense")
+    table_rows = []
+    for (t, _), cell in sorted(cells.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
+        spmm = cell.get("spmm")
+        if spmm is None:
+            continue
+        block = spmm.get("block_used")
+        layout = (spmm.get("layout_used") or "csr") + (f" {block[0]}x{block[1]}" if block
+                                                        else "")
+        csr, dense = cell.get("spmm CSR"), cell.get("dense")
+        table_rows.append([
+            workload_name(spmm["workload"]), t, layout,
+            f"{fmt(spmm['gflops'])} ({spmm['backend']})",
+            *[fmt(cell[name]["gflops"]) if name in cell else "—" for name in shown],
+            _ratio(spmm["gflops"] / csr["gflops"]) if csr else "—",
+            _ratio(spmm["gflops"] / dense["gflops"]) if dense else "—"])
+    if not table_rows:
+        return []
+    return ["## Structured weights: spmm's layout against its CSR form, dense and PyTorch "
+            "(useful GFLOP/s)", "",
+            "*layout*: the form `spmm.prepare` (layout auto) chose and the `auto` call ran, "
+            "with its unit (rows x columns); *spmm*: that call on its fastest backend at the "
+            "thread count; *spmm CSR*: the same matrix with `kernel=\"tiled\"` (the CSR "
+            "form); *torch*: `torch.sparse.mm`'s kernel on Wᵀ; *torch-dense*: "
+            "`nn.Linear` (`F.linear`) on the dense weights; *dense*: numpy's BLAS.", "",
+            table(["workload", "threads", "layout", "spmm", "spmm CSR", "dense", "torch",
+                   "torch-dense", "spmm / CSR", "spmm / dense"], table_rows), ""]
 
 
 def native(results: dict[str, Any]) -> list[str]:
