@@ -292,8 +292,14 @@ def _fast_multiply(a: Any, b: Any, out: Any, config: tuple, partition: str) -> n
         # The extension checks out against the arrays it reads; this covers those it does
         # not see (the operands copies were made from, a PreparedMatrix's other form).
         return None
-    b2, c2 = (dense.T, out.T) if transposed and ndim == 2 else (dense, out)
     backend, num_threads, kernel, simd = config
+    structured = kind is PreparedMatrix and sparse._structured is not None
+    if transposed and structured and kernel == "auto":
+        if dense.shape[-1] != sparse.shape[0]:
+            return None  # the general path reports the shape error
+        _structured_product(sparse.structured(dtype), dense, out, config, partition)
+        return out
+    b2, c2 = (dense.T, out.T) if transposed and ndim == 2 else (dense, out)
     if kernel != "auto":
         kernel_code = _KERNEL_CODES[kernel]
     elif width == 1:  # the rule looks at the rows' lengths (choose_kernel)
@@ -384,6 +390,10 @@ def _dense_times_sparse(x: Any, w: Any, out: Any, config: tuple, partition: str)
     m = 1 if vector else dense.shape[0]
     shape = (n,) if vector else (m, n)
     out = _output(out, shape, dtype, dense, w)
+    if isinstance(w, PreparedMatrix) and config[2] == "auto" and w._structured is not None:
+        _structured_product(w.structured(dtype), np.asarray(dense, dtype=dtype), out, config,
+                            partition)
+        return out
     csr_t = _sparse_operand(w, dtype, transpose=True)
     xt = kernel_dense(dense.reshape(k, 1) if vector else dense.T, dtype)
     _run(csr_t, xt, out.reshape(n, 1) if vector else out.T, config, partition)
@@ -426,6 +436,25 @@ def _stacklevel_outside_package() -> int:
     while frame is not None and os.path.dirname(frame.f_code.co_filename) == package_dir:
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _structured_product(form: Any, x: np.ndarray, out: np.ndarray, config: tuple,
+                        partition: str) -> None:
+    """Write ``x @ W`` into ``out`` for W in a structured layout (``spmm._layouts``).
+
+    ``x``: (batch, k) or (k,) of the form's dtype, any strides (the kernels read X with its
+    strides); ``out``: (batch, n) or (n,), C-contiguous (check_out and the fast path's checks).
+    """
+    backend, num_threads, _, simd = config
+    if backend == "openmp" and num_threads > 1:
+        _warn_if_openmp_unusable()
+    x2 = x.reshape(1, -1) if x.ndim == 1 else x
+    if x2.strides[0] % x2.itemsize or x2.strides[1] % x2.itemsize:
+        x2 = np.ascontiguousarray(x2)
+    codes = (_BACKEND_CODES[backend], num_threads, _PARTITION_CODES[partition],
+             _SIMD_CODES[simd])
+    form.multiply_into(x2, out.reshape(1, -1) if out.ndim == 1 else out, codes,
+                       _parallel_min_work)
 
 
 def _run(csr: Csr, b: np.ndarray, c: np.ndarray, config: tuple, partition: str) -> None:

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
+from . import _layouts
 from ._operands import Csr, check_sparse, result_dtype, to_csr
 
 # Column indices fit in 16 bits up to this many columns: half the index bytes of int32, which
@@ -40,7 +41,9 @@ class PreparedMatrix:
     ``spmm.multiply(x, p)`` with the same results as scipy.
 
     The CSR form (for ``p @ x``) is built by ``prepare``; the CSR form of the transpose (for
-    ``x @ p``) is built on first use and kept.
+    ``x @ p``) is built on first use and kept. With a structured :attr:`layout` (``"tile"``
+    or ``"block"``), ``x @ p`` uses the structured form built by ``prepare`` instead (unless a
+    CSR kernel is named: ``kernel="naive"|"reordered"|"tiled"``).
 
     Attributes
     ----------
@@ -52,15 +55,42 @@ class PreparedMatrix:
         Number of stored entries (duplicates summed).
     nbytes : int
         Memory held by the arrays of every form built so far, in bytes.
+    layout : str
+        ``"csr"``, ``"tile"`` (tile-wise sparsity), ``"block"`` (block sparsity) or ``"n_m"``
+        (N:M sparsity): the form ``x @ p`` uses. See :func:`spmm.prepare`.
+    block : tuple of int or None
+        The structured layout's unit, (rows, columns): ``(1, width)`` for ``"tile"``, the block
+        shape for ``"block"``; None for the others.
+    n_m : tuple of int or None
+        ``(n, m)`` for the ``"n_m"`` layout, else None.
     """
 
     # Make numpy defer ``ndarray @ PreparedMatrix`` to ``__rmatmul__``.
     __array_ufunc__ = None
 
-    def __init__(self, csr: Csr) -> None:
+    def __init__(self, csr: Csr,
+                 structured: _layouts.Panels | _layouts.NmWeights | None = None) -> None:
         self._csr = csr
         self._csr_t: Csr | None = None
+        self._structured = structured
         self._lock = threading.Lock()
+
+    @property
+    def layout(self) -> str:
+        return "csr" if self._structured is None else self._structured.layout
+
+    @property
+    def block(self) -> tuple[int, int] | None:
+        return None if self._structured is None else self._structured.block
+
+    @property
+    def n_m(self) -> tuple[int, int] | None:
+        form = self._structured
+        return (form.n, form.m) if isinstance(form, _layouts.NmWeights) else None
+
+    def structured(self, dtype: np.dtype) -> _layouts.Panels | _layouts.NmWeights | None:
+        """The structured form with values of ``dtype`` (for ``x @ p``), or None."""
+        return None if self._structured is None else self._structured.astype(dtype)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -84,16 +114,20 @@ class PreparedMatrix:
 
     def __getstate__(self) -> dict:
         # A lock cannot be pickled: drop it, and make a new one on unpickling.
-        return {"csr": self._csr, "csr_t": self._csr_t}
+        return {"csr": self._csr, "csr_t": self._csr_t, "structured": self._structured}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["csr"])
+        self.__init__(state["csr"], state.get("structured"))
         self._csr_t = state["csr_t"]
 
     def stored_arrays(self) -> list[np.ndarray]:
         """The arrays of every form built so far (``out=`` must not overlap them)."""
         forms = [self._csr] + ([self._csr_t] if self._csr_t is not None else [])
-        return [x for f in forms for x in (f.indptr, f.indices, f.data)]
+        arrays = [x for f in forms for x in (f.indptr, f.indices, f.data)]
+        if self._structured is not None:
+            arrays += [x for p in (self._structured, *self._structured._by_dtype.values())
+                       for x in p.arrays()]
+        return arrays
 
     def csr(self, dtype: np.dtype) -> Csr:
         """CSR arrays of the matrix with values of ``dtype`` (for ``p @ x``)."""
@@ -157,13 +191,17 @@ class PreparedMatrix:
         return multiply(other, self)
 
     def __repr__(self) -> str:
+        shape = self.n_m if self.layout == "n_m" else self.block
+        layout = "" if self._structured is None else f", layout {self.layout} {shape}"
         return (
             f"<PreparedMatrix {self.shape[0]}x{self.shape[1]}, {self.nnz} stored "
-            f"{self.dtype} entries, {self.nbytes} bytes>"
+            f"{self.dtype} entries{layout}, {self.nbytes} bytes>"
         )
 
 
-def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
+def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | None = None,
+            block: tuple[int, int] | None = None,
+            n_m: tuple[int, int] | None = None) -> PreparedMatrix:
     """Convert a sparse matrix once for many products.
 
     Parameters
@@ -171,21 +209,50 @@ def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
     a : scipy.sparse matrix or array, 2-D, any format
         The matrix, typically pruned weights used at every inference step. Its values are
         stored as float32 when they are float16/float32, else as float64.
+    layout : {"auto", "csr", "tile", "block", "n_m"}, default "auto"
+        The form ``x @ p`` (``a`` as the weights W of ``X @ W``, shape (inputs, outputs)) is
+        computed with. ``"tile"``: tile-wise sparsity (Guo et al., SC 2020): in each tile of
+        ``tile`` columns, whole rows kept or pruned; each tile is then a small dense product
+        over the kept rows. ``"block"``: block sparsity, ``block`` = (rows, columns) blocks
+        stored densely (like scipy's BSR). ``"n_m"``: N:M sparsity along the inputs (at most
+        n kept in every m consecutive inputs of each output, e.g. 2:4; Mishra et al. 2021),
+        stored as the kept values and one-byte offsets in their group. ``"csr"``: the general
+        kernels. ``"auto"``: ``"block"``, ``"tile"`` or ``"n_m"`` when ``a`` has that
+        structure exactly (every kept row segment or block fully stored, the widest tile of
+        256, 128, 64, 32, 16 columns and the tallest block of 64, 32, ... 2 rows that fit; or
+        every output keeping the same n < m of every m inputs, m = 4, 8 or 16), else
+        ``"csr"``: a structured form chosen by ``"auto"`` never stores a zero ``a`` does not.
+        ``p @ x`` always uses the CSR form.
+    tile : int, optional
+        The tile width for ``layout="tile"``; default: the widest that fits, else 128.
+    block : (int, int), optional
+        The block shape for ``layout="block"``; default: the largest that fits, else (32, 32).
+    n_m : (int, int), optional
+        ``(n, m)`` for ``layout="n_m"`` (m at most 255; the SIMD kernels hold a group in a
+        register: m up to 16 floats / 8 doubles with AVX-512, 8 / 4 with AVX2, others run a
+        portable loop); default: the one that fits (an error if none does).
 
     Returns
     -------
     PreparedMatrix
         A copy of ``a`` in canonical CSR form (sorted indices, duplicates summed, 16-bit column
         indices when ``a`` has at most 65,536 columns, else int32 when the shape and nnz allow,
-        whatever ``a`` used), with its structure validated once, and the partition of its
-        rows among the configured number of threads computed.
+        whatever ``a`` used), with its structure validated once, the partition of its rows
+        among the configured number of threads computed, and its structured form if any.
 
     Raises
     ------
     TypeError
         If ``a`` is not a 2-D scipy.sparse matrix/array, or has a complex or object dtype.
     ValueError
-        If its structure is corrupt.
+        If its structure is corrupt, or ``layout``, ``tile``, ``block`` or ``n_m`` is not
+        valid, or the matrix keeps more than n of m weights somewhere for ``layout="n_m"``.
+
+    Notes
+    -----
+    A declared structured layout that does not fit ``a`` stores zeros inside the kept
+    segments or blocks where ``a`` stores nothing. Products are then scipy's whenever ``x`` is
+    finite; an inf or NaN of ``x`` meeting such a zero gives NaN, as in a dense product.
 
     Examples
     --------
@@ -195,7 +262,11 @@ def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
     >>> x = np.ones((8, 1024), dtype=np.float32)
     >>> np.allclose(x @ p, x @ w, rtol=1e-5)
     True
+    >>> pruned = spmm.prune(np.ones((512, 256), np.float32), 0.75, "tile_wise", tile=64)
+    >>> spmm.prepare(pruned).layout
+    'tile'
     """
+    _check_layout(layout, tile, block, n_m)
     check_sparse(a, "prepare")
     dtype = result_dtype(a.dtype, np.dtype(np.float32), "prepare")
     csr = to_csr(a, dtype)
@@ -205,7 +276,9 @@ def prepare(a: sp.spmatrix | sp.sparray) -> PreparedMatrix:
     owned = sp.csr_array((csr.data.copy(), csr.indices.astype(index_dtype),
                           csr.indptr.astype(index_dtype)), shape=csr.shape)
     owned.sum_duplicates()
-    prepared = PreparedMatrix(compressed(to_csr(owned, dtype)))
+    canonical = to_csr(owned, dtype)
+    structured = _layouts.structured_form(canonical, layout, tile, block, n_m)
+    prepared = PreparedMatrix(compressed(canonical), structured)
     _partition_for_default_threads(prepared._csr)
     return prepared
 
@@ -225,3 +298,26 @@ def _partition_for_default_threads(csr: Csr) -> None:
         return
     if threads > 1:
         csr.slice_bounds(threads, _PARTITION_CODES[DEFAULT_PARTITION])
+
+
+def _check_layout(layout: object, tile: object, block: object, n_m: object) -> None:
+    if not isinstance(layout, str) or layout not in _layouts.LAYOUTS:
+        raise ValueError(f"prepare: layout must be one of {_layouts.LAYOUTS}; got {layout!r}")
+    for name, value in (("tile", tile), ("block", block), ("n_m", n_m)):
+        if value is not None and layout != name:
+            raise ValueError(f"prepare: {name}= is for layout={name!r} (got layout={layout!r})")
+    if tile is not None and not _positive_int(tile):
+        raise ValueError(f"prepare: tile must be a positive int; got {tile!r}")
+    if block is not None and not (isinstance(block, tuple) and len(block) == 2
+                                  and all(map(_positive_int, block))):
+        raise ValueError(
+            f"prepare: block must be a tuple of two positive ints (rows, columns); got {block!r}")
+    if n_m is not None and not (isinstance(n_m, tuple) and len(n_m) == 2
+                                and all(map(_positive_int, n_m)) and n_m[0] <= n_m[1] <= 255):
+        raise ValueError(
+            f"prepare: n_m must be a tuple of two ints (n, m) with 1 <= n <= m <= 255; "
+            f"got {n_m!r}")
+
+
+def _positive_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1

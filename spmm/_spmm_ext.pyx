@@ -14,7 +14,7 @@ microseconds per call, as much as a whole small product.
 """
 
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t, intptr_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t
 from libc.stdlib cimport getenv
 from libcpp cimport bool as cbool
 from libcpp.string cimport string
@@ -57,6 +57,17 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         I* out_indptr, I* out_indices, T* out_data)
     vector[int64_t] c_partition_bounds "spmm::partition_bounds"[I](
         const I* indptr, int64_t rows, int nthreads, int partition) except +
+    void c_panels_times_dense "spmm::panels_times_dense"[T](
+        int64_t rows, int64_t cols, int64_t width, int64_t ld, int64_t run,
+        const int64_t* unit_ptr, const int32_t* unit_row, const T* values, const T* x,
+        int64_t batch, int64_t x_row_stride, int64_t x_col_stride, T* y, int64_t ldy,
+        int backend, int nthreads, int partition, int simd,
+        int64_t parallel_min_work) except +
+    void c_nm_times_dense "spmm::nm_times_dense"[T](
+        int64_t rows, int64_t cols, int64_t n, int64_t m, int64_t chunk, const T* values,
+        const uint8_t* offsets, const T* x, int64_t batch, int64_t x_row_stride,
+        int64_t x_col_stride, T* y, int64_t ldy, int backend, int nthreads, int partition,
+        int simd, int64_t parallel_min_work) except +
     int64_t c_parallel_min_work "spmm::parallel_min_work"()
     int c_affinity_cpus "spmm::affinity_cpus"()
     cbool c_has_openmp "spmm::has_openmp"()
@@ -395,6 +406,71 @@ def environment_values(bytes backend, bytes num_threads, bytes kernel, bytes sim
     """
     return (environment_value(backend), environment_value(num_threads),
             environment_value(kernel), environment_value(simd))
+
+
+cdef int strided_operands(value_t[:, :] y, const value_t[:, :] x) except -1:
+    """Check that X's strides and Y's row stride are whole elements and Y's columns are
+    contiguous (the structured kernels' layout)."""
+    cdef Py_ssize_t size = sizeof(value_t)
+    if (x.strides[0] % size or x.strides[1] % size or y.strides[0] % size
+            or y.strides[1] != size and y.shape[1] > 1):
+        raise ValueError("structured product: strides must be whole elements and Y's columns "
+                         "contiguous")
+    return 0
+
+
+def panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_t run,
+                       const int64_t[::1] unit_ptr, const int32_t[::1] unit_row,
+                       const value_t[:, ::1] values, const value_t[:, :] x, value_t[:, :] y,
+                       int backend, int nthreads, int partition, int simd,
+                       int64_t parallel_min_work):
+    """Y = X W for W in the column-tile layout (``spmm/_layouts.py``; panels.hpp).
+
+    ``values`` holds the panel rows (``ld`` = its number of columns); ``x`` is batch x rows
+    with any strides (multiples of its item size), ``y`` batch x cols with unit column stride.
+    The layout's arrays were checked when it was built.
+    """
+    strided_operands(y, x)
+    if unit_ptr.shape[0] < 1:
+        raise ValueError("panels_times_dense: unit_ptr is empty")
+    cdef Py_ssize_t size = sizeof(value_t)
+    cdef const int32_t* rows_ptr = &unit_row[0] if unit_row.shape[0] > 0 else NULL
+    cdef const value_t* values_ptr = &values[0, 0] if values.shape[0] > 0 else NULL
+    cdef const value_t* x_ptr = &x[0, 0] if x.shape[0] > 0 and x.shape[1] > 0 else NULL
+    cdef value_t* y_ptr = &y[0, 0] if y.shape[0] > 0 and y.shape[1] > 0 else NULL
+    with nogil:
+        c_panels_times_dense(rows, cols, width, values.shape[1], run, &unit_ptr[0], rows_ptr,
+                             values_ptr, x_ptr, x.shape[0], x.strides[0] // size,
+                             x.strides[1] // size, y_ptr, y.strides[0] // size, backend,
+                             nthreads, partition, simd, parallel_min_work)
+
+
+def nm_times_dense(int64_t rows, int64_t cols, int64_t n, int64_t m,
+                   const value_t[:, :, ::1] values, const uint8_t[:, :, ::1] offsets,
+                   const value_t[:, :] x, value_t[:, :] y, int backend, int nthreads,
+                   int partition, int simd, int64_t parallel_min_work):
+    """Y = X W for W with N:M sparsity (``spmm/_layouts.py``; panels.hpp's NmView).
+
+    ``values`` and ``offsets`` are chunks x (groups * n) x chunk; ``x`` and ``y`` as for
+    :func:`panels_times_dense`.
+    """
+    strided_operands(y, x)
+    if (values.shape[0] != offsets.shape[0] or values.shape[1] != offsets.shape[1]
+            or values.shape[2] != offsets.shape[2]):
+        raise ValueError("nm_times_dense: values and offsets differ in shape")
+    cdef Py_ssize_t size = sizeof(value_t)
+    cdef const value_t* values_ptr = NULL
+    cdef const uint8_t* offsets_ptr = NULL
+    if values.shape[0] > 0 and values.shape[1] > 0:
+        values_ptr = &values[0, 0, 0]
+        offsets_ptr = &offsets[0, 0, 0]
+    cdef const value_t* x_ptr = &x[0, 0] if x.shape[0] > 0 and x.shape[1] > 0 else NULL
+    cdef value_t* y_ptr = &y[0, 0] if y.shape[0] > 0 and y.shape[1] > 0 else NULL
+    with nogil:
+        c_nm_times_dense(rows, cols, n, m, values.shape[2], values_ptr, offsets_ptr, x_ptr,
+                         x.shape[0], x.strides[0] // size, x.strides[1] // size, y_ptr,
+                         y.strides[0] // size, backend, nthreads, partition, simd,
+                         parallel_min_work)
 
 
 def affinity_cpus():

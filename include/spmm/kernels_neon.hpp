@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels.hpp"
+#include "panels.hpp"
 #include "simd.hpp"
 #include "views.hpp"
 
@@ -139,6 +140,7 @@ inline double reduce(float64x2_t v) { return vaddvq_f64(v); }
 // are already compiled for NEON, aarch64's baseline, so copies here would be the same code
 // twice. The body's calls to rowdot_rows find the portable one.
 #include "kernel_simd_body.inc"
+#include "kernel_panels_body.inc"
 
 }  // namespace neon
 }  // namespace spmm

@@ -10,9 +10,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "kernels.hpp"
 #include "kernels_neon.hpp"
+#include "panels.hpp"
 #include "simd.hpp"
 #include "views.hpp"
 
@@ -188,7 +191,40 @@ inline double reduce(__m256d v) {
 
 #include "kernel_rowdot_body.inc"
 #include "kernel_simd_body.inc"
+
+// Permute<T>: a register of lane indices from bytes, and a register's lanes picked by them.
+template <class T>
+struct Permute;
+
+template <>
+struct Permute<float> {
+    using index = __m256i;
+    static index load_index(const std::uint8_t* p) {
+        return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    }
+    static __m256 permute(index i, __m256 x) { return _mm256_permutevar8x32_ps(x, i); }
+};
+
+// AVX2 has no variable permute of 64-bit lanes across the register: a double's lane o is
+// moved as the pair of 32-bit lanes (2o, 2o + 1).
+template <>
+struct Permute<double> {
+    using index = __m256i;
+    static index load_index(const std::uint8_t* p) {
+        std::int32_t bytes;
+        std::memcpy(&bytes, p, sizeof(bytes));
+        const __m256i o = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(bytes));
+        const __m256i lo = _mm256_slli_epi64(o, 1);
+        return _mm256_or_si256(lo, _mm256_slli_epi64(_mm256_add_epi64(lo, _mm256_set1_epi64x(1)), 32));
+    }
+    static __m256d permute(index i, __m256d x) {
+        return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(x), i));
+    }
+};
+
 #include "kernel_reordered_body.inc"
+#include "kernel_panels_body.inc"
+#include "kernel_nm_body.inc"
 
 }  // namespace avx2
 }  // namespace spmm
@@ -341,7 +377,31 @@ inline double reduce(__m512d v) { return _mm512_reduce_add_pd(v); }
 
 #include "kernel_rowdot_body.inc"
 #include "kernel_simd_body.inc"
+
+template <class T>
+struct Permute;
+
+template <>
+struct Permute<float> {
+    using index = __m512i;
+    static index load_index(const std::uint8_t* p) {
+        return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static __m512 permute(index i, __m512 x) { return _mm512_permutexvar_ps(i, x); }
+};
+
+template <>
+struct Permute<double> {
+    using index = __m512i;
+    static index load_index(const std::uint8_t* p) {
+        return _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    }
+    static __m512d permute(index i, __m512d x) { return _mm512_permutexvar_pd(i, x); }
+};
+
 #include "kernel_reordered_body.inc"
+#include "kernel_panels_body.inc"
+#include "kernel_nm_body.inc"
 
 }  // namespace avx512
 }  // namespace spmm
@@ -373,6 +433,49 @@ RowsKernel<I, T> kernel_for(Kernel k, Simd simd) {
 #endif
     (void)simd;
     return kernel_for<I, T>(k);
+}
+
+}  // namespace spmm
+
+namespace spmm {
+
+// The structured (column-tile) product for Y[:, tiles [t0, t1)] at an instruction-set level.
+template <class T>
+using PanelsKernel = void (*)(const PanelsView<T>&, const StridedView<T>&, const RowsView<T>&,
+                              std::int64_t, std::int64_t);
+
+template <class T>
+PanelsKernel<T> panels_kernel_for(Simd simd) {
+#if SPMM_X86_SIMD
+    if (simd == Simd::avx512) return &avx512::panels_tiles<T>;
+    if (simd == Simd::avx2) return &avx2::panels_tiles<T>;
+#endif
+#if SPMM_NEON_SIMD
+    if (simd == Simd::neon) return &neon::panels_tiles<T>;
+#endif
+    (void)simd;
+    return &panels_tiles_portable<T>;
+}
+
+}  // namespace spmm
+
+namespace spmm {
+
+// The N:M product for Y[:, chunks [c0, c1)] at an instruction-set level: the permute kernel
+// when the level's register holds a group (m <= lanes), else the portable loop.
+template <class T>
+using NmKernel = void (*)(const NmView<T>&, const StridedView<T>&, const RowsView<T>&,
+                          std::int64_t, std::int64_t);
+
+template <class T>
+NmKernel<T> nm_kernel_for(Simd simd, std::int64_t m) {
+#if SPMM_X86_SIMD
+    if (simd == Simd::avx512 && avx512::nm_supported<T>(m)) return &avx512::nm_chunks<T>;
+    if (simd == Simd::avx2 && avx2::nm_supported<T>(m)) return &avx2::nm_chunks<T>;
+#endif
+    (void)simd;
+    (void)m;
+    return &nm_chunks_portable<T>;
 }
 
 }  // namespace spmm

@@ -11,6 +11,7 @@
 #include "backend_threads.hpp"
 #include "kernels.hpp"
 #include "kernels_simd.hpp"
+#include "panels.hpp"
 #include "partition.hpp"
 #include "simd.hpp"
 #include "validate.hpp"
@@ -39,6 +40,33 @@ struct SliceBounds {
 // for the smallest product). 400k is the median crossing, rounded: 45-65 us of serial work.
 constexpr std::int64_t kParallelMinWork = 400000;
 
+inline void check_backend_and_simd(Backend backend, Simd simd) {
+    if (backend == Backend::openmp && !openmp::available()) {
+        throw std::invalid_argument("the openmp backend is not available: built without OpenMP");
+    }
+    if (!simd_supported(simd)) {
+        throw std::invalid_argument("this CPU or build does not support SIMD level " +
+                                    std::to_string(int(simd)));
+    }
+}
+
+// Runs f(first, last) on each slice [bounds[s], bounds[s + 1]) with the backend's threads
+// (the dynamic partition's many slices handed out on demand).
+template <class F>
+void run_slices(const std::vector<std::int64_t>& bounds, Backend backend, int nthreads,
+                Partition partition, F&& f) {
+    const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
+    const bool dynamic = partition == Partition::dynamic;
+    auto slice = [&](std::int64_t s) {
+        f(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1]);
+    };
+    if (backend == Backend::openmp) {
+        openmp::for_each_slice(nslices, nthreads, dynamic, slice);
+    } else {
+        threads::for_each_slice(nslices, nthreads, dynamic, slice);
+    }
+}
+
 // Whether a product does less work than min_work: one multiply-add per stored entry and dense
 // column, plus one store per output element (an empty row still costs its zeroing). Compared
 // as (nnz + rows) < ceil(min_work / n), which cannot overflow.
@@ -60,13 +88,7 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
     if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
         throw std::invalid_argument("multiply_csr: operand shapes do not match");
     }
-    if (backend == Backend::openmp && !openmp::available()) {
-        throw std::invalid_argument("the openmp backend is not available: built without OpenMP");
-    }
-    if (!simd_supported(simd)) {
-        throw std::invalid_argument("this CPU or build does not support SIMD level " +
-                                    std::to_string(int(simd)));
-    }
+    check_backend_and_simd(backend, simd);
     const RowsKernel<I, T> rows_kernel = kernel_for<I, T>(kernel, simd);
     if (rows_kernel == nullptr) throw std::invalid_argument("unknown kernel " + std::to_string(int(kernel)));
     if (c.rows == 0) return;
@@ -81,16 +103,67 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
     if (bounds.size() < 2 || bounds.front() != 0 || bounds.back() != a.rows) {
         throw std::invalid_argument("multiply_csr: slice bounds do not cover the rows");
     }
-    const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
-    const bool dynamic = partition == Partition::dynamic;
-    auto slice = [&](std::int64_t s) {
-        rows_kernel(a, b, c, bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1]);
-    };
-    if (backend == Backend::openmp) {
-        openmp::for_each_slice(nslices, nthreads, dynamic, slice);
-    } else {
-        threads::for_each_slice(nslices, nthreads, dynamic, slice);
+    run_slices(bounds, backend, nthreads, partition, [&](std::int64_t r0, std::int64_t r1) {
+        rows_kernel(a, b, c, r0, r1);
+    });
+}
+
+// Y = X W for W in the column-tile layout (panels.hpp): X is batch x w.rows with any strides,
+// Y batch x w.cols with rows of unit stride. Tiles are the units of work handed to threads,
+// balanced by their stored rows (unit_ptr scaled by the run is their prefix sum of work).
+template <class T>
+void multiply_panels(const PanelsView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+                     Backend backend, int nthreads, Partition partition, Simd simd,
+                     std::int64_t parallel_min_work = -1) {
+    if (x.cols != w.rows || y.rows != x.rows || y.cols != w.cols) {
+        throw std::invalid_argument("multiply_panels: operand shapes do not match");
     }
+    check_backend_and_simd(backend, simd);
+    const PanelsKernel<T> kernel = panels_kernel_for<T>(simd);
+    const std::int64_t tiles = w.tiles();
+    if (x.rows == 0 || tiles == 0) return;
+    if (parallel_min_work < 0) parallel_min_work = kParallelMinWork;
+    const std::int64_t stored_rows = w.unit_ptr[tiles] * w.run;
+    // The same measure of work as a CSR product's, (stored entries + output rows) x batch,
+    // with the tile's outputs as the rows.
+    const bool small = stored_rows * w.width + w.cols < parallel_min_work / std::max<std::int64_t>(1, x.rows) + 1;
+    if (backend == Backend::serial || nthreads <= 1 || small) {
+        kernel(w, x, y, 0, tiles);
+        return;
+    }
+    run_slices(partition_rows(w.unit_ptr, tiles, nthreads, partition), backend, nthreads,
+               partition, [&](std::int64_t t0, std::int64_t t1) { kernel(w, x, y, t0, t1); });
+}
+
+// Y = X W for W with N:M sparsity (panels.hpp's NmView). Every column costs the same: the
+// chunks of columns are cut into equal slices (many for the dynamic partition).
+template <class T>
+void multiply_nm(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+                 Backend backend, int nthreads, Partition partition, Simd simd,
+                 std::int64_t parallel_min_work = -1) {
+    if (x.cols != w.rows || y.rows != x.rows || y.cols != w.cols) {
+        throw std::invalid_argument("multiply_nm: operand shapes do not match");
+    }
+    if (w.m < 1 || w.m > 255 || w.n < 0 || w.n > w.m || w.chunk < 1 || w.chunk % 64 != 0) {
+        throw std::invalid_argument(
+            "multiply_nm: need 0 <= n <= m <= 255 and chunks of a multiple of 64 columns");
+    }
+    check_backend_and_simd(backend, simd);
+    const NmKernel<T> kernel = nm_kernel_for<T>(simd, w.m);
+    const std::int64_t chunks = w.chunks();
+    if (x.rows == 0 || chunks == 0) return;
+    if (parallel_min_work < 0) parallel_min_work = kParallelMinWork;
+    const std::int64_t work_per_row = w.groups() * w.n * w.cols + w.cols;
+    const bool small = work_per_row < parallel_min_work / std::max<std::int64_t>(1, x.rows) + 1;
+    if (backend == Backend::serial || nthreads <= 1 || small || chunks == 1) {
+        kernel(w, x, y, 0, chunks);
+        return;
+    }
+    const std::int64_t t = std::min<std::int64_t>(nthreads, chunks);
+    const std::int64_t slices =
+        partition == Partition::dynamic ? std::min(chunks, t * kChunksPerThread) : t;
+    run_slices(equal_rows(chunks, slices), backend, nthreads, partition,
+               [&](std::int64_t c0, std::int64_t c1) { kernel(w, x, y, c0, c1); });
 }
 
 }  // namespace spmm

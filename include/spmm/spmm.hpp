@@ -71,6 +71,39 @@ void csr_times_strided_dense(const O* indptr, const I* indices, const T* data, s
                           bounds, nbounds, parallel_min_work);
 }
 
+// Y = X W for W in the column-tile layout (panels.hpp). X: batch x rows with element strides
+// (x_row_stride, x_col_stride); Y: batch x cols, rows contiguous with leading dimension ldy.
+// unit_ptr: tiles + 1 entries; unit_row: unit_ptr[tiles] entries; values: unit_ptr[tiles] *
+// run rows of ld elements.
+template <class T>
+void panels_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t width,
+                        std::int64_t ld, std::int64_t run, const std::int64_t* unit_ptr,
+                        const std::int32_t* unit_row, const T* values, const T* x,
+                        std::int64_t batch, std::int64_t x_row_stride, std::int64_t x_col_stride,
+                        T* y, std::int64_t ldy, int backend, int nthreads, int partition,
+                        int simd, std::int64_t parallel_min_work) {
+    const PanelsView<T> w{rows, cols, width, ld, run, unit_ptr, unit_row, values};
+    const StridedView<T> xv{x, batch, rows, x_row_stride, x_col_stride};
+    const RowsView<T> yv{y, batch, cols, ldy};
+    multiply_panels(w, xv, yv, static_cast<Backend>(backend), nthreads,
+                    static_cast<Partition>(partition), static_cast<Simd>(simd), parallel_min_work);
+}
+
+// Y = X W for W with N:M sparsity: values and offsets are chunks x (groups * n) x chunk
+// (panels.hpp's NmView).
+template <class T>
+void nm_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t n, std::int64_t m,
+                    std::int64_t chunk, const T* values, const std::uint8_t* offsets, const T* x,
+                    std::int64_t batch, std::int64_t x_row_stride, std::int64_t x_col_stride,
+                    T* y, std::int64_t ldy, int backend, int nthreads, int partition, int simd,
+                    std::int64_t parallel_min_work) {
+    const NmView<T> w{rows, cols, n, m, chunk, values, offsets};
+    const StridedView<T> xv{x, batch, rows, x_row_stride, x_col_stride};
+    const RowsView<T> yv{y, batch, cols, ldy};
+    multiply_nm(w, xv, yv, static_cast<Backend>(backend), nthreads,
+                static_cast<Partition>(partition), static_cast<Simd>(simd), parallel_min_work);
+}
+
 // The work below which a product runs on the calling thread (for show_config and benches).
 inline std::int64_t parallel_min_work() { return kParallelMinWork; }
 

@@ -1,0 +1,127 @@
+// Structured weights for X @ W: the column-tile ("panels") layout shared by the tile-wise and
+// block layouts, and its portable kernel.
+//
+// W (rows = inputs, cols = outputs) is cut into column tiles of `width` outputs. Tile t keeps a
+// list of units; a unit is `run` consecutive input rows (1 for tile-wise sparsity, the block
+// height for block sparsity) whose whole row segment in the tile is stored, densely, as `run`
+// rows of a panel. Then Y[:, tile] = X[:, kept rows] * panel: a gather of X's kept columns and
+// a small dense product, which is what lets structured sparsity run at dense-GEMM speed per
+// stored entry instead of paying an index and a scattered access per entry.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace spmm {
+
+template <class T>
+struct PanelsView {
+    std::int64_t rows;            // input rows of W (columns of X)
+    std::int64_t cols;            // output columns of W (columns of Y)
+    std::int64_t width;           // outputs per tile; the last tile may be narrower
+    std::int64_t ld;              // elements between consecutive panel rows (>= width)
+    std::int64_t run;             // input rows per unit: 1, or the block height
+    const std::int64_t* unit_ptr; // tiles + 1 entries: tile t holds units [unit_ptr[t], unit_ptr[t+1])
+    const std::int32_t* unit_row; // each unit's first input row
+    const T* values;              // unit q's row i is the panel row at values + (q * run + i) * ld
+
+    std::int64_t tiles() const { return width <= 0 ? 0 : (cols + width - 1) / width; }
+    std::int64_t tile_begin(std::int64_t t) const { return t * width; }
+    std::int64_t tile_width(std::int64_t t) const { return std::min(width, cols - t * width); }
+    // Input rows of unit q that exist: a block of the last, ragged block row has fewer.
+    std::int64_t unit_rows(std::int64_t q) const {
+        return std::min<std::int64_t>(run, rows - static_cast<std::int64_t>(unit_row[q]));
+    }
+};
+
+// X (batch x rows) with any element strides, read only.
+template <class T>
+struct StridedView {
+    const T* data;
+    std::int64_t rows;
+    std::int64_t cols;
+    std::int64_t row_stride;
+    std::int64_t col_stride;
+
+    const T& at(std::int64_t r, std::int64_t j) const { return data[r * row_stride + j * col_stride]; }
+};
+
+// Y (batch x cols): rows of unit column stride, any row stride.
+template <class T>
+struct RowsView {
+    T* data;
+    std::int64_t rows;
+    std::int64_t cols;
+    std::int64_t ld;
+
+    T* row(std::int64_t r) const { return data + r * ld; }
+};
+
+// W (rows = inputs, cols = outputs) with N:M sparsity along the inputs: in every group of m
+// consecutive input rows each output column keeps at most n weights. The columns are cut into
+// chunks of `chunk` columns; chunk c holds, for each (group, slot) row g * n + s, the slot's
+// kept value of each of its columns and that value's offset inside the group (one byte), so a
+// chunk is one contiguous stream the kernel reads front to back. A column with fewer than n
+// kept in a group holds zeros (value 0, offset 0).
+template <class T>
+struct NmView {
+    std::int64_t rows;
+    std::int64_t cols;
+    std::int64_t n;
+    std::int64_t m;
+    std::int64_t chunk;           // columns per chunk (the last chunk is zero padded)
+    const T* values;              // chunks x (groups * n) x chunk
+    const std::uint8_t* offsets;  // chunks x (groups * n) x chunk
+
+    std::int64_t groups() const { return m <= 0 ? 0 : (rows + m - 1) / m; }
+    std::int64_t chunks() const { return chunk <= 0 ? 0 : (cols + chunk - 1) / chunk; }
+    // Element (row, column j - c * chunk) of chunk c.
+    std::int64_t at(std::int64_t c, std::int64_t row) const {
+        return (c * groups() * n + row) * chunk;
+    }
+};
+
+// Y[:, chunks [c0, c1)] = X * W for N:M weights, portable.
+template <class T>
+void nm_chunks_portable(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+                        std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t c = c0; c < c1; ++c) {
+        const std::int64_t j0 = c * w.chunk, len = std::min(w.chunk, w.cols - j0);
+        for (std::int64_t b = 0; b < x.rows; ++b) {
+            T* const out = y.row(b) + j0;
+            std::fill(out, out + len, T(0));
+            for (std::int64_t g = 0; g < w.groups(); ++g) {
+                for (std::int64_t s = 0; s < w.n; ++s) {
+                    const std::int64_t at = w.at(c, g * w.n + s);
+                    const T* v = w.values + at;
+                    const std::uint8_t* o = w.offsets + at;
+                    for (std::int64_t j = 0; j < len; ++j) out[j] += v[j] * x.at(b, g * w.m + o[j]);
+                }
+            }
+        }
+    }
+}
+
+// Y[:, tiles [t0, t1)] = X * W, portable: for each batch row, each kept input row is one
+// axpy into the tile's output segment, a loop the compiler vectorizes.
+template <class T>
+void panels_tiles_portable(const PanelsView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+                           std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+        const std::int64_t c0 = w.tile_begin(t), len = w.tile_width(t);
+        for (std::int64_t b = 0; b < x.rows; ++b) {
+            T* const out = y.row(b) + c0;
+            std::fill(out, out + len, T(0));
+            for (std::int64_t q = w.unit_ptr[t]; q < w.unit_ptr[t + 1]; ++q) {
+                const std::int64_t k0 = w.unit_row[q], n = w.unit_rows(q);
+                const T* panel = w.values + q * w.run * w.ld;
+                for (std::int64_t i = 0; i < n; ++i, panel += w.ld) {
+                    const T xv = x.at(b, k0 + i);
+                    for (std::int64_t j = 0; j < len; ++j) out[j] += xv * panel[j];
+                }
+            }
+        }
+    }
+}
+
+}  // namespace spmm

@@ -1,0 +1,369 @@
+"""Structured layouts of a prepared matrix: tile-wise and block sparsity as column-tile panels.
+
+For ``X @ W`` with W (inputs x outputs) pruned in a structured way, ``prepare`` can store W as
+*panels* (``include/spmm/panels.hpp``): W's columns are cut into tiles of ``width`` outputs;
+in each tile, the kept input rows come in *units* of ``run`` consecutive rows (1 for tile-wise
+sparsity, the block height for block sparsity) whose whole segment in the tile is stored
+densely. The kernel then computes every tile as a gather of X's kept columns and a small dense
+product, with no index per stored entry.
+
+A layout *fits* a matrix when every segment it stores is fully stored in the matrix (no zero
+fill): ``layout="auto"`` only picks a fitting one, so its products are exactly scipy's. A
+declared layout (``layout="tile"`` or ``"block"``) that does not fit stores zeros where the
+matrix stores nothing: the products are scipy's for finite X, but an inf or NaN of X at such
+a position gives NaN, as a dense product would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import _spmm_ext
+from ._operands import Csr, aligned_empty
+
+LAYOUTS = ("auto", "csr", "tile", "block", "n_m")
+
+# Tile widths (outputs per tile) auto and the declared layouts try, widest first: a wider tile
+# reuses each gathered X value over more outputs. 16 floats is one AVX-512 register: narrower
+# tiles would not fill the micro-kernel's vectors.
+TILE_WIDTHS = (256, 128, 64, 32, 16)
+
+# Block heights tried for the block layout, tallest first (a run of kept rows read with no
+# index per row).
+BLOCK_HEIGHTS = (64, 32, 16, 8, 4, 2)
+
+# The declared layouts' parameters when nothing fits: the defaults of spmm.prune.
+DEFAULT_TILE_WIDTH = 128
+DEFAULT_BLOCK = (32, 32)
+
+# Bytes a panel row is padded to: one cache line, so that every panel row starts aligned and
+# the kernel's last vector of a tile never reads past the row.
+_ROW_ALIGN = 64
+
+
+def _with_values_of(form: Panels | NmWeights, dtype: np.dtype) -> Panels | NmWeights:
+    """``form`` with its values converted to ``dtype`` (aligned; made once and kept)."""
+    if form.values.dtype == dtype:
+        return form
+    if dtype not in form._by_dtype:
+        values = aligned_empty(form.values.size, dtype).reshape(form.values.shape)
+        values[...] = form.values
+        form._by_dtype[dtype] = replace(form, values=values, _by_dtype={})
+    return form._by_dtype[dtype]
+
+
+@dataclass(frozen=True)
+class Panels:
+    """W in the column-tile layout: the arrays ``spmm._spmm_ext.panels_times_dense`` takes.
+
+    Attributes
+    ----------
+    shape : (int, int)
+        W's (inputs, outputs).
+    width : int
+        Outputs per tile (the last tile may be narrower).
+    run : int
+        Input rows per unit: 1 for the tile layout, the block height for the block layout.
+    unit_ptr : ndarray of int64, (tiles + 1,)
+        Tile t holds units ``unit_ptr[t]:unit_ptr[t+1]``.
+    unit_row : ndarray of int32
+        The first input row of each unit.
+    values : ndarray, (units * run, ld)
+        The panel rows, 64-byte aligned, each padded with zeros to ``ld`` elements.
+    fits : bool
+        Whether every stored segment is fully stored in the matrix (no zero fill).
+    """
+
+    shape: tuple[int, int]
+    width: int
+    run: int
+    unit_ptr: np.ndarray
+    unit_row: np.ndarray
+    values: np.ndarray
+    fits: bool
+    _by_dtype: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def layout(self) -> str:
+        return "tile" if self.run == 1 else "block"
+
+    @property
+    def block(self) -> tuple[int, int]:
+        """(run, width): the shape of a block, (1, width) for tile-wise sparsity."""
+        return (self.run, self.width)
+
+    @property
+    def nbytes(self) -> int:
+        return self.unit_ptr.nbytes + self.unit_row.nbytes + self.values.nbytes
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.unit_ptr, self.unit_row, self.values)
+
+    def multiply_into(self, x: np.ndarray, y: np.ndarray, codes: tuple[int, int, int, int],
+                      min_work: int) -> None:
+        """y = x @ W (2-D, see ``spmm._spmm_ext.panels_times_dense``); codes: backend, threads,
+        partition, SIMD level."""
+        rows, cols = self.shape
+        _spmm_ext.panels_times_dense(rows, cols, self.width, self.run, self.unit_ptr,
+                                     self.unit_row, self.values, x, y, *codes, min_work)
+
+    def astype(self, dtype: np.dtype) -> Panels:
+        """The same panels with values of ``dtype`` (converted once and kept)."""
+        return _with_values_of(self, dtype)
+
+
+@dataclass(frozen=True)
+class NmWeights:
+    """W with N:M sparsity along its inputs, compressed: what ``nm_times_dense`` takes.
+
+    Attributes
+    ----------
+    shape : (int, int)
+        W's (inputs, outputs).
+    n, m : int
+        At most ``n`` kept weights in every group of ``m`` consecutive inputs of each output.
+    values : ndarray, (chunks, groups * n, NM_CHUNK)
+        For each chunk of NM_CHUNK output columns, row ``g * n + s``: the ``s``-th kept
+        weight of group ``g`` of each column (zero where a column keeps fewer; the last chunk
+        zero padded): one contiguous stream per chunk, 64-byte aligned.
+    offsets : ndarray of uint8, same shape
+        The position of each of those weights inside its group.
+    fits : bool
+        Whether every column keeps exactly ``n`` (``min(n, rows left)`` in a last, shorter
+        group): no zero fill.
+    """
+
+    shape: tuple[int, int]
+    n: int
+    m: int
+    values: np.ndarray
+    offsets: np.ndarray
+    fits: bool
+    _by_dtype: dict = field(default_factory=dict, compare=False, repr=False)
+
+    layout = "n_m"
+    block = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes + self.offsets.nbytes
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.values, self.offsets)
+
+    def multiply_into(self, x: np.ndarray, y: np.ndarray, codes: tuple[int, int, int, int],
+                      min_work: int) -> None:
+        """y = x @ W (2-D, see ``spmm._spmm_ext.nm_times_dense``)."""
+        rows, cols = self.shape
+        _spmm_ext.nm_times_dense(rows, cols, self.n, self.m, self.values, self.offsets, x, y,
+                                 *codes, min_work)
+
+    def astype(self, dtype: np.dtype) -> NmWeights:
+        """The same weights with values of ``dtype`` (converted once and kept)."""
+        return _with_values_of(self, dtype)
+
+
+# Output columns per chunk of the N:M layout: a multiple of every vector length, and a chunk's
+# values (groups * n rows of 256 bytes in float32) stay in L2 while every batch block reads them.
+NM_CHUNK = 64
+
+# Group sizes auto tries for N:M sparsity, smallest first (the most structure). Offsets are
+# one byte, and the permute kernels hold a group in one register (16 floats with AVX-512).
+NM_GROUPS = (4, 8, 16)
+
+# N:M detection counts stored entries per (group, column): tried only on matrices dense
+# enough to be N:M-pruned layers (at least 1 kept in 16) and of bounded count arrays.
+_NM_MIN_DENSITY = 1 / 16
+_NM_MAX_COUNTS = 2**26
+
+
+def _group_counts(csr: Csr, row_of: np.ndarray, m: int) -> np.ndarray:
+    """Stored entries per (group of m input rows, column): groups x cols."""
+    rows, cols = csr.shape
+    groups = -(-rows // m)
+    key = (row_of // m) * cols + csr.indices.astype(np.int64)
+    return np.bincount(key, minlength=groups * cols).reshape(groups, cols)
+
+
+def _fitting_n_m(csr: Csr, row_of: np.ndarray) -> tuple[int, int] | None:
+    """The (n, m) with the smallest m of NM_GROUPS for which every output column keeps exactly
+    n < m weights in every group of m inputs (min(n, rows left) in a last, shorter group)."""
+    rows, cols = csr.shape
+    if rows * cols == 0 or csr.nnz < _NM_MIN_DENSITY * rows * cols:
+        return None
+    for m in NM_GROUPS:
+        groups = -(-rows // m)
+        if m > rows or groups * cols > _NM_MAX_COUNTS:
+            continue
+        counts = _group_counts(csr, row_of, m)
+        n = int(counts.max())
+        sizes = np.minimum(m, rows - np.arange(groups) * m)
+        if n < m and np.all(counts == np.minimum(n, sizes)[:, None]):
+            return (n, m)
+    return None
+
+
+def build_n_m(csr: Csr, n: int, m: int) -> NmWeights:
+    """``csr`` (W, canonical) compressed as N:M weights; a column keeping fewer than n in a
+    group is zero filled. Raises ValueError if some group keeps more than n."""
+    rows, cols = csr.shape
+    groups = -(-rows // m) if rows else 0
+    row_of = _row_of_entries(csr)
+    col_of = csr.indices.astype(np.int64)
+    group_of = row_of // m
+    key = group_of * cols + col_of
+    order = np.argsort(key, kind="stable")  # by group and column, rows ascending (CSR order)
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) if len(key) else key
+    run_lengths = np.diff(np.r_[starts, len(key)])
+    if len(run_lengths) and run_lengths.max() > n:
+        worst = sorted_key[starts[np.argmax(run_lengths)]]
+        raise ValueError(
+            f"prepare: layout='n_m' with n_m=({n}, {m}): output column {worst % cols} keeps "
+            f"{run_lengths.max()} weights in inputs {worst // cols * m}..."
+            f"{min(rows, worst // cols * m + m) - 1}; at most {n} of every {m} are allowed")
+    slot = np.empty(len(key), dtype=np.int64)
+    slot[order] = np.arange(len(key)) - np.repeat(starts, run_lengths)
+    chunks = -(-cols // NM_CHUNK)
+    shape = (chunks, groups * n, NM_CHUNK)
+    values = aligned_empty(int(np.prod(shape)), csr.data.dtype).reshape(shape)
+    values[...] = 0
+    offsets = np.zeros(shape, dtype=np.uint8)
+    where = (col_of // NM_CHUNK, group_of * n + slot, col_of % NM_CHUNK)
+    values[where] = csr.data
+    offsets[where] = row_of - group_of * m
+    sizes = np.minimum(m, rows - np.arange(groups) * m)
+    fits = bool(csr.nnz == int(np.minimum(n, sizes).sum()) * cols)
+    return NmWeights((rows, cols), n, m, values, offsets, fits)
+
+
+def _row_of_entries(csr: Csr) -> np.ndarray:
+    indptr = csr.indptr.astype(np.int64)
+    return np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(indptr))
+
+
+def _fits_width(col: np.ndarray, same_row_next: np.ndarray, cols: int, width: int) -> bool:
+    """Whether the stored columns of every row (sorted) are whole tiles of ``width``: each
+    entry that does not end its tile is followed, in its row, by the next column."""
+    ends_tile = (col % width == width - 1) | (col == cols - 1)
+    follows = np.zeros(len(col), dtype=bool)
+    follows[:-1] = same_row_next & (col[1:] == col[:-1] + 1)
+    starts_ok = np.ones(len(col), dtype=bool)
+    starts_ok[1:] = (col[1:] % width == 0) | (same_row_next & (col[1:] == col[:-1] + 1))
+    if len(col):
+        starts_ok[0] = col[0] % width == 0
+    return bool(np.all(ends_tile | follows) and np.all(starts_ok))
+
+
+def _fitting_width(csr: Csr, row_of: np.ndarray) -> int | None:
+    """The widest tile width whose (row, tile) segments are each fully stored or empty.
+
+    Widths are powers of two, so a width fits only if every narrower one does: the narrowest
+    is tried first, which rejects an unstructured matrix after one pass over its entries.
+    """
+    cols = csr.shape[1]
+    col = csr.indices.astype(np.int64)
+    same_row_next = row_of[1:] == row_of[:-1]
+    best = None
+    for width in sorted(w for w in TILE_WIDTHS if w <= cols):
+        if not _fits_width(col, same_row_next, cols, width):
+            break
+        best = width
+    return best
+
+
+def _fitting_height(csr: Csr, row_of: np.ndarray, width: int) -> int:
+    """The tallest block height h (or 1) such that, in every tile, the kept rows come in whole
+    aligned groups of h (the last group may be shorter)."""
+    rows = csr.shape[0]
+    starts = csr.indices.astype(np.int64) % width == 0
+    seg_row, seg_tile = row_of[starts], csr.indices.astype(np.int64)[starts] // width
+    for h in BLOCK_HEIGHTS:
+        if h > rows:
+            continue
+        groups = -(-rows // h)
+        group = seg_row // h
+        keys, counts = np.unique(seg_tile * groups + group, return_counts=True)
+        sizes = np.minimum(h, rows - (keys % groups) * h)
+        if np.all(counts == sizes):
+            return h
+    return 1
+
+
+def detect(csr: Csr) -> tuple[str, int, int]:
+    """The structured layout that fits ``csr`` (canonical): ``("tile", 1, width)``,
+    ``("block", height, width)``, ``("n_m", n, m)``, or ``("csr", 0, 0)`` when none does."""
+    if csr.nnz == 0:
+        return ("csr", 0, 0)
+    row_of = _row_of_entries(csr)
+    width = _fitting_width(csr, row_of)
+    if width is not None:
+        height = _fitting_height(csr, row_of, width)
+        return ("tile", 1, width) if height == 1 else ("block", height, width)
+    n_m = _fitting_n_m(csr, row_of)
+    return ("csr", 0, 0) if n_m is None else ("n_m", *n_m)
+
+
+def build(csr: Csr, run: int, width: int) -> Panels:
+    """``csr`` (W, canonical, float32/float64 values) in the column-tile layout with units of
+    ``run`` rows and tiles of ``width`` outputs; segments partly stored are zero filled."""
+    rows, cols = csr.shape
+    tiles = -(-cols // width) if cols else 0
+    groups = -(-rows // run) if rows else 0
+    row_of = _row_of_entries(csr)
+    col_of = csr.indices.astype(np.int64)
+    tile_of = col_of // width
+    group_of = row_of // run
+    keys = tile_of * groups + group_of  # units in tile-major order, rows ascending
+    units = np.unique(keys)
+    unit_ptr = np.zeros(tiles + 1, dtype=np.int64)
+    if tiles:
+        np.cumsum(np.bincount(units // groups, minlength=tiles), out=unit_ptr[1:])
+    unit_row = ((units % groups) * run).astype(np.int32) if groups else units.astype(np.int32)
+    itemsize = csr.data.dtype.itemsize
+    ld = -(-width * itemsize // _ROW_ALIGN) * _ROW_ALIGN // itemsize
+    values = aligned_empty(len(units) * run * ld, csr.data.dtype).reshape(len(units) * run, ld)
+    values[...] = 0
+    unit_of = np.searchsorted(units, keys)
+    values[unit_of * run + (row_of - group_of * run), col_of - tile_of * width] = csr.data
+    # It fits when the stored entries fill every unit's segments inside the matrix.
+    stored_rows = np.minimum(run, rows - unit_row.astype(np.int64))
+    tile_widths = np.minimum(width, cols - (units // groups) * width) if groups else units
+    fits = bool(csr.nnz == int(np.sum(stored_rows * tile_widths)))
+    return Panels((rows, cols), width, run, unit_ptr, unit_row, values, fits)
+
+
+def structured_form(csr: Csr, layout: str, tile: int | None, block: tuple[int, int] | None,
+                    n_m: tuple[int, int] | None) -> Panels | NmWeights | None:
+    """The structured form ``prepare(layout=...)`` stores for W = ``csr`` (canonical), or None
+    for CSR.
+
+    ``auto``: the fitting structure, if any; ``tile`` / ``block`` / ``n_m``: the given shape,
+    else the fitting one, else the default (zero filled; N:M has no default: an error);
+    ``csr``: None.
+    """
+    if layout == "csr" or csr.shape[0] >= 2**31:
+        return None
+    declared = {"tile": tile, "block": block, "n_m": n_m}.get(layout)
+    kind, first, second = ("csr", 0, 0) if declared is not None else detect(csr)
+    if layout == "auto":
+        layout = kind
+        if kind == "csr":
+            return None
+    if layout == "tile":
+        width = tile if tile is not None else second if kind == "tile" else DEFAULT_TILE_WIDTH
+        return build(csr, 1, int(width))
+    if layout == "block":
+        if block is None:
+            block = (first, second) if kind == "block" else DEFAULT_BLOCK
+        return build(csr, int(block[0]), int(block[1]))
+    if n_m is None:
+        if kind != "n_m":
+            raise ValueError(
+                "prepare: layout='n_m' needs n_m=(n, m): the matrix is not N:M sparse for any "
+                f"group size of {NM_GROUPS} (every output keeping the same n < m weights in "
+                "every group of m inputs)")
+        n_m = (first, second)
+    return build_n_m(csr, int(n_m[0]), int(n_m[1]))
