@@ -262,9 +262,10 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     >>> x = np.ones((8, 1024), dtype=np.float32)
     >>> np.allclose(x @ p, x @ w, rtol=1e-5)
     True
-    >>> pruned = spmm.prune(np.ones((512, 256), np.float32), 0.75, "tile_wise", tile=64)
-    >>> spmm.prepare(pruned).layout
-    'tile'
+    >>> w = np.random.default_rng(0).standard_normal((512, 256)).astype(np.float32)
+    >>> p = spmm.prepare(spmm.prune(w, 0.75, "tile_wise", tile=64))
+    >>> p.layout, p.block
+    ('tile', (1, 64))
     """
     _check_layout(layout, tile, block, n_m)
     check_sparse(a, "prepare")
