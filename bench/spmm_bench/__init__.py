@@ -23,7 +23,7 @@ Modules, in the order a run uses them:
 - ``metrics``: GFLOP/s, speedups, arithmetic intensity, roofline fraction, break-even.
 - ``ablation``, ``autocheck``, ``payoff``, ``targets``: the kernel work's summaries (issue 5):
   the kernel waterfall, ``auto`` against every kernel, ``prepare``'s cost and bytes, and the
-  targets as measured / target.
+  targets as measured / target (issue 5's, and issue 6's for the structured layouts).
 - ``report``, ``sections``, ``text``, ``plots``, ``plots_kernels``: the terminal table, the
   Markdown report and the PNG plots.
 - ``native``: the portable build against a ``-march=native`` one (``bench/native_build.py``,

@@ -1,7 +1,8 @@
 """The report's sections on the kernel work (issue 5): the kernel ablation waterfall, the
-``auto`` check, the cost and footprint of ``prepare``, the targets, and the portable build
-against a native one. Each reads the summary :mod:`runner` stored in ``results`` and returns
-Markdown lines (none when the run has nothing for it)."""
+``auto`` check, the cost and footprint of ``prepare``, the targets (issues 5 and 6), the
+structured layouts (issue 6: the layout spmm used, against its CSR form, dense and PyTorch),
+and the portable build against a native one. Each reads the summary :mod:`runner` stored in
+``results`` and returns Markdown lines (none when the run has nothing for it)."""
 
 from __future__ import annotations
 
