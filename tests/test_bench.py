@@ -556,8 +556,10 @@ def test_native_build_script_help(tmp_path: Path) -> None:
 
 def test_plan_measures_the_csr_form_beside_structured_layouts() -> None:
     workloads = suites.workloads("structured", ["float32"])
-    assert len(workloads) == 18
+    # 3 sparsities x (uniform, block32, tilewise128) + nm4 at 50 and 75 %, batch 64 and 256.
+    assert len(workloads) == (3 * 3 + 2) * 2
     assert {wl.matrix.sparsity for wl in workloads} == {0.5, 0.75, 0.9}
+    assert {wl.matrix.sparsity for wl in workloads if wl.matrix.pattern == "nm4"} == {0.5, 0.75}
     options = tiny_options(threads=[1, 2], peers=["dense", "torch", "torch-dense"])
     for wl in workloads:
         cases = plan.cases_for(wl, options, ["serial", "openmp", "threads"])
@@ -603,7 +605,9 @@ def test_structured_targets_from_synthetic_measurements() -> None:
                               label="spmm serial tiled", layout_used="csr")]
     rows = targets.evaluate(records, {}, cpus=2, threads=[1], library_info={})["rows"]
     structured = [r for r in rows if r["issue"] == 6]
-    assert len(structured) == 2 * 3 + 4 and all(r["item"] == "3" for r in structured)
+    # Against dense: 2 batches x 3 (pattern, sparsity) targets; then per structured pattern
+    # (block32, tilewise128, nm4): against its CSR form and against uniform.
+    assert len(structured) == 2 * 3 + 3 * 2 and all(r["item"] == "3" for r in structured)
 
     def row(text: str) -> dict[str, Any]:
         (found,) = [r for r in structured if text in r["target"]]

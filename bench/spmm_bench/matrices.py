@@ -169,6 +169,20 @@ def block_sparse(rng: np.random.Generator, shape: tuple[int, int], nnz: int,
     return sp.csr_array(np.where(mask, dense, 0.0))
 
 
+def n_of_m(rng: np.random.Generator, shape: tuple[int, int], n: int, m: int) -> sp.csr_array:
+    """N:M sparsity along the inputs (the rows of W, in x out): in every group of ``m``
+    consecutive rows, each column keeps its ``n`` weights of largest magnitude."""
+    rows, cols = shape
+    dense = rng.standard_normal(shape)
+    groups = dense[: rows // m * m].reshape(rows // m, m, cols)
+    order = np.argsort(-np.abs(groups), axis=1, kind="stable")
+    keep = np.zeros(groups.shape, dtype=bool)
+    np.put_along_axis(keep, order[:, :n, :], True, axis=1)
+    mask = np.zeros(shape, dtype=bool)
+    mask[: rows // m * m] = keep.reshape(-1, cols)
+    return sp.csr_array(np.where(mask, dense, 0.0))
+
+
 def tile_wise(rng: np.random.Generator, shape: tuple[int, int], nnz: int,
               width: int = 128) -> sp.csr_array:
     """Tile-wise sparsity: columns cut into tiles of ``width``, whole rows pruned in each tile.

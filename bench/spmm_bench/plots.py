@@ -27,7 +27,8 @@ PEERS_FILE = "peers_{suite}.png"
 COLORS = {"scipy": "#7f7f7f", "dense": "#000000", "torch-dense": "#ff9896",
           "spmm serial": "#9ecae1", "spmm openmp": "#1f77b4", "spmm threads": "#ff7f0e",
           "torch": "#d62728", "mkl": "#2ca02c", "graphblas": "#9467bd"}
-PATTERN_STYLES = {"uniform": "-", "pruned": "--", "block32": ":", "tilewise128": "-."}
+PATTERN_STYLES = {"uniform": "-", "pruned": "--", "block32": ":", "tilewise128": "-.",
+                  "nm4": (0, (3, 1, 1, 1, 1, 1))}
 
 
 def _color(name: str) -> str:

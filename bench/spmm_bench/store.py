@@ -37,6 +37,8 @@ def generate(spec: MatrixSpec) -> sp.csr_array:
         return matrices.stratified_rows(rng, spec.shape, round(nnz / rows))
     if spec.pattern == "block32":
         return matrices.block_sparse(rng, spec.shape, nnz, block=32)
+    if spec.pattern == "nm4":
+        return matrices.n_of_m(rng, spec.shape, round(4 * (1 - spec.sparsity)), 4)
     if spec.pattern == "tilewise128":
         return matrices.tile_wise(rng, spec.shape, nnz, width=128)
     raise ValueError(f"unknown pattern {spec.pattern!r}")

@@ -35,7 +35,7 @@ DNN_BATCHES = (16, 64, 256)
 STRUCTURED_BATCHES = (64, 256)
 STRUCTURED_VS_DENSE = (("tilewise128", 0.75, 1.9), ("block32", 0.75, 2.5),
                        ("tilewise128", 0.5, 1.0))
-STRUCTURED_PATTERNS = ("block32", "tilewise128")
+STRUCTURED_PATTERNS = ("block32", "tilewise128", "nm4")
 BREAK_EVEN_MAX = 0.6
 # issue 5, item 6: on products this long a parallel region's fixed cost (microseconds) is
 # below 1 %, so the backends' difference is their threading strategy, not their overhead.
