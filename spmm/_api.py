@@ -254,7 +254,13 @@ def _fast_multiply(a: Any, b: Any, out: Any, config: tuple, partition: str) -> n
         dense = given if given_dtype == dtype else given.astype(dtype)
         copied = dense is not given  # whether the extension sees a copy of an operand
     check = True  # a scipy matrix's structure may have been corrupted since the last call
-    if kind is PreparedMatrix:
+    backend, num_threads, kernel, simd = config
+    # X @ P with P in a structured layout: its own kernel, and no CSR form of Wᵀ is built.
+    structured = (transposed and kind is PreparedMatrix and kernel == "auto"
+                  and sparse._structured is not None)
+    if structured:
+        check = False
+    elif kind is PreparedMatrix:
         csr = sparse.csr_transposed(dtype) if transposed else sparse.csr(dtype)
         indptr, indices, data = csr.indptr, csr.indices, csr.data
         check = False
@@ -292,9 +298,7 @@ def _fast_multiply(a: Any, b: Any, out: Any, config: tuple, partition: str) -> n
         # The extension checks out against the arrays it reads; this covers those it does
         # not see (the operands copies were made from, a PreparedMatrix's other form).
         return None
-    backend, num_threads, kernel, simd = config
-    structured = kind is PreparedMatrix and sparse._structured is not None
-    if transposed and structured and kernel == "auto":
+    if structured:
         if dense.shape[-1] != sparse.shape[0]:
             return None  # the general path reports the shape error
         _structured_product(sparse.structured(dtype), dense, out, config, partition)

@@ -308,3 +308,14 @@ def test_n_m_without_a_fitting_structure_asks_for_n_m(rng):
     w = sp.random_array((64, 64), density=0.3, format="csr", rng=rng)
     with pytest.raises(ValueError, match="needs n_m=\\(n, m\\)"):
         spmm.prepare(w, layout="n_m")
+
+
+def test_x_times_a_structured_matrix_builds_no_csr_form_of_the_transpose(rng):
+    w = tile_wise((64, 64), 32, 0.5, np.float32, rng)
+    p = spmm.prepare(w)
+    before = p.nbytes
+    x = make_dense((5, 64), np.float32, rng)
+    assert_product_matches_scipy(x @ p, x, w)
+    assert_product_matches_scipy(spmm.multiply(x.astype(np.float64), p), x.astype(np.float64), w)
+    assert p._csr_t is None, "the structured kernel needs no CSR of W transposed"
+    assert p.nbytes > before  # only the float64 copy of the panels was added
