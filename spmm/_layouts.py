@@ -16,6 +16,7 @@ a position gives NaN, as a dense product would.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -43,15 +44,45 @@ DEFAULT_BLOCK = (32, 32)
 _ROW_ALIGN = 64
 
 
+_CONVERSION_LOCK = threading.Lock()
+
+
 def _with_values_of(form: Panels | NmWeights, dtype: np.dtype) -> Panels | NmWeights:
-    """``form`` with its values converted to ``dtype`` (aligned; made once and kept)."""
+    """``form`` with its values converted to ``dtype`` (aligned; made once and kept).
+
+    Under a lock: another thread may be reading the cache (``PreparedMatrix.stored_arrays``
+    snapshots it) or converting the same form.
+    """
     if form.values.dtype == dtype:
         return form
-    if dtype not in form._by_dtype:
-        values = aligned_empty(form.values.size, dtype).reshape(form.values.shape)
-        values[...] = form.values
-        form._by_dtype[dtype] = replace(form, values=values, _by_dtype={})
-    return form._by_dtype[dtype]
+    with _CONVERSION_LOCK:
+        if dtype not in form._by_dtype:
+            values = aligned_empty(form.values.size, dtype).reshape(form.values.shape)
+            values[...] = form.values
+            form._by_dtype[dtype] = replace(form, values=values, _by_dtype={})
+        return form._by_dtype[dtype]
+
+
+def check(form: Panels | NmWeights, shape: tuple[int, int]) -> None:
+    """Raise ValueError unless ``form`` is a consistent structured form of a matrix of
+    ``shape``: every index the kernels follow stays inside its arrays. For a form that did not
+    come from :func:`build` / :func:`build_n_m` (an unpickled one)."""
+    rows, cols = shape
+    bad = form.shape != shape
+    if isinstance(form, Panels):
+        tiles = -(-cols // form.width) if form.width > 0 else -1
+        ptr, unit_row = form.unit_ptr, form.unit_row
+        bad = (bad or form.width < 1 or form.run < 1 or ptr.ndim != 1 or len(ptr) != tiles + 1
+               or ptr[0] != 0 or np.any(np.diff(ptr) < 0) or ptr[-1] != len(unit_row)
+               or form.values.ndim != 2 or form.values.shape[0] != len(unit_row) * form.run
+               or (len(unit_row) and (unit_row.min() < 0 or unit_row.max() >= rows)))
+    else:
+        bad = (bad or not 1 <= form.m <= 255 or not 0 <= form.n <= form.m
+               or form.values.shape != form.offsets.shape
+               or (form.offsets.size and int(form.offsets.max()) >= form.m))
+    if bad:
+        raise ValueError(f"a structured form that does not fit a {rows} x {cols} matrix "
+                         "(a corrupted pickle?)")
 
 
 @dataclass(frozen=True)

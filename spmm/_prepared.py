@@ -117,7 +117,10 @@ class PreparedMatrix:
         return {"csr": self._csr, "csr_t": self._csr_t, "structured": self._structured}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["csr"], state.get("structured"))
+        structured = state.get("structured")
+        if structured is not None:
+            _layouts.check(structured, state["csr"].shape)
+        self.__init__(state["csr"], structured)
         self._csr_t = state["csr_t"]
 
     def stored_arrays(self) -> list[np.ndarray]:
@@ -125,8 +128,8 @@ class PreparedMatrix:
         forms = [self._csr] + ([self._csr_t] if self._csr_t is not None else [])
         arrays = [x for f in forms for x in (f.indptr, f.indices, f.data)]
         if self._structured is not None:
-            arrays += [x for p in (self._structured, *self._structured._by_dtype.values())
-                       for x in p.arrays()]
+            converted = tuple(self._structured._by_dtype.values())  # another thread may add
+            arrays += [x for p in (self._structured, *converted) for x in p.arrays()]
         return arrays
 
     def csr(self, dtype: np.dtype) -> Csr:

@@ -408,10 +408,14 @@ def environment_values(bytes backend, bytes num_threads, bytes kernel, bytes sim
             environment_value(kernel), environment_value(simd))
 
 
-cdef int strided_operands(value_t[:, :] y, const value_t[:, :] x) except -1:
-    """Check that X's strides and Y's row stride are whole elements and Y's columns are
-    contiguous (the structured kernels' layout)."""
+cdef int strided_operands(value_t[:, :] y, const value_t[:, :] x, int64_t rows,
+                          int64_t cols) except -1:
+    """Check that X is batch x rows and Y batch x cols, that X's strides and Y's row stride
+    are whole elements and that Y's columns are contiguous (the structured kernels' layout)."""
     cdef Py_ssize_t size = sizeof(value_t)
+    if x.shape[1] != rows or y.shape[0] != x.shape[0] or y.shape[1] != cols:
+        raise ValueError(f"structured product: X is {x.shape[0]} x {x.shape[1]} and Y "
+                         f"{y.shape[0]} x {y.shape[1]}, for W of {rows} x {cols}")
     if (x.strides[0] % size or x.strides[1] % size or y.strides[0] % size
             or y.strides[1] != size and y.shape[1] > 1):
         raise ValueError("structured product: strides must be whole elements and Y's columns "
@@ -428,12 +432,18 @@ def panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_t run,
 
     ``values`` holds the panel rows (``ld`` = its number of columns); ``x`` is batch x rows
     with any strides (multiples of its item size), ``y`` batch x cols with unit column stride.
-    The layout's arrays were checked when it was built.
+    The sizes that bound every access are checked here; the contents of ``unit_ptr`` and
+    ``unit_row`` (non-decreasing, in range) when the layout was built or unpickled
+    (``spmm._layouts.check``).
     """
-    strided_operands(y, x)
-    if unit_ptr.shape[0] < 1:
-        raise ValueError("panels_times_dense: unit_ptr is empty")
+    strided_operands(y, x, rows, cols)
     cdef Py_ssize_t size = sizeof(value_t)
+    cdef int64_t tiles = (cols + width - 1) // width if width > 0 else -1
+    cdef int64_t vector = 64 // size  # the widest vector: panel rows are padded to it
+    if (width < 1 or run < 1 or unit_ptr.shape[0] != tiles + 1
+            or values.shape[1] < (width + vector - 1) // vector * vector
+            or values.shape[0] != unit_row.shape[0] * run):
+        raise ValueError("panels_times_dense: the layout's arrays do not fit its shape")
     cdef const int32_t* rows_ptr = &unit_row[0] if unit_row.shape[0] > 0 else NULL
     cdef const value_t* values_ptr = &values[0, 0] if values.shape[0] > 0 else NULL
     cdef const value_t* x_ptr = &x[0, 0] if x.shape[0] > 0 and x.shape[1] > 0 else NULL
@@ -454,10 +464,14 @@ def nm_times_dense(int64_t rows, int64_t cols, int64_t n, int64_t m,
     ``values`` and ``offsets`` are chunks x (groups * n) x chunk; ``x`` and ``y`` as for
     :func:`panels_times_dense`.
     """
-    strided_operands(y, x)
+    strided_operands(y, x, rows, cols)
+    cdef int64_t chunk = values.shape[2]
+    cdef int64_t groups = (rows + m - 1) // m if m > 0 else -1
     if (values.shape[0] != offsets.shape[0] or values.shape[1] != offsets.shape[1]
-            or values.shape[2] != offsets.shape[2]):
-        raise ValueError("nm_times_dense: values and offsets differ in shape")
+            or values.shape[2] != offsets.shape[2] or chunk < 64 or chunk % 64
+            or values.shape[0] != (cols + chunk - 1) // chunk or m < 1 or m > 255
+            or n < 0 or n > m or values.shape[1] != groups * n):
+        raise ValueError("nm_times_dense: the layout's arrays do not fit its shape")
     cdef Py_ssize_t size = sizeof(value_t)
     cdef const value_t* values_ptr = NULL
     cdef const uint8_t* offsets_ptr = NULL

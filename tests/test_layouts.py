@@ -319,3 +319,44 @@ def test_x_times_a_structured_matrix_builds_no_csr_form_of_the_transpose(rng):
     assert_product_matches_scipy(spmm.multiply(x.astype(np.float64), p), x.astype(np.float64), w)
     assert p._csr_t is None, "the structured kernel needs no CSR of W transposed"
     assert p.nbytes > before  # only the float64 copy of the panels was added
+
+
+@pytest.mark.parametrize("corrupt", ["shape", "unit_row", "unit_ptr", "offsets"])
+def test_an_unpickled_structured_form_that_does_not_fit_is_refused(corrupt, rng):
+    from dataclasses import replace
+
+    if corrupt == "offsets":
+        p = spmm.prepare(n_m_sparse((16, 64), 2, 4, np.float32, rng))
+        form = p._structured
+        offsets = form.offsets.copy()
+        offsets[0, 0, 0] = 9  # past the group of 4: would read another group's X
+        bad = replace(form, offsets=offsets, _by_dtype={})
+    else:
+        p = spmm.prepare(tile_wise((64, 64), 32, 0.5, np.float32, rng))
+        form = p._structured
+        unit_row, unit_ptr = form.unit_row.copy(), form.unit_ptr.copy()
+        unit_row[-1] = 64  # past W's last row
+        unit_ptr[1] = unit_ptr[2] + 1  # decreasing
+        bad = {"shape": replace(form, shape=(64, 128), _by_dtype={}),
+               "unit_row": replace(form, unit_row=unit_row, _by_dtype={}),
+               "unit_ptr": replace(form, unit_ptr=unit_ptr, _by_dtype={})}[corrupt]
+    state = p.__getstate__()
+    state["structured"] = bad
+    restored = spmm.PreparedMatrix.__new__(spmm.PreparedMatrix)
+    with pytest.raises(ValueError, match="does not fit"):
+        restored.__setstate__(state)
+
+
+def test_the_extension_checks_the_operand_shapes_against_the_layout(rng):
+    from spmm import _spmm_ext
+
+    form = spmm.prepare(tile_wise((64, 64), 32, 0.5, np.float32, rng))._structured
+    x = np.ones((3, 64), np.float32)
+    for y in (np.empty((3, 128), np.float32), np.empty((2, 64), np.float32)):
+        with pytest.raises(ValueError, match="structured product"):
+            _spmm_ext.panels_times_dense(64, 64, form.width, form.run, form.unit_ptr,
+                                         form.unit_row, form.values, x, y, 0, 1, 1, 0, -1)
+    with pytest.raises(ValueError, match="do not fit its shape"):
+        _spmm_ext.panels_times_dense(64, 64, 16, form.run, form.unit_ptr, form.unit_row,
+                                     form.values, x, np.empty((3, 64), np.float32), 0, 1, 1,
+                                     0, -1)
