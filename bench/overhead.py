@@ -17,6 +17,8 @@ each median is over many calls. The machine is often shared, so run it more than
 ``--isolated`` then compares the parallel backends on products just above the threshold, each
 backend in a process of its own (alternating, ``--rounds`` times), as spmm runs them by
 default: the difference of their medians is the difference of their per-call overheads.
+``--large`` does only that comparison, on products of about 1 and 10 ms, and prints the ratio
+of the two backends' medians (issue 5, item 6: within 5 %).
 """
 
 from __future__ import annotations
@@ -110,15 +112,20 @@ def measure(rounds: int, backends: list[str]) -> tuple[list[int], dict[str, list
 
 
 ISOLATED_FACTORS = (1, 2, 4)  # products of about 1, 2 and 4 times the threshold's work
+# --large: products of about 1 ms and 10 ms on the development VM (30 and 300 times the
+# threshold's work), where the backends' per-call overheads are negligible and only how they
+# run the two slices differs (issue 5, item 6: within 5 % of each other).
+LARGE_FACTORS = (30, 300)
+LARGE_CALLS = 201
 
 
-def isolated_rows(threshold: int) -> list[int]:
-    """Row counts whose products do 1, 2 and 4 times the threshold's work (at least 1 row)."""
+def isolated_rows(threshold: int, factors: tuple[int, ...] = ISOLATED_FACTORS) -> list[int]:
+    """Row counts whose products do ``factors`` times the threshold's work (at least 1 row)."""
     per_row = (PER_ROW + 1) * N
-    return [max(1, -(-threshold * f // per_row)) for f in ISOLATED_FACTORS]
+    return [max(1, -(-threshold * f // per_row)) for f in factors]
 
 
-def child(backend: str, rows_list: list[int]) -> None:
+def child(backend: str, rows_list: list[int], calls: int = REPEAT * 10) -> None:
     """Print {rows: median seconds per call} of ``backend`` as spmm runs it by default."""
     rng = np.random.default_rng(0)
     medians = {}
@@ -129,30 +136,33 @@ def child(backend: str, rows_list: list[int]) -> None:
         out = np.empty((rows, N), dtype=np.float32)
         medians[rows] = median_call_seconds(
             lambda a=a, b=b, out=out: spmm.multiply(a, b, out=out, backend=backend),
-            REPEAT * 10)
+            calls)
     print(json.dumps(medians))
 
 
-def isolated(rounds: int, backends: list[str], threshold: int) -> None:
-    rows_list = isolated_rows(threshold)
+def isolated(rounds: int, backends: list[str], threshold: int, large: bool = False) -> None:
+    rows_list = isolated_rows(threshold, LARGE_FACTORS if large else ISOLATED_FACTORS)
+    calls = LARGE_CALLS if large else REPEAT * 10
     results: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
     for _ in range(rounds):
         for backend in backends:
             done = subprocess.run(
                 [sys.executable, __file__, "--child", backend,
-                 "--rows", ",".join(map(str, rows_list))],
+                 "--rows", ",".join(map(str, rows_list)), "--calls", str(calls)],
                 check=True, capture_output=True, text=True)
             results[backend].append(json.loads(done.stdout))
+    both = set(backends) == {"openmp", "threads"}
     print(f"\neach backend in its own process ({rounds} alternating rounds of "
-          f"{REPEAT * 10} calls), as spmm runs it; median microseconds per call")
-    print(f"{'rows':>6s} {'work':>9s} " + " ".join(f"{b:>8s}" for b in backends)
-          + ("  threads - openmp" if set(backends) == {"openmp", "threads"} else ""))
+          f"{calls} calls), as spmm runs it; median microseconds per call")
+    print(f"{'rows':>7s} {'work':>10s} " + " ".join(f"{b:>8s}" for b in backends)
+          + ("  threads - openmp  threads / openmp" if both else ""))
     for rows in rows_list:
         med = {b: statistics.median(r[str(rows)] for r in results[b]) * 1e6 for b in backends}
         work = (rows * PER_ROW + rows) * N  # about: the matrices are random
-        line = f"{rows:6d} {work:9d} " + " ".join(f"{med[b]:8.1f}" for b in backends)
-        if set(backends) == {"openmp", "threads"}:
-            line += f"  {med['threads'] - med['openmp']:+8.1f}"
+        line = f"{rows:7d} {work:10d} " + " ".join(f"{med[b]:8.1f}" for b in backends)
+        if both:
+            line += (f"  {med['threads'] - med['openmp']:+16.1f}"
+                     f"  {med['threads'] / med['openmp']:16.3f}")
         print(line)
 
 
@@ -164,11 +174,15 @@ def main() -> None:
     parser.add_argument("--isolated", action="store_true",
                         help="also compare the backends just above the threshold, each in "
                              "its own process")
+    parser.add_argument("--large", action="store_true",
+                        help="compare the backends on large products (about 1 and 10 ms), "
+                             "each in its own process, and nothing else")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rows", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=REPEAT * 10, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, [int(r) for r in args.rows.split(",")])
+        child(args.child, [int(r) for r in args.rows.split(",")], args.calls)
         return
     backends = args.backend or [b for b in spmm.available_backends() if b != "serial"]
     config = spmm.get_config()
@@ -177,6 +191,9 @@ def main() -> None:
           f"{config['num_threads']} threads, parallel_min_work = {threshold}")
     print(f"float32 A (rows x {K}, {PER_ROW} stored per row) @ B ({K} x {N}), out= given; "
           f"median microseconds per call ({REPEAT} calls, median of {args.rounds} rounds)")
+    if args.large:
+        isolated(args.rounds, backends, threshold, large=True)
+        return
     works, times = measure(args.rounds, backends)
     print(f"{'rows':>6s} {'work':>9s} " + " ".join(f"{v:>8s}" for v in times)
           + "  spmm runs it")
