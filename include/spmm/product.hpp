@@ -67,13 +67,35 @@ void run_slices(const std::vector<std::int64_t>& bounds, Backend backend, int nt
     }
 }
 
+// Whether per_dense_column x dense_columns < min_work (negative: kParallelMinWork), compared
+// as per_dense_column < ceil(min_work / dense_columns), which cannot overflow. A product's
+// work is per dense column (stored entries + output rows, the zeroing included) times the
+// dense operand's columns (B's columns, or X's rows for X @ W).
+inline bool below_min_work(std::int64_t per_dense_column, std::int64_t dense_columns,
+                           std::int64_t min_work) {
+    if (min_work < 0) min_work = kParallelMinWork;
+    if (dense_columns <= 0) return true;
+    return per_dense_column < min_work / dense_columns + (min_work % dense_columns != 0);
+}
+
+// The checks every structured product makes first: X is batch x rows and Y batch x cols of
+// W's rows x cols; the backend and instruction set exist.
+template <class T>
+void check_structured(const char* what, std::int64_t rows, std::int64_t cols,
+                      const StridedView<T>& x, const RowsView<T>& y, Backend backend,
+                      Simd simd) {
+    if (x.cols != rows || y.rows != x.rows || y.cols != cols) {
+        throw std::invalid_argument(std::string(what) + ": operand shapes do not match");
+    }
+    check_backend_and_simd(backend, simd);
+}
+
 // Whether a product does less work than min_work: one multiply-add per stored entry and dense
 // column, plus one store per output element (an empty row still costs its zeroing). Compared
 // as (nnz + rows) < ceil(min_work / n), which cannot overflow.
 template <class I, class T>
 bool less_work_than(const CsrView<I, T>& a, const DenseView<T>& b, std::int64_t min_work) {
-    if (b.cols <= 0) return true;
-    return a.nnz() + a.rows < min_work / b.cols + (min_work % b.cols != 0);
+    return below_min_work(a.nnz() + a.rows, b.cols, min_work);
 }
 
 // C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views.
@@ -92,7 +114,6 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
     const RowsKernel<I, T> rows_kernel = kernel_for<I, T>(kernel, simd);
     if (rows_kernel == nullptr) throw std::invalid_argument("unknown kernel " + std::to_string(int(kernel)));
     if (c.rows == 0) return;
-    if (parallel_min_work < 0) parallel_min_work = kParallelMinWork;
     if (backend == Backend::serial || nthreads <= 1 || less_work_than(a, b, parallel_min_work)) {
         rows_kernel(a, b, c, 0, a.rows);
         return;
@@ -115,19 +136,14 @@ template <class T>
 void multiply_panels(const PanelsView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
                      Backend backend, int nthreads, Partition partition, Simd simd,
                      std::int64_t parallel_min_work = -1) {
-    if (x.cols != w.rows || y.rows != x.rows || y.cols != w.cols) {
-        throw std::invalid_argument("multiply_panels: operand shapes do not match");
-    }
-    check_backend_and_simd(backend, simd);
+    check_structured("multiply_panels", w.rows, w.cols, x, y, backend, simd);
     const PanelsKernel<T> kernel = panels_kernel_for<T>(simd);
     const std::int64_t tiles = w.tiles();
     if (x.rows == 0 || tiles == 0) return;
-    if (parallel_min_work < 0) parallel_min_work = kParallelMinWork;
-    const std::int64_t stored_rows = w.unit_ptr[tiles] * w.run;
-    // The same measure of work as a CSR product's, (stored entries + output rows) x batch,
-    // with the tile's outputs as the rows.
-    const bool small = stored_rows * w.width + w.cols < parallel_min_work / std::max<std::int64_t>(1, x.rows) + 1;
-    if (backend == Backend::serial || nthreads <= 1 || small) {
+    // The same measure of work as a CSR product's, with W's outputs as the rows.
+    const std::int64_t stored = w.unit_ptr[tiles] * w.run * w.width;
+    if (backend == Backend::serial || nthreads <= 1 ||
+        below_min_work(stored + w.cols, x.rows, parallel_min_work)) {
         kernel(w, x, y, 0, tiles);
         return;
     }
@@ -141,21 +157,16 @@ template <class T>
 void multiply_nm(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
                  Backend backend, int nthreads, Partition partition, Simd simd,
                  std::int64_t parallel_min_work = -1) {
-    if (x.cols != w.rows || y.rows != x.rows || y.cols != w.cols) {
-        throw std::invalid_argument("multiply_nm: operand shapes do not match");
-    }
+    check_structured("multiply_nm", w.rows, w.cols, x, y, backend, simd);
     if (w.m < 1 || w.m > 255 || w.n < 0 || w.n > w.m || w.chunk < 1 || w.chunk % 64 != 0) {
         throw std::invalid_argument(
             "multiply_nm: need 0 <= n <= m <= 255 and chunks of a multiple of 64 columns");
     }
-    check_backend_and_simd(backend, simd);
     const NmKernel<T> kernel = nm_kernel_for<T>(simd, w.m);
     const std::int64_t chunks = w.chunks();
     if (x.rows == 0 || chunks == 0) return;
-    if (parallel_min_work < 0) parallel_min_work = kParallelMinWork;
-    const std::int64_t work_per_row = w.groups() * w.n * w.cols + w.cols;
-    const bool small = work_per_row < parallel_min_work / std::max<std::int64_t>(1, x.rows) + 1;
-    if (backend == Backend::serial || nthreads <= 1 || small || chunks == 1) {
+    if (backend == Backend::serial || nthreads <= 1 || chunks == 1 ||
+        below_min_work(w.groups() * w.n * w.cols + w.cols, x.rows, parallel_min_work)) {
         kernel(w, x, y, 0, chunks);
         return;
     }
