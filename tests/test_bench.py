@@ -536,13 +536,15 @@ def test_native_comparison_is_reported_with_its_target() -> None:
     from spmm_bench import native, sections
 
     summary = {"rows": [{"name": "dnn b64", "portable_seconds": 1e-3, "native_seconds": 0.9e-3,
-                         "ratio": 0.9}], "goal": native.GOAL, "extra_args": "-march=native",
+                         "ratio": 0.9, "noise": 1.013}], "goal": native.GOAL,
+               "extra_args": "-march=native", "method": "one process",
                "rounds": 3, "threads": 1, "backend": "serial",
                "builds": {"portable": {"compile_args": "-O3", "simd": "avx512"},
                           "native": {"compile_args": "-O3 -march=native", "simd": "avx512"}}}
     assert "BELOW TARGET" in native.format_table(summary)
     text = "\n".join(sections.native({"native_build": summary}))
-    assert "-march=native" in text and "**miss**" in text
+    assert "-march=native" in text and "**miss**" in text and "1.013" in text
+    assert "1.013" in native.format_table(summary)
     failed = "\n".join(sections.native({"native_build": {"error": "no compiler"}}))
     assert "Not measured: no compiler" in failed
 

@@ -5,10 +5,11 @@ pragmas and chosen at run time. This module checks what that costs. It copies th
 twice into a temporary directory and builds the extension in each copy (``setup.py build_ext
 --inplace``): once as the default build does, once with ``SPMM_EXTRA_COMPILE_ARGS=-march=native``
 (setup.py), so both come from the same sources and compiler and differ only by that flag. Then
-it times a few products with each build, each round in a fresh process per build (the build's
-directory first on ``sys.path``; the process checks it imported that copy), alternating which
-build goes first, and reports the medians over rounds and the portable build's share of the
-native build's speed: native time / portable time, target >= :data:`GOAL`.
+it times a few products with both builds in one process (each built package copied under its
+own name; the process checks it imported those copies), interleaving blocks of calls on the
+same operands and output, and reports the medians and the portable build's share of the native
+build's speed: native time / portable time, target >= :data:`GOAL`. A second copy of the
+portable build, timed the same way, gives the measurement's own noise (A/A ratio).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,14 +46,29 @@ WORKLOADS = (("dnn 1024x4096 uniform 90% b64", _LAYER, "xw", 64),
 _SOURCES = ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in", "include", "spmm")
 _IGNORE = shutil.ignore_patterns("*.so", "_spmm_ext.cpp", "__pycache__", "build", "*.egg-info")
 
-# Runs in the timing process: argv = build dir, bench dir, operands dir, threads, calls.
+# The builds' packages, imported side by side in one process under these names: the package
+# imports itself relatively, and an extension module's init function is named after the last
+# part of its name only (PyInit__spmm_ext), so a renamed copy of a built package loads as it
+# is. "again" is a second copy of the portable build: its ratio to the portable one is the
+# measurement's own noise (an A/A comparison), shown beside the A/B one.
+PACKAGES = {"portable": "spmm_portable", "native": "spmm_native", "again": "spmm_portable_again"}
+
+# Runs in the timing process: argv = packages dir, operands dir, threads, rounds, calls.
+# Every build multiplies the same operands into the same output array, in blocks of `calls`
+# timed calls that alternate between the builds, `rounds` times, the order rotating. Timing
+# each build in its own process instead measured differences of up to 35 % between processes
+# of the same build (where the kernel's output and CSR arrays landed in memory, against the
+# caches and the TLB), more than the 5 % the comparison has to resolve.
 _CHILD = r"""
-import json, os, statistics, sys, time
-sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import importlib, json, os, statistics, sys, time
+packages_dir, ops = sys.argv[1], sys.argv[2]
+threads, rounds, calls = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+labels = json.loads(sys.argv[6])
+sys.path.insert(0, packages_dir)
 import numpy as np, scipy.sparse as sp
-import spmm
-build, ops, threads, calls = sys.argv[1], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-assert os.path.dirname(os.path.dirname(spmm.__file__)) == build, spmm.__file__
+mods = {label: importlib.import_module(name) for label, name in labels.items()}
+for name, mod in zip(labels.values(), mods.values()):
+    assert os.path.dirname(mod.__file__) == os.path.join(packages_dir, name), mod.__file__
 backend = "serial" if threads == 1 else "openmp"
 times = {}
 with open(os.path.join(ops, "workloads.json")) as f:
@@ -62,22 +77,32 @@ for w in workloads:
     with np.load(os.path.join(ops, w["matrix"])) as m:
         a = sp.csr_array((m["data"], m["indices"], m["indptr"]), shape=tuple(m["shape"]))
     dense = np.load(os.path.join(ops, w["dense"]))
-    p = spmm.prepare(a)
     if w["kind"] == "xw":
-        left, right = np.asfortranarray(dense), p
+        left = np.asfortranarray(dense)
         out = np.empty((dense.shape[0], a.shape[1]), dtype=dense.dtype)
     else:
-        left, right = p, dense
+        left = dense
         out = np.empty((a.shape[0], dense.shape[1]), dtype=dense.dtype)
-    call = lambda: spmm.multiply(left, right, out=out, backend=backend, num_threads=threads)
-    call(); call()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter(); call(); samples.append(time.perf_counter() - start)
-    times[w["name"]] = statistics.median(samples)
-config = spmm.show_config(mode="dicts")
-print(json.dumps({"times": times, "compile_args": config["build"]["compile_args"],
-                  "simd": config["runtime"]["config"]["simd"]}))
+    calls_of = {}
+    for label, mod in mods.items():
+        p = mod.prepare(a)
+        operands = (left, p) if w["kind"] == "xw" else (p, left)
+        calls_of[label] = (lambda mod=mod, operands=operands: mod.multiply(
+            *operands, out=out, backend=backend, num_threads=threads))
+    samples = {label: [] for label in mods}
+    order = list(mods)
+    for r in range(rounds):
+        for label in order[r % len(order):] + order[:r % len(order)]:
+            call = calls_of[label]
+            call()
+            for _ in range(calls):
+                start = time.perf_counter(); call()
+                samples[label].append(time.perf_counter() - start)
+    times[w["name"]] = {label: statistics.median(s) for label, s in samples.items()}
+facts = {label: {"compile_args": mod.show_config(mode="dicts")["build"]["compile_args"],
+                 "simd": mod.show_config(mode="dicts")["runtime"]["config"]["simd"]}
+         for label, mod in mods.items()}
+print(json.dumps({"times": times, "builds": facts}))
 """
 
 
@@ -107,7 +132,7 @@ def build(dest: Path, extra_args: str, source: Path = SOURCE_DIR) -> Path:
 
 
 def save_operands(dest: Path) -> None:
-    """The workloads' operands as files every timing process loads (float32)."""
+    """The workloads' operands as files the timing process loads (float32)."""
     dest.mkdir(parents=True, exist_ok=True)
     described, matrices = [], {}
     rng = np.random.default_rng(0)
@@ -126,29 +151,40 @@ def save_operands(dest: Path) -> None:
     (dest / "workloads.json").write_text(json.dumps(described))
 
 
-def _time(build_dir: Path, operands: Path, threads: int, calls: int) -> dict[str, Any]:
+def install_packages(builds: dict[str, Path], dest: Path) -> Path:
+    """Copy each built ``spmm`` package to ``dest`` under its name in :data:`PACKAGES`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for label, name in PACKAGES.items():
+        source = builds["portable" if label == "again" else label] / "spmm"
+        shutil.rmtree(dest / name, ignore_errors=True)
+        shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def _time(packages: Path, operands: Path, threads: int, rounds: int,
+          calls: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("SPMM_SIMD", "SPMM_KERNEL")}
     env.update(OMP_NUM_THREADS=str(threads), SPMM_NUM_THREADS=str(threads))
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(build_dir), str(BENCH_DIR),
-                           str(operands), str(threads), str(calls)],
-                          cwd=operands, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(packages), str(operands),
+                           str(threads), str(rounds), str(calls), json.dumps(PACKAGES)],
+                          cwd=operands, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
-        raise RuntimeError(f"timing {build_dir.name} failed: {done.stderr.strip()[-800:]}")
+        raise RuntimeError(f"timing the builds failed: {done.stderr.strip()[-800:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(rounds: int = 5, threads: int = 1, calls: int = 15,
+def compare(rounds: int = 10, threads: int = 1, calls: int = 10,
             workdir: Path | None = None, log: Any = print) -> dict[str, Any]:
-    """Build both copies, time them interleaved, and summarize.
+    """Build both copies, time them interleaved in one process, and summarize.
 
     Parameters
     ----------
     rounds : int
-        Timing rounds; each runs one process per build, the order alternating.
+        Rounds of interleaving: in each, every build runs ``calls`` timed calls in turn.
     threads : int
         Threads per product (1: the serial backend; more: openmp).
     calls : int
-        Timed calls per workload in each process (the median is taken).
+        Timed calls per build, workload and round (the median of all is taken).
     workdir : Path, optional
         Where to build (kept); default a temporary directory, removed afterwards.
     log : callable
@@ -158,8 +194,9 @@ def compare(rounds: int = 5, threads: int = 1, calls: int = 15,
     -------
     dict
         ``rows`` (per workload: ``name``, ``portable_seconds``, ``native_seconds``,
-        ``ratio`` = native / portable time), ``goal``, ``extra_args``, ``rounds``,
-        ``threads``, ``backend``, ``compile_args`` and ``simd`` of each build.
+        ``ratio`` = native / portable time, ``noise`` = the second portable copy's time /
+        the portable one's), ``goal``, ``extra_args``, ``rounds``, ``calls``, ``threads``,
+        ``backend``, ``method`` and ``builds`` (``compile_args`` and ``simd`` of each).
     """
     root = (workdir or Path(tempfile.mkdtemp(prefix="spmm-native-"))).resolve()
     try:
@@ -168,24 +205,20 @@ def compare(rounds: int = 5, threads: int = 1, calls: int = 15,
             log(f"building the {label} copy{' with ' + extra if extra else ''} in {root}")
             builds[label] = build(root / label, extra)
         save_operands(root / "operands")
-        samples: dict[str, list[dict[str, float]]] = {"portable": [], "native": []}
-        facts: dict[str, dict[str, str]] = {}
-        for i in range(rounds):
-            order = ("portable", "native") if i % 2 == 0 else ("native", "portable")
-            for label in order:
-                got = _time(builds[label], root / "operands", threads, calls)
-                samples[label].append(got["times"])
-                facts[label] = {"compile_args": got["compile_args"], "simd": got["simd"]}
-            log(f"round {i + 1}/{rounds} done")
+        packages = install_packages(builds, root / "packages")
+        log(f"timing both builds in one process, {rounds} interleaved rounds")
+        got = _time(packages, root / "operands", threads, rounds, calls)
         rows = []
         for name, *_ in WORKLOADS:
-            portable = statistics.median(s[name] for s in samples["portable"])
-            native = statistics.median(s[name] for s in samples["native"])
-            rows.append({"name": name, "portable_seconds": portable, "native_seconds": native,
-                         "ratio": native / portable})
+            t = got["times"][name]
+            rows.append({"name": name, "portable_seconds": t["portable"],
+                         "native_seconds": t["native"], "ratio": t["native"] / t["portable"],
+                         "noise": t["again"] / t["portable"]})
         return {"rows": rows, "goal": GOAL, "extra_args": EXTRA_ARGS, "rounds": rounds,
-                "threads": threads, "backend": "serial" if threads == 1 else "openmp",
-                "builds": facts}
+                "calls": calls, "threads": threads,
+                "backend": "serial" if threads == 1 else "openmp",
+                "method": "one process, builds interleaved on shared operands",
+                "builds": {k: v for k, v in got["builds"].items() if k != "again"}}
     finally:
         if workdir is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -193,13 +226,16 @@ def compare(rounds: int = 5, threads: int = 1, calls: int = 15,
 
 def format_table(summary: dict[str, Any]) -> str:
     """The comparison as plain text."""
-    lines = [f"{'workload':40s} {'portable ms':>12s} {'native ms':>10s} {'portable/native':>16s}"]
+    lines = [f"{'workload':40s} {'portable ms':>12s} {'native ms':>10s} {'portable/native':>16s}"
+             f" {'A/A noise':>10s}"]
     for r in summary["rows"]:
         verdict = "ok" if r["ratio"] >= summary["goal"] else "BELOW TARGET"
+        noise = f"{r['noise']:10.3f}" if "noise" in r else f"{'-':>10s}"
         lines.append(f"{r['name']:40s} {r['portable_seconds'] * 1e3:12.3f} "
-                     f"{r['native_seconds'] * 1e3:10.3f} {r['ratio']:16.3f}  {verdict}")
+                     f"{r['native_seconds'] * 1e3:10.3f} {r['ratio']:16.3f} {noise}  {verdict}")
     for label, f in summary["builds"].items():
         lines.append(f"{label}: compile args {f['compile_args']!r}, SIMD level {f['simd']}")
     lines.append(f"portable/native = native time / portable time (target >= {summary['goal']});"
-                 f" {summary['rounds']} interleaved rounds, {summary['threads']} thread(s)")
+                 f" {summary['rounds']} interleaved rounds, {summary['threads']} thread(s); "
+                 "A/A noise = a second copy of the portable build against the first")
     return "\n".join(lines)

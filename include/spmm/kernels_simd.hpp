@@ -235,12 +235,12 @@ struct Permute<double> {
 #pragma GCC pop_options
 #endif
 
-// ---- AVX-512F: 16 floats or 8 doubles per register, native lane masks ----------------------
+// ---- AVX-512 (F, BW, DQ, VL; see simd.hpp): 16 floats or 8 doubles per register, native lane masks ----------------------
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 #endif
 
 namespace spmm {

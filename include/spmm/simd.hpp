@@ -31,7 +31,15 @@ inline std::vector<Simd> supported_simd_levels() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         levels.push_back(Simd::avx2);
-        if (__builtin_cpu_supports("avx512f")) levels.push_back(Simd::avx512);
+        // F, BW, DQ and VL: every AVX-512 CPU since Skylake-X has all four. The kernels need
+        // only F's instructions, but BW's 32- and 64-bit mask moves (kmovd/kmovq) let GCC keep
+        // the tail masks in k registers: compiled for F alone it reloaded both masks from the
+        // stack on every nonzero of the CSR kernel, 7 % of a batch-256 product (item 2 of
+        // issue 5, the portable build against -march=native).
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+            levels.push_back(Simd::avx512);
+        }
     }
 #elif SPMM_NEON_SIMD
     levels.push_back(Simd::neon);
