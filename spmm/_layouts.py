@@ -323,10 +323,40 @@ def _fitting_height(csr: Csr, row_of: np.ndarray, width: int) -> int:
     return 1
 
 
+# Rows of the window detect() tries first: the tallest block, a multiple of the largest N:M
+# group, so that the window's blocks and groups are the matrix's.
+_PROBE_ROWS = 64
+
+
+def _probe_window(csr: Csr) -> Csr | None:
+    """The rows [r0, r0 + _PROBE_ROWS) of ``csr`` as a CSR of their own, r0 the first stored
+    row rounded down to a multiple of _PROBE_ROWS; None when the matrix is not much taller.
+
+    A layout that fits the matrix fits this window: its tiles are whole in every row, and its
+    blocks and N:M groups are aligned to multiples of _PROBE_ROWS, so the window holds whole
+    ones. So when nothing fits the window, nothing fits the matrix, and an unstructured matrix
+    is rejected after looking at 64 rows instead of all its entries: the full detection made
+    ``prepare`` of a 1024 x 1024 layer at 50 % take 17 ms instead of 2.
+    """
+    rows, cols = csr.shape
+    indptr = csr.indptr
+    first = int(np.searchsorted(indptr, 0, side="right")) - 1  # first row with an entry
+    r0 = first // _PROBE_ROWS * _PROBE_ROWS
+    r1 = r0 + _PROBE_ROWS
+    if r1 > rows or int(indptr[r1]) > csr.nnz // 2:
+        return None
+    lo, hi = int(indptr[r0]), int(indptr[r1])
+    return Csr(indptr[r0:r1 + 1] - indptr[r0], csr.indices[lo:hi], csr.data[lo:hi],
+               (_PROBE_ROWS, cols))
+
+
 def detect(csr: Csr) -> tuple[str, int, int]:
     """The structured layout that fits ``csr`` (canonical): ``("tile", 1, width)``,
     ``("block", height, width)``, ``("n_m", n, m)``, or ``("csr", 0, 0)`` when none does."""
     if csr.nnz == 0:
+        return ("csr", 0, 0)
+    window = _probe_window(csr)
+    if window is not None and detect(window) == ("csr", 0, 0):
         return ("csr", 0, 0)
     row_of = _row_of_entries(csr)
     width = _fitting_width(csr, row_of)

@@ -95,6 +95,51 @@ def test_auto_finds_the_structure_a_matrix_has(name, dtype, rng):
     assert layout in repr(p)
 
 
+def _first_rows_empty(w, rows):
+    w = w.tolil()
+    w[:rows] = 0
+    return sp.csr_array(w)
+
+
+def _one_entry_broken(w):
+    """``w`` with the last stored entry of its last stored row removed: a tile, block or group
+    left incomplete, far past the first rows."""
+    w = sp.csr_array(w)
+    w.data[-1] = 0
+    w.eliminate_zeros()
+    return w
+
+
+# Matrices of 2048 rows, where auto first looks at a window of 256 rows: a structure must be
+# found when the window holds it, even after hundreds of empty rows; and a matrix whose window
+# fits but whose later rows do not must still be rejected.
+TALL = {
+    "tile after 600 empty rows": (lambda rng: _first_rows_empty(
+        tile_wise((2048, 96), 32, 0.3, np.float32, rng), 600), ("tile", (1, 32))),
+    "block 16x32 after 300 empty rows": (lambda rng: _first_rows_empty(
+        block_sparse((2048, 64), (16, 32), 0.3, np.float32, rng), 304), ("block", (16, 32))),
+    "n_m 2:4": (lambda rng: n_m_sparse((2048, 40), 2, 4, np.float32, rng), ("n_m", (2, 4))),
+    "tile broken in the last row": (lambda rng: _one_entry_broken(
+        tile_wise((2048, 96), 32, 0.3, np.float32, rng)), ("csr", None)),
+    "n_m broken in the last group": (lambda rng: _one_entry_broken(
+        n_m_sparse((2048, 40), 2, 4, np.float32, rng)), ("csr", None)),
+    "unstructured": (lambda rng: sp.random_array((2048, 300), density=0.2, format="csr",
+                                                 dtype=np.float32, rng=rng), ("csr", None)),
+}
+
+
+@pytest.mark.parametrize("name", TALL)
+def test_auto_decides_on_tall_matrices_as_on_the_whole_matrix(name, rng):
+    make, (layout, shape) = TALL[name]
+    w = make(rng)
+    p = spmm.prepare(w)
+    assert p.layout == layout
+    if shape is not None:
+        assert shape_of(p) == shape
+    x = make_dense((5, w.shape[0]), np.float32, rng)
+    assert_product_matches_scipy(spmm.multiply(x, p), x, w)
+
+
 @pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("level", SIMD_LEVELS)
