@@ -288,20 +288,23 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
 
 
 def _partition_for_default_threads(csr: Csr) -> None:
-    """Compute the nnz-balanced slices for the configured thread count ahead of any product.
+    """Compute the slices the default partition uses for the configured thread count ahead
+    of any product: nnz-balanced, and the dynamic partition's chunks (one dense column;
+    ``spmm._api.choose_partition``).
 
     Other thread counts and partitions are computed on first use and kept as well. An invalid
     ``SPMM_*`` variable is reported by the first product, not here.
     """
     from . import _config
-    from ._api import _PARTITION_CODES, DEFAULT_PARTITION
+    from ._api import _PARTITION_CODES
 
     try:
         threads = _config.resolve()["num_threads"]
     except ValueError:
         return
     if threads > 1:
-        csr.slice_bounds(threads, _PARTITION_CODES[DEFAULT_PARTITION])
+        for partition in ("nnz", "dynamic"):
+            csr.slice_bounds(threads, _PARTITION_CODES[partition])
 
 
 def _check_layout(layout: object, tile: object, block: object, n_m: object) -> None:

@@ -52,7 +52,7 @@ KERNELS = ("auto", "naive", "reordered", "tiled")
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 THREAD_COUNTS = (1, 2, 3)
-PARTITIONS = ("rows", "nnz", "dynamic")
+PARTITIONS = ("auto", "rows", "nnz", "dynamic")
 FORMATS = ("csr", "csc", "coo", "bsr", "dia", "lil", "dok")
 #: The instruction-set levels this CPU and build support (scalar first, the default last).
 SIMD_LEVELS: tuple[str, ...] = tuple(_config.available_simd())

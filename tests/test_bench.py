@@ -33,6 +33,7 @@ from spmm_bench import (  # noqa: E402 - importable only once bench/ is on the p
     suites,
     targets,
 )
+from spmm_bench.defaults import DEFAULT_PARTITION  # noqa: E402
 from spmm_bench.progress import Progress  # noqa: E402
 
 RECORD_KEYS = {
@@ -145,7 +146,7 @@ def check_layout_records(results: dict[str, Any]) -> None:
     def ran(kernel: str) -> set[tuple[str, int]]:
         return {(r["backend"], r["threads"]) for r in by_library(results, "spmm")
                 if r["workload_id"] == wid and r["kernel"] == kernel and r["simd"] is None
-                and r["variant"] == "prepared" and r["partition"] == "nnz"}
+                and r["variant"] == "prepared" and r["partition"] == DEFAULT_PARTITION}
 
     assert ran(plan.LAYOUT_TWIN) == ran("auto") and len(ran("auto")) >= 2
 
@@ -325,7 +326,7 @@ def test_compare_accepts_rounding_and_rejects_real_errors() -> None:
 
 def _record(threads: int, median: float, **kw: Any) -> dict[str, Any]:
     return {"key": f"k{threads}", "workload_id": "w", "library": "spmm", "backend": "openmp",
-            "kernel": "auto", "partition": "nnz", "variant": "prepared", "threads": threads,
+            "kernel": "auto", "partition": "auto", "variant": "prepared", "threads": threads,
             "status": "ok", "median": median, "min": median, "samples": [median] * 3,
             "cpu_wall_ratio": float(threads), **kw}
 
@@ -365,7 +366,7 @@ def test_plan_covers_ablation_partition_scaling_and_prepare_once() -> None:
     assert len(keys) == len(set(keys))
     spmm = [c for c in cases if c["library"] == "spmm"]
     assert [c["variant"] for c in spmm].count("prepare") == 1
-    assert {c["partition"] for c in spmm if c["threads"] == 2} == {"rows", "nnz", "dynamic"}
+    assert {c["partition"] for c in spmm if c["threads"] == 2} == {"auto", "rows", "nnz", "dynamic"}
     assert {c["threads"] for c in spmm if c["backend"] == "threads"} == {1, 2, 3}
     assert all(c["threads"] == 1 for c in spmm if c["backend"] == "serial")
     scipy = [c for c in cases if c["library"] == "scipy"]
@@ -487,7 +488,7 @@ def _measured(wid: str, wl: dict[str, Any], library: str, threads: int, gflops: 
 def _spmm_measured(wid: str, wl: dict[str, Any], backend: str, threads: int, gflops: float,
                    **kw: Any) -> dict[str, Any]:
     return _measured(wid, wl, "spmm", threads, gflops, backend=backend, kernel="auto",
-                     partition="nnz", variant="prepared", simd=None,
+                     partition="auto", variant="prepared", simd=None,
                      label=f"spmm {backend}", **kw)
 
 
@@ -603,7 +604,7 @@ def test_structured_targets_from_synthetic_measurements() -> None:
                     _spmm_measured(wid, wl, "serial", 1, gflops, layout_used=layout,
                                    block_used=block),
                     _measured(wid, wl, "spmm", 1, 15.0, backend="serial", kernel="tiled",
-                              partition="nnz", variant="prepared", simd=None,
+                              partition="auto", variant="prepared", simd=None,
                               label="spmm serial tiled", layout_used="csr")]
     rows = targets.evaluate(records, {}, cpus=2, threads=[1], library_info={})["rows"]
     structured = [r for r in rows if r["issue"] == 6]

@@ -349,3 +349,23 @@ def test_auto_takes_naive_for_a_vector_times_a_99_percent_pruned_layer(kernel_ca
     xs = rng.standard_normal((3, 1024)).astype(np.float32)
     assert_product_matches_scipy(spmm.multiply(xs, w, kernel="auto"), xs, w)
     assert kernel_calls[-1]["kernel"] == "tiled"
+
+
+@pytest.mark.parametrize(("n", "expected"), [(1, "dynamic"), (2, "nnz"), (8, "nnz"), (64, "nnz")])
+def test_the_default_partition_is_dynamic_for_one_column_and_nnz_otherwise(n, expected):
+    from spmm._api import choose_partition
+
+    assert choose_partition("auto", n) == expected
+    for named in ("rows", "nnz", "dynamic"):
+        assert choose_partition(named, n) == named
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["unprepared", "prepared"])
+def test_multiply_hands_the_chosen_partition_to_the_kernels(prepared, kernel_calls, rng):
+    a = make_csr((400, 300), 0.05, np.float32, np.int32, rng)
+    operand = spmm.prepare(a) if prepared else a
+    for b, expected in ((rng.standard_normal(300).astype(np.float32), "dynamic"),
+                        (rng.standard_normal((300, 5)).astype(np.float32), "nnz")):
+        result = spmm.multiply(operand, b, backend="threads", num_threads=2)
+        assert_product_matches_scipy(result, a, b)
+        assert kernel_calls[-1]["partition"] == expected

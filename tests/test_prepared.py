@@ -137,15 +137,17 @@ def test_the_partition_for_the_configured_threads_is_computed_by_prepare_and_reu
     a = make_csr((300, 200), 0.1, np.float64, np.int32, rng)
     with spmm.config_context(num_threads=3):
         p = spmm.prepare(a)
-    nnz_code = 1
-    assert set(p._csr.slices) == {(3, nnz_code)}
-    expected = spmm._spmm_ext.partition_bounds(p.to_scipy().indptr, 3, nnz_code)
-    assert list(p._csr.slices[(3, nnz_code)]) == expected
+    nnz_code, dynamic_code = 1, 2  # the default partition's two choices (choose_partition)
+    assert set(p._csr.slices) == {(3, nnz_code), (3, dynamic_code)}
+    for code in (nnz_code, dynamic_code):
+        expected = spmm._spmm_ext.partition_bounds(p.to_scipy().indptr, 3, code)
+        assert list(p._csr.slices[(3, code)]) == expected
     x = make_dense((200, 4), np.float64, rng)
     for backend in ("serial", *spmm.available_backends()):
         assert_product_matches_scipy(spmm.multiply(p, x, backend=backend, num_threads=3), a, x)
         assert_product_matches_scipy(spmm.multiply(p, x, backend=backend, num_threads=2), a, x)
-    assert set(p._csr.slices) == {(3, nnz_code), (2, nnz_code)}, "kept for the next call"
+    assert set(p._csr.slices) == {(3, nnz_code), (3, dynamic_code), (2, nnz_code)}, \
+        "kept for the next call"
 
 
 def test_shape_dtype_and_nnz_describe_the_matrix_with_duplicates_summed():

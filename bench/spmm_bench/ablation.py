@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .defaults import DEFAULT_PARTITION
+
 # Workloads the report draws, one X @ W and one A @ B, as (id prefix, id suffix) in order of
 # preference: the 1024 x 4096 layer at batch 64 (also in the quick suite), the science matrix
 # (the quick suite's is smaller) at n = 8; else the first ablation workload of the kind.
@@ -80,7 +82,7 @@ def case_specs(levels: list[str], default: str | None) -> list[dict[str, Any]]:
 
 def _matches(r: dict[str, Any], step: Step, default: str | None, backend: str) -> bool:
     return (r["library"] == "spmm" and r.get("backend") == backend and r["threads"] == 1
-            and r.get("partition") == "nnz" and r.get("kernel") == step.kernel
+            and r.get("partition") == DEFAULT_PARTITION and r.get("kernel") == step.kernel
             and r.get("variant") == step.variant
             and r.get("simd") == case_value(step.simd, default))
 

@@ -17,6 +17,8 @@ import csv
 import io
 from typing import Any
 
+from .defaults import DEFAULT_PARTITION
+
 KERNELS = ("naive", "reordered", "tiled")
 CHECKED = ("auto", *KERNELS)
 TOLERANCE = 1.10  # issue 5, item 7: auto within 10 % of the fastest kernel
@@ -64,7 +66,7 @@ def case_specs(level: str | None, budget_seconds: float) -> list[dict[str, Any]]
 
 def _match(r: dict[str, Any], backend: str, simd: str | None) -> bool:
     return (r["library"] == "spmm" and r.get("backend") == backend and r["threads"] == 1
-            and r.get("variant") == "prepared" and r.get("partition") == "nnz"
+            and r.get("variant") == "prepared" and r.get("partition") == DEFAULT_PARTITION
             and r.get("kernel") in CHECKED and r.get("simd") == simd)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import timing
+from .defaults import DEFAULT_PARTITION
 from .suites import Workload
 
 # Above this size the dense operand of the "dense" baseline is not built: the science
@@ -229,7 +230,7 @@ class SpmmLibrary(Library):
         out = ops.empty_out()
         threads = 1 if backend == "serial" else case["threads"]
         kwargs = dict(out=out, backend=backend, num_threads=threads, kernel=case["kernel"])
-        if case["partition"] == "nnz":  # the default: time the public function
+        if case["partition"] == DEFAULT_PARTITION:  # time the public function
             multiply = spmm.multiply
         else:
             from spmm._api import multiply_with_partition

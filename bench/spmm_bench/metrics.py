@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .defaults import DEFAULT_PARTITION
+
 NOT_TIMED_VARIANTS = ("prepare",)
 # The dense products (numpy's BLAS, PyTorch's nn.Linear): baselines, not sparse peers. Their
 # work is not the sparse product's (no intensity, no roofline, no break-even of their own).
@@ -29,7 +31,7 @@ def label(record: dict[str, Any]) -> str:
     parts = ["spmm", record["backend"]]
     if record.get("kernel") not in (None, "auto"):
         parts.append(record["kernel"])
-    if record.get("partition") not in (None, "nnz"):
+    if record.get("partition") not in (None, DEFAULT_PARTITION):
         parts.append(f"{record['partition']}-partition")
     if record.get("variant") not in (None, "prepared"):
         parts.append(record["variant"])
@@ -121,7 +123,7 @@ def break_even(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         wl = r["workload"]
         if (r["status"] != "ok" or r["library"] in DENSE_LIBRARIES or wl["kind"] != "xw"
                 or r.get("variant") != ("prepared" if r["library"] == "spmm" else "call")
-                or r.get("partition") not in (None, "nnz")
+                or r.get("partition") not in (None, DEFAULT_PARTITION)
                 or (wl["id"], r["threads"]) not in dense):
             continue
         key = (wl["family"], tuple(wl["shape"]), wl["pattern"], wl["n"], wl["dtype"],

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .defaults import DEFAULT_PARTITION
+
 
 def _spmm(measurements: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in measurements if r["library"] == "spmm" and r["status"] == "ok"
-            and r.get("kernel") == "auto" and r.get("partition") == "nnz"
+            and r.get("kernel") == "auto" and r.get("partition") == DEFAULT_PARTITION
             and r.get("simd") is None]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ablation, autocheck, libraries
+from .defaults import DEFAULT_PARTITION
 from .suites import Workload
 
 BACKENDS = ("serial", "openmp", "threads")
@@ -89,7 +90,7 @@ def cases_for(wl: Workload, options: Options, backends: list[str],
     for peer in options.peers:
         cases += [_case(wl, peer, t) for t in threads]
 
-    def spmm(backend: str, t: int, kernel: str = "auto", partition: str = "nnz",
+    def spmm(backend: str, t: int, kernel: str = "auto", partition: str = DEFAULT_PARTITION,
              variant: str = "prepared", simd: str | None = None, auto_check: bool = False,
              budget_seconds: float | None = None) -> dict[str, Any]:
         return _case(wl, "spmm", 1 if backend == "serial" else t, backend=backend,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots_kernels
+from .defaults import DEFAULT_PARTITION
 from .text import workload_name
 
 FILES = {
@@ -49,7 +50,7 @@ def _ok(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _main_spmm(r: dict[str, Any]) -> bool:
     return (r["library"] == "spmm" and r["variant"] == "prepared" and r["kernel"] == "auto"
-            and r["partition"] == "nnz")
+            and r["partition"] == DEFAULT_PARTITION)
 
 
 def _top(results: dict[str, Any]) -> int:

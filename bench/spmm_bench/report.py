@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from . import metrics, sections
+from .defaults import DEFAULT_PARTITION
 from .text import fmt as _fmt
 from .text import table as _table
 from .text import workload_name
@@ -24,7 +25,7 @@ def _main_series(r: dict[str, Any], kernels: list[str]) -> bool:
     prepared operand, the default partition and the kernels asked for."""
     if r["library"] != "spmm":
         return r.get("variant") == "call"
-    return (r["variant"] == "prepared" and r["partition"] == "nnz"
+    return (r["variant"] == "prepared" and r["partition"] == DEFAULT_PARTITION
             and r["kernel"] in kernels and r.get("simd") is None)
 
 
@@ -211,20 +212,23 @@ def _partition_section(results: dict[str, Any]) -> list[str]:
         wl = next(iter(parts.values()))["workload"]
         rows.append([workload_name(wl), backend, threads,
                      *[_fmt(parts[p]["gflops"]) if p in parts else "—"
-                       for p in ("rows", "nnz", "dynamic")]])
+                       for p in ("rows", "nnz", "dynamic", DEFAULT_PARTITION)]])
     if not rows:
         return []
     return ["## Work partition (useful GFLOP/s)", "",
-            "`rows`: equal row counts; `nnz`: equal stored entries (the default); `dynamic`: "
-            "many nnz-balanced chunks handed out on demand.", "",
-            _table(["workload", "backend", "threads", "rows", "nnz", "dynamic"], rows), ""]
+            "`rows`: equal row counts; `nnz`: equal stored entries; `dynamic`: many "
+            "nnz-balanced chunks handed out on demand; `auto`: the default, `dynamic` for one "
+            "dense column and `nnz` otherwise (`spmm._api.choose_partition`), measured "
+            "separately.", "",
+            _table(["workload", "backend", "threads", "rows", "nnz", "dynamic", "auto"], rows),
+            ""]
 
 
 def _scaling_section(results: dict[str, Any]) -> list[str]:
     cells: dict[tuple, dict[int, dict[str, Any]]] = defaultdict(dict)
     for r in _ok(results):
         if (r["library"] == "spmm" and r["variant"] == "prepared" and r["kernel"] == "auto"
-                and r["partition"] == "nnz" and "scaling" in r["workload"]["tags"]
+                and r["partition"] == DEFAULT_PARTITION and "scaling" in r["workload"]["tags"]
                 and r["backend"] != "serial"):
             cells[(r["workload_id"], r["backend"])][r["threads"]] = r
     counts = sorted({t for c in cells.values() for t in c})

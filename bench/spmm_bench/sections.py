@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .defaults import DEFAULT_PARTITION
 from .text import fmt, ms, table, workload_name
 
 
@@ -211,7 +212,7 @@ def structured(results: dict[str, Any]) -> list[str]:
         if r["status"] != "ok" or not r.get("gflops") or not _structured_workload(r["workload"]):
             continue
         if r["library"] == "spmm":
-            if (r["variant"] != "prepared" or r["partition"] != "nnz" or r.get("simd")
+            if (r["variant"] != "prepared" or r["partition"] != DEFAULT_PARTITION or r.get("simd")
                     or r["kernel"] not in ("auto", "tiled")):
                 continue
             name = "spmm" if r["kernel"] == "auto" else "spmm CSR"

@@ -27,6 +27,7 @@ from collections import defaultdict
 from typing import Any
 
 from . import machine, metrics, plan
+from .defaults import DEFAULT_PARTITION
 from .text import workload_name
 
 PEERS = ("scipy", "torch", "mkl", "graphblas")
@@ -63,7 +64,7 @@ class _Data:
                 continue
             wid, t = r["workload_id"], r["threads"]
             if r["library"] == "spmm":
-                if (r.get("variant") != "prepared" or r.get("partition") != "nnz"
+                if (r.get("variant") != "prepared" or r.get("partition") != DEFAULT_PARTITION
                         or r.get("kernel") not in ("auto", plan.LAYOUT_TWIN)
                         or r.get("simd") is not None):
                     continue
