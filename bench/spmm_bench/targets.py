@@ -437,8 +437,8 @@ def evaluate(measurements: list[dict[str, Any]], ceilings: dict[int, dict[str, A
             + _structured_targets(data))
     return {"rows": rows, "definitions": {
         "spmm": "kernel auto, prepared matrix (layout auto: structured where spmm.prepare "
-                "detects it), nnz partition, fastest backend at the thread count (serial only "
-                "at 1 thread)",
+                "detects it), default partition (auto: dynamic for one dense column, else nnz), "
+                "fastest backend at the thread count (serial only at 1 thread)",
         "spmm_csr": f"the same with kernel {plan.LAYOUT_TWIN!r} (the CSR form)",
         "peer": "fastest of scipy (serial), torch, mkl, graphblas at the thread count",
         "dense": "numpy matmul (BLAS) at the same thread count"}}
