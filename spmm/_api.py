@@ -78,8 +78,8 @@ def choose_partition(partition: str, n: int) -> str:
     instead was slower (0.66 to 0.83 of the uniform matrix's speed against 0.93 for ``nnz``,
     one in-process A/B). From 8 columns on the entries dominate and ``nnz`` cuts once per
     thread, with no hand-out cost; ``dynamic`` won there by amounts within the noise, both
-    ways. The structured layouts (``spmm._layouts``) always use ``nnz``: their dynamic
-    partition packs X once per slice.
+    ways. For the structured layouts (``spmm._layouts``) ``auto`` means ``nnz``: their
+    dynamic partition packs X once per slice.
     """
     if partition != "auto":
         return partition

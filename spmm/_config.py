@@ -52,9 +52,9 @@ def available_simd() -> list[str]:
 
     ``"scalar"`` (always) is the portable C++ code, compiled for the architecture's baseline
     (SSE2 on x86-64, NEON on aarch64) and auto-vectorized by the compiler. On x86-64,
-    ``"avx2"`` (AVX2 + FMA) and ``"avx512"`` (AVX-512F) follow when the CPU has them; on
-    aarch64, ``"neon"`` always follows. The ``tiled`` kernel then runs a register-blocked
-    version written for that instruction set. The default is the last one.
+    ``"avx2"`` (AVX2 + FMA) and ``"avx512"`` (AVX-512 F, BW, DQ and VL) follow when the CPU
+    has them; on aarch64, ``"neon"`` always follows. The ``tiled`` kernel then runs a
+    register-blocked version written for that instruction set. The default is the last one.
     """
     return list(_SIMD_LEVELS)
 

@@ -330,13 +330,14 @@ _PROBE_ROWS = 64
 
 def _probe_window(csr: Csr) -> Csr | None:
     """The rows [r0, r0 + _PROBE_ROWS) of ``csr`` as a CSR of their own, r0 the first stored
-    row rounded down to a multiple of _PROBE_ROWS; None when the matrix is not much taller.
+    row rounded down to a multiple of _PROBE_ROWS; None when the window would pass the last row
+    or hold more than half of the stored entries (then the full detection costs about as much).
 
     A layout that fits the matrix fits this window: its tiles are whole in every row, and its
     blocks and N:M groups are aligned to multiples of _PROBE_ROWS, so the window holds whole
     ones. So when nothing fits the window, nothing fits the matrix, and an unstructured matrix
     is rejected after looking at 64 rows instead of all its entries: the full detection made
-    ``prepare`` of a 1024 x 1024 layer at 50 % take 17 ms instead of 2.
+    ``prepare`` of a 1024 x 1024 layer at 50 % take 17 ms instead of 3.
     """
     rows, cols = csr.shape
     indptr = csr.indptr

@@ -240,8 +240,9 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     PreparedMatrix
         A copy of ``a`` in canonical CSR form (sorted indices, duplicates summed, 16-bit column
         indices when ``a`` has at most 65,536 columns, else int32 when the shape and nnz allow,
-        whatever ``a`` used), with its structure validated once, the partition of its rows
-        among the configured number of threads computed, and its structured form if any.
+        whatever ``a`` used), with its structure validated once, the nnz-balanced and dynamic
+        partitions of its rows for the configured number of threads computed, and its
+        structured form if any.
 
     Raises
     ------

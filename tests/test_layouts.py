@@ -110,15 +110,20 @@ def _one_entry_broken(w):
     return w
 
 
-# Matrices of 2048 rows, where auto first looks at a window of 256 rows: a structure must be
+# Matrices of 2048 rows, where auto first looks at a window of 64 rows: a structure must be
 # found when the window holds it, even after hundreds of empty rows; and a matrix whose window
 # fits but whose later rows do not must still be rejected.
 TALL = {
     "tile after 600 empty rows": (lambda rng: _first_rows_empty(
         tile_wise((2048, 96), 32, 0.3, np.float32, rng), 600), ("tile", (1, 32))),
-    "block 16x32 after 300 empty rows": (lambda rng: _first_rows_empty(
+    "block 16x32 after 304 empty rows": (lambda rng: _first_rows_empty(
         block_sparse((2048, 64), (16, 32), 0.3, np.float32, rng), 304), ("block", (16, 32))),
     "n_m 2:4": (lambda rng: n_m_sparse((2048, 40), 2, 4, np.float32, rng), ("n_m", (2, 4))),
+    "n_m 3:8, ragged last group": (lambda rng: n_m_sparse((2044, 37), 3, 8, np.float32, rng),
+                                   ("n_m", (3, 8))),
+    "n_m 5:16": (lambda rng: n_m_sparse((2048, 33), 5, 16, np.float32, rng), ("n_m", (5, 16))),
+    "tile 32, ragged last tile, window at the last rows": (lambda rng: _first_rows_empty(
+        tile_wise((2048, 90), 32, 0.3, np.float32, rng), 1984), ("tile", (1, 32))),
     "tile broken in the last row": (lambda rng: _one_entry_broken(
         tile_wise((2048, 96), 32, 0.3, np.float32, rng)), ("csr", None)),
     "n_m broken in the last group": (lambda rng: _one_entry_broken(
@@ -138,6 +143,22 @@ def test_auto_decides_on_tall_matrices_as_on_the_whole_matrix(name, rng):
         assert shape_of(p) == shape
     x = make_dense((5, w.shape[0]), np.float32, rng)
     assert_product_matches_scipy(spmm.multiply(x, p), x, w)
+
+
+def test_auto_rejects_a_tall_unstructured_matrix_from_its_first_64_rows(monkeypatch, rng):
+    from spmm import _layouts
+
+    seen = []
+    fitting_width = _layouts._fitting_width
+
+    def recording(csr, row_of):
+        seen.append(csr.shape[0])
+        return fitting_width(csr, row_of)
+
+    monkeypatch.setattr(_layouts, "_fitting_width", recording)
+    w = sp.random_array((2048, 300), density=0.2, format="csr", dtype=np.float32, rng=rng)
+    assert spmm.prepare(w).layout == "csr"
+    assert seen == [64], "only the window was searched"
 
 
 @pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))

@@ -163,11 +163,16 @@ def test_every_shape_matches_scipy_for_every_value_and_index_dtype(
     check_call(shape, product, dtype, index_dtype, rng, spmm.multiply)
 
 
-def test_the_partitions_are_rows_nnz_and_dynamic_and_multiply_uses_nnz(kernel_calls, rng):
+def test_the_partitions_are_auto_rows_nnz_and_dynamic_and_multiply_uses_auto(kernel_calls, rng):
     assert spmm._api.PARTITIONS == PARTITIONS
     a = make_csr((20, 10), 0.3, np.float64, np.int32, rng)
     spmm.multiply(a, np.ones((10, 3)), backend=BACKENDS[-1], num_threads=2)
-    assert [call["partition"] for call in kernel_calls] == ["nnz"]
+    spmm.multiply(a, np.ones(10), backend=BACKENDS[-1], num_threads=2)
+    spmm.multiply(np.ones(20), a, backend=BACKENDS[-1], num_threads=2)
+    spmm.multiply(np.ones(20), spmm.prepare(a), backend=BACKENDS[-1], num_threads=2)
+    # auto: nnz for several dense columns, dynamic for one (choose_partition).
+    assert [call["partition"] for call in kernel_calls] == ["nnz", "dynamic", "dynamic",
+                                                            "dynamic"]
 
 
 @pytest.mark.parametrize("product", PRODUCTS)

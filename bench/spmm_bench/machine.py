@@ -72,7 +72,7 @@ def _cpuinfo() -> dict[str, Any]:
             info["mhz"] = float(value)
         elif key == "flags" and "flags" not in info:
             flags = set(value.split())
-            info["flags"] = sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw",
+            info["flags"] = sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq",
                                             "avx512vl", "avx512_vnni", "avx512_bf16", "neon",
                                             "asimd"})
             info["virtualized"] = "hypervisor" in flags

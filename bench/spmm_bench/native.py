@@ -50,11 +50,17 @@ _IGNORE = shutil.ignore_patterns("*.so", "_spmm_ext.cpp", "__pycache__", "build"
 # imports itself relatively, and an extension module's init function is named after the last
 # part of its name only (PyInit__spmm_ext), so a renamed copy of a built package loads as it
 # is. "again" is a second copy of the portable build: its ratio to the portable one is the
-# measurement's own noise (an A/A comparison), shown beside the A/B one.
+# measurement's own noise (an A/A comparison), shown beside the A/B one. The copies are not
+# wholly separate: GCC emits function-local statics of inline functions (the thread pool's
+# registry, the cached CPU levels) as STB_GNU_UNIQUE symbols, which the loader binds once per
+# process, so every copy uses the first copy's. Harmless here: the comparison runs the serial
+# (or openmp) backend, and the cached values are the same for every copy; a comparison of the
+# threads backend would run every copy's products on one pool.
 PACKAGES = {"portable": "spmm_portable", "native": "spmm_native", "again": "spmm_portable_again"}
 
 # Runs in the timing process: argv = packages dir, operands dir, threads, rounds, calls.
-# Every build multiplies the same operands into the same output array, in blocks of `calls`
+# Every build multiplies the same dense operand into the same output array (each prepares its
+# own copy of the sparse one, which the A/A copy's ratio covers), in blocks of `calls`
 # timed calls that alternate between the builds, `rounds` times, the order rotating. Timing
 # each build in its own process instead measured differences of up to 35 % between processes
 # of the same build (where the kernel's output and CSR arrays landed in memory, against the
