@@ -65,25 +65,25 @@ def choose_kernel(kernel: str, n: int, entries_per_row: float = float("inf")) ->
     return "tiled"
 
 
-def choose_partition(partition: str, n: int) -> str:
-    """The partition ``auto`` stands for, given the dense width ``n`` of a CSR product.
+def choose_partition(partition: str, n: int, structured: bool = False) -> str:
+    """The partition ``auto`` stands for, given the dense width ``n`` of the product and
+    whether W is in a structured layout (``spmm._layouts``) rather than CSR.
 
-    ``dynamic`` for one dense column, ``nnz`` otherwise. With one column a row costs a fixed
-    part (the gather set-up, the horizontal sum, the loop exit) beside its entries, so equal
-    stored entries are not equal work when row lengths are skewed: on the power-law science
-    matrix at n = 1, 2 threads, ``dynamic`` was faster than ``nnz`` in all four measurements
-    of two full runs (openmp 2.61 against 2.45 and 3.31 against 2.82 GFLOP/s; threads 3.27
-    against 1.82 and 3.53 against 2.60), and on the uniform matrix as fast within the noise
-    (3 of 4 faster). Weighting each row as a fixed number of entries in the ``nnz`` balance
-    instead was slower (0.66 to 0.83 of the uniform matrix's speed against 0.93 for ``nnz``,
-    one in-process A/B). From 8 columns on the entries dominate and ``nnz`` cuts once per
-    thread, with no hand-out cost; ``dynamic`` won there by amounts within the noise, both
-    ways. For the structured layouts (``spmm._layouts``) ``auto`` means ``nnz``: their
-    dynamic partition packs X once per slice.
+    ``dynamic`` for a CSR product with one dense column, ``nnz`` otherwise. With one column a
+    row costs a fixed part (the gather set-up, the horizontal sum, the loop exit) beside its
+    entries, so equal stored entries are not equal work when row lengths are skewed: on the
+    power-law science matrix at n = 1, 2 threads, ``dynamic`` was faster than ``nnz`` in all
+    six measurements of three full runs (the last, docs/benchmarks.md: openmp 3.10 against
+    2.79 GFLOP/s, threads 3.96 against 2.83), and on the uniform matrix as fast within the
+    noise. Weighting each row as a fixed number of entries in the ``nnz`` balance instead was
+    slower (0.66 to 0.83 of the uniform matrix's speed against 0.93 for ``nnz``, one
+    in-process A/B). From 8 columns on the entries dominate and ``nnz`` cuts once per thread,
+    with no hand-out cost; ``dynamic`` won there by amounts within the noise, both ways. A
+    structured layout always gets ``nnz``: its dynamic partition would pack X once per slice.
     """
     if partition != "auto":
         return partition
-    return "dynamic" if n == 1 else "nnz"
+    return "dynamic" if n == 1 and not structured else "nnz"
 
 
 def multiply(
@@ -477,9 +477,8 @@ def _structured_product(form: Any, x: np.ndarray, out: np.ndarray, config: tuple
     x2 = x.reshape(1, -1) if x.ndim == 1 else x
     if x2.strides[0] % x2.itemsize or x2.strides[1] % x2.itemsize:
         x2 = np.ascontiguousarray(x2)
-    structured_partition = "nnz" if partition == "auto" else partition
-    codes = (_BACKEND_CODES[backend], num_threads, _PARTITION_CODES[structured_partition],
-             _SIMD_CODES[simd])
+    chosen = choose_partition(partition, x2.shape[0], structured=True)
+    codes = (_BACKEND_CODES[backend], num_threads, _PARTITION_CODES[chosen], _SIMD_CODES[simd])
     form.multiply_into(x2, out.reshape(1, -1) if out.ndim == 1 else out, codes,
                        _parallel_min_work)
 

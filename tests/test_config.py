@@ -356,8 +356,10 @@ def test_the_default_partition_is_dynamic_for_one_column_and_nnz_otherwise(n, ex
     from spmm._api import choose_partition
 
     assert choose_partition("auto", n) == expected
+    assert choose_partition("auto", n, structured=True) == "nnz"
     for named in ("rows", "nnz", "dynamic"):
         assert choose_partition(named, n) == named
+        assert choose_partition(named, n, structured=True) == named
 
 
 @pytest.mark.parametrize("prepared", [False, True], ids=["unprepared", "prepared"])

@@ -235,7 +235,7 @@ struct Permute<double> {
 #pragma GCC pop_options
 #endif
 
-// ---- AVX-512 (F, BW, DQ, VL; see simd.hpp): 16 floats or 8 doubles per register, native lane masks ----------------------
+// ---- AVX-512 (F, BW, DQ, VL; see simd.hpp): 16 floats or 8 doubles, native lane masks ----
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), apply_to = function)
 #else
