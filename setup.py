@@ -109,7 +109,8 @@ extensions = [
         include_dirs=[str(HERE / "include"), numpy.get_include()],
         language="c++",
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
-        depends=[str(p.relative_to(HERE)) for p in sorted((HERE / "include" / "spmm").glob("*"))],
+        depends=[str(p.relative_to(HERE)) for p in sorted((HERE / "include" / "spmm").rglob("*"))
+                 if p.is_file()],
     )
 ]
 

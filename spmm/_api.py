@@ -24,14 +24,13 @@ from ._prepared import PreparedMatrix
 if TYPE_CHECKING:
     import torch
 
-PARTITIONS = ("auto", "rows", "nnz", "dynamic")
+PARTITIONS = _config.PARTITIONS
 DEFAULT_PARTITION = "auto"
 
-# Codes of the C++ enums (include/spmm/kernels.hpp, product.hpp, partition.hpp).
-_KERNEL_CODES = {"naive": 0, "reordered": 1, "tiled": 2}
-_BACKEND_CODES = {"serial": 0, "openmp": 1, "threads": 2}
-_PARTITION_CODES = {"rows": 0, "nnz": 1, "dynamic": 2}
-_SIMD_CODES = {"scalar": 0, "avx2": 1, "avx512": 2, "neon": 3}
+_KERNEL_CODES = _config.codes("kernel")
+_BACKEND_CODES = _config.codes("backend")
+_PARTITION_CODES = _config.codes("partition")
+_SIMD_CODES = _config.codes("simd")
 
 
 # With one dense column, rows shorter than this (on average) are summed faster by the plain

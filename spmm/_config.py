@@ -18,9 +18,18 @@ from typing import Any
 
 from . import _spmm_ext
 
-KERNELS = ("auto", "naive", "reordered", "tiled")
-BACKENDS = ("serial", "openmp", "threads")
-SIMD_LEVELS = ("scalar", "avx2", "avx512", "neon")
+# The names, each defined once in C++ (include/spmm/names.hpp); a name's code is its index.
+VOCABULARY = _spmm_ext.vocabulary()
+KERNELS = ("auto", *VOCABULARY["kernel"])
+BACKENDS = VOCABULARY["backend"]
+PARTITIONS = ("auto", *VOCABULARY["partition"])
+SIMD_LEVELS = VOCABULARY["simd"]
+
+
+def codes(kind: str) -> dict[str, int]:
+    """``{name: code}`` for one list of :data:`VOCABULARY` (``"kernel"``, ``"backend"``,
+    ``"partition"`` or ``"simd"``)."""
+    return {name: code for code, name in enumerate(VOCABULARY[kind])}
 
 # The C++ layer counts threads in an int; far more than any machine can run anyway.
 MAX_THREADS = 2**31 - 1

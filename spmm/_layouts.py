@@ -1,7 +1,7 @@
 """Structured layouts of a prepared matrix: tile-wise and block sparsity as column-tile panels.
 
 For ``X @ W`` with W (inputs x outputs) pruned in a structured way, ``prepare`` can store W as
-*panels* (``include/spmm/panels.hpp``): W's columns are cut into tiles of ``width`` outputs;
+*panels* (``include/spmm/formats/structured.hpp``): W's columns are cut into tiles of ``width`` outputs;
 in each tile, the kept input rows come in *units* of ``run`` consecutive rows (1 for tile-wise
 sparsity, the block height for block sparsity) whose whole segment in the tile is stored
 densely. The kernel then computes every tile as a gather of X's kept columns and a small dense

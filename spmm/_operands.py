@@ -294,7 +294,7 @@ def kernel_dense(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
     Any strides that are whole elements are accepted: padding, zero from broadcasting,
     negative. Rows that are not contiguous (as in ``X.T`` of a C-ordered ``X``) are packed by
-    the extension itself, outside the GIL (``include/spmm/pack.hpp``). A copy is made here
+    the extension itself, outside the GIL (``include/spmm/formats/pack.hpp``). A copy is made here
     when the dtype differs, or when elements are misaligned, byte-swapped or not a whole
     number of elements apart.
     """

@@ -77,6 +77,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     string c_compile_args "spmm::compile_args"()
     size_t c_pool_workers "spmm::pool_workers"() except +
     vector[string] c_simd_levels "spmm::simd_levels"() except +
+    vector[vector[string]] c_vocabulary "spmm::vocabulary"() except +
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def csr_times_dense(object indptr, object indices, object data, int64_t cols, ob
     b : numpy.ndarray
         cols x n (or 1-D, one column), of data's dtype, any strides (whole elements). When
         its rows are not contiguous, or when an aligned copy pays (``worth_packing`` in
-        ``include/spmm/pack.hpp``), a packed copy is made outside the GIL.
+        ``include/spmm/formats/pack.hpp``), a packed copy is made outside the GIL.
     c : numpy.ndarray
         rows x n (or 1-D), writable, any strides, sharing no memory with the other operands.
     kernel, backend, nthreads, partition, simd : int
@@ -517,6 +518,14 @@ def partition_bounds(const index_t[::1] indptr, int nthreads, int partition):
     with nogil:
         bounds = c_partition_bounds(&indptr[0], indptr.shape[0] - 1, nthreads, partition)
     return list(bounds)
+
+
+def vocabulary():
+    """The names of spmm's kernels, backends, partitions and SIMD levels, each list in the
+    order of its C++ enum codes (``include/spmm/names.hpp``), keyed ``"kernel"``,
+    ``"backend"``, ``"partition"`` and ``"simd"``."""
+    lists = [tuple(name.decode() for name in names) for names in c_vocabulary()]
+    return dict(zip(("kernel", "backend", "partition", "simd"), lists))
 
 
 def simd_levels():

@@ -48,15 +48,15 @@ settings.load_profile("spmm")
 
 BACKENDS: tuple[str, ...] = tuple(spmm.available_backends())
 PARALLEL_BACKENDS: tuple[str, ...] = tuple(b for b in BACKENDS if b != "serial")
-KERNELS = ("auto", "naive", "reordered", "tiled")
+KERNELS: tuple[str, ...] = _config.KERNELS
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 THREAD_COUNTS = (1, 2, 3)
-PARTITIONS = ("auto", "rows", "nnz", "dynamic")
+PARTITIONS: tuple[str, ...] = _config.PARTITIONS
 FORMATS = ("csr", "csc", "coo", "bsr", "dia", "lil", "dok")
 #: The instruction-set levels this CPU and build support (scalar first, the default last).
 SIMD_LEVELS: tuple[str, ...] = tuple(_config.available_simd())
-ALL_SIMD_NAMES = ("scalar", "avx2", "avx512", "neon")
+ALL_SIMD_NAMES: tuple[str, ...] = _config.SIMD_LEVELS
 BEST_SIMD = SIMD_LEVELS[-1]
 
 #: The environment variables spmm reads its configuration from.

@@ -163,8 +163,7 @@ def test_every_shape_matches_scipy_for_every_value_and_index_dtype(
     check_call(shape, product, dtype, index_dtype, rng, spmm.multiply)
 
 
-def test_the_partitions_are_auto_rows_nnz_and_dynamic_and_multiply_uses_auto(kernel_calls, rng):
-    assert spmm._api.PARTITIONS == PARTITIONS
+def test_multiply_uses_the_auto_partition(kernel_calls, rng):
     a = make_csr((20, 10), 0.3, np.float64, np.int32, rng)
     spmm.multiply(a, np.ones((10, 3)), backend=BACKENDS[-1], num_threads=2)
     spmm.multiply(a, np.ones(10), backend=BACKENDS[-1], num_threads=2)

@@ -6,20 +6,16 @@
 #include <stdexcept>
 #include <string>
 
-#include "backend_openmp.hpp"
-#include "backend_serial.hpp"
-#include "backend_threads.hpp"
-#include "kernels.hpp"
-#include "kernels_simd.hpp"
-#include "panels.hpp"
-#include "partition.hpp"
-#include "simd.hpp"
-#include "validate.hpp"
-#include "views.hpp"
+#include "formats/structured.hpp"
+#include "formats/validate.hpp"
+#include "formats/views.hpp"
+#include "kernels/registry.hpp"
+#include "names.hpp"
+#include "parallel/parallel_for.hpp"
+#include "parallel/partition.hpp"
+#include "simd/levels.hpp"
 
 namespace spmm {
-
-enum class Backend : int { serial = 0, openmp = 1, threads = 2 };
 
 // Slice boundaries computed ahead of the call (a prepared matrix's), or none (data == null).
 struct SliceBounds {
@@ -56,15 +52,10 @@ template <class F>
 void run_slices(const std::vector<std::int64_t>& bounds, Backend backend, int nthreads,
                 Partition partition, F&& f) {
     const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
-    const bool dynamic = partition == Partition::dynamic;
-    auto slice = [&](std::int64_t s) {
-        f(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1]);
-    };
-    if (backend == Backend::openmp) {
-        openmp::for_each_slice(nslices, nthreads, dynamic, slice);
-    } else {
-        threads::for_each_slice(nslices, nthreads, dynamic, slice);
-    }
+    parallel_for(backend, nthreads, nslices, partition == Partition::dynamic,
+                 [&](std::int64_t s) {
+                     f(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1]);
+                 });
 }
 
 // Whether per_dense_column x dense_columns < min_work (negative: kParallelMinWork), compared
@@ -129,7 +120,7 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
     });
 }
 
-// Y = X W for W in the column-tile layout (panels.hpp): X is batch x w.rows with any strides,
+// Y = X W for W in the column-tile layout (formats/structured.hpp): X is batch x w.rows with any strides,
 // Y batch x w.cols with rows of unit stride. Tiles are the units of work handed to threads,
 // balanced by their stored rows (unit_ptr scaled by the run is their prefix sum of work).
 template <class T>
@@ -151,7 +142,7 @@ void multiply_panels(const PanelsView<T>& w, const StridedView<T>& x, const Rows
                partition, [&](std::int64_t t0, std::int64_t t1) { kernel(w, x, y, t0, t1); });
 }
 
-// Y = X W for W with N:M sparsity (panels.hpp's NmView). Every column costs the same: the
+// Y = X W for W with N:M sparsity (formats/structured.hpp's NmView). Every column costs the same: the
 // chunks of columns are cut into equal slices (many for the dynamic partition).
 template <class T>
 void multiply_nm(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>& y,

@@ -10,10 +10,10 @@
 #include <sched.h>
 #endif
 
-#include "pack.hpp"
+#include "formats/pack.hpp"
+#include "formats/transpose.hpp"
+#include "formats/validate.hpp"
 #include "product.hpp"
-#include "transpose.hpp"
-#include "validate.hpp"
 
 #ifndef SPMM_COMPILE_ARGS
 #define SPMM_COMPILE_ARGS "unknown"
@@ -71,7 +71,7 @@ void csr_times_strided_dense(const O* indptr, const I* indices, const T* data, s
                           bounds, nbounds, parallel_min_work);
 }
 
-// Y = X W for W in the column-tile layout (panels.hpp). X: batch x rows with element strides
+// Y = X W for W in the column-tile layout (formats/structured.hpp). X: batch x rows with element strides
 // (x_row_stride, x_col_stride); Y: batch x cols, rows contiguous with leading dimension ldy.
 // unit_ptr: tiles + 1 entries; unit_row: unit_ptr[tiles] entries; values: unit_ptr[tiles] *
 // run rows of ld elements.
@@ -90,7 +90,7 @@ void panels_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t width
 }
 
 // Y = X W for W with N:M sparsity: values and offsets are chunks x (groups * n) x chunk
-// (panels.hpp's NmView).
+// (formats/structured.hpp's NmView).
 template <class T>
 void nm_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t n, std::int64_t m,
                     std::int64_t chunk, const T* values, const std::uint8_t* offsets, const T* x,
@@ -116,6 +116,11 @@ std::vector<std::int64_t> partition_bounds(const I* indptr, std::int64_t rows, i
 
 // The instruction-set levels this build and CPU support, lowest first.
 inline std::vector<std::string> simd_levels() { return supported_simd(); }
+
+// The names of every kernel, backend, partition and SIMD level (names.hpp), in code order.
+inline std::vector<std::vector<std::string>> vocabulary() {
+    return {kernel_names(), backend_names(), partition_names(), simd_names()};
+}
 
 inline bool has_openmp() { return openmp::available(); }
 

@@ -1,18 +1,27 @@
 // Instruction-set levels: what the CPU supports, chosen at run time.
 //
 // One build runs on any x86-64: the SIMD kernels are compiled for their instruction set with
-// `#pragma GCC target` (kernels_simd.hpp), never with -march, and only called after the CPU
+// a target pragma (target.hpp), never with -march, and only called after the CPU
 // was asked (cpuid through __builtin_cpu_supports, which also checks that the OS saves the
 // wide registers).
 //
 // On aarch64 NEON is part of the base architecture, so there is nothing to ask: every aarch64
-// CPU runs the NEON kernels (kernels_neon.hpp), compiled without any target pragma. The
+// CPU runs the NEON kernels (kernels/neon.hpp), compiled without any target pragma. The
 // __ARM_NEON test only excludes builds that switched the vector unit off
 // (-mgeneral-regs-only).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "../names.hpp"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define SPMM_X86_SIMD 1
+#else
+#define SPMM_X86_SIMD 0
+#endif
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define SPMM_NEON_SIMD 1
@@ -22,20 +31,23 @@
 
 namespace spmm {
 
-enum class Simd : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+// Bytes of a cache line, and of the widest vector register (AVX-512): what copies are aligned
+// and padded to, so that no row of an operand the kernels read straddles two lines more than
+// it must.
+constexpr std::int64_t kCacheLineBytes = 64;
 
 // The levels this build and this CPU support, lowest first (always scalar).
 inline std::vector<Simd> supported_simd_levels() {
     std::vector<Simd> levels{Simd::scalar};
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if SPMM_X86_SIMD
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         levels.push_back(Simd::avx2);
         // F, BW, DQ and VL: every AVX-512 CPU since Skylake-X has all four. The kernels need
         // only F's instructions, but BW's 32- and 64-bit mask moves (kmovd/kmovq) let GCC keep
         // the tail masks in k registers: compiled for F alone it reloaded both masks from the
-        // stack on every nonzero of the CSR kernel, 7 % of a batch-256 product (item 2 of
-        // issue 5, the portable build against -march=native).
+        // stack on every stored entry of the CSR kernel (`python bench/native_build.py`
+        // compares the portable build with -march=native).
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
             levels.push_back(Simd::avx512);
@@ -45,16 +57,6 @@ inline std::vector<Simd> supported_simd_levels() {
     levels.push_back(Simd::neon);
 #endif
     return levels;
-}
-
-inline const char* simd_name(Simd s) {
-    switch (s) {
-        case Simd::scalar: return "scalar";
-        case Simd::avx2: return "avx2";
-        case Simd::avx512: return "avx512";
-        case Simd::neon: return "neon";
-    }
-    return "unknown";
 }
 
 // The same levels by name ("scalar", "avx2", ...), as the Python layer spells them.

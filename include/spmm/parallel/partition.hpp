@@ -8,15 +8,14 @@
 #include <cstdint>
 #include <vector>
 
-#include "views.hpp"
+#include "../names.hpp"
 
 namespace spmm {
 
-enum class Partition : int {
-    rows = 0,     // one slice per thread, equal row counts: cheapest, blind to row lengths
-    nnz = 1,      // one slice per thread, equal stored entries: balances power-law rows
-    dynamic = 2,  // many nnz-balanced chunks handed out on demand: absorbs uneven speeds
-};
+// The strategies (names.hpp):
+//   rows:    one slice per thread, equal row counts: cheapest, blind to row lengths;
+//   nnz:     one slice per thread, equal stored entries: balances power-law rows;
+//   dynamic: many nnz-balanced chunks handed out on demand: absorbs uneven speeds.
 
 // Chunks per thread of the dynamic partition: enough that a slow thread's last chunk is a small
 // share of the work, few enough that fetching a chunk (one atomic or one OpenMP dispatch) is

@@ -61,4 +61,27 @@ struct OutView {
     bool rows_contiguous() const { return col_stride == 1; }
 };
 
+// X (batch x rows) with any element strides, read only.
+template <class T>
+struct StridedView {
+    const T* data;
+    std::int64_t rows;
+    std::int64_t cols;
+    std::int64_t row_stride;
+    std::int64_t col_stride;
+
+    const T& at(std::int64_t r, std::int64_t j) const { return data[r * row_stride + j * col_stride]; }
+};
+
+// Y (batch x cols): rows of unit column stride, any row stride.
+template <class T>
+struct RowsView {
+    T* data;
+    std::int64_t rows;
+    std::int64_t cols;
+    std::int64_t ld;
+
+    T* row(std::int64_t r) const { return data + r * ld; }
+};
+
 }  // namespace spmm

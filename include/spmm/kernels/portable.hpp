@@ -12,11 +12,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "views.hpp"
+#include "../formats/views.hpp"
+#include "../names.hpp"
 
 namespace spmm {
-
-enum class Kernel : int { naive = 0, reordered = 1, tiled = 2 };
 
 // Hands a kernel a contiguous accumulator for a piece of one output row and stores it back.
 // When C's rows are contiguous (A B) the accumulator is C itself and nothing is copied. When
@@ -101,8 +100,8 @@ void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
     }
 }
 
-#include "kernel_reordered_body.inc"
-#include "kernel_rowdot_body.inc"
+#include "reordered.inc"
+#include "rowdot.inc"
 
 // Width of a column tile of the tiled kernel, in bytes of B's row: 1 KiB is 256 floats or
 // 128 doubles, 16 cache lines, long enough for the hardware prefetcher to stream each row

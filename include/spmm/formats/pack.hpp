@@ -6,15 +6,15 @@
 #include <cstdint>
 #include <memory>
 
+#include "../simd/levels.hpp"
 #include "views.hpp"
 
 namespace spmm {
 
-// Copies start on a cache line, and their rows never straddle two cache lines more than they
-// must: a row of up to 64 bytes is padded to the next power of two (so it sits inside one
-// line), a longer one to a whole number of lines; the Python layer's aligned_copy does the
-// same for the operands it converts.
-constexpr std::int64_t kCacheLineBytes = 64;
+// Copies start on a cache line (kCacheLineBytes), and their rows never straddle two cache
+// lines more than they must: a row of up to a line is padded to the next power of two (so it
+// sits inside one line), a longer one to a whole number of lines; the Python layer's
+// aligned_copy does the same for the operands it converts.
 
 // When a B whose rows are contiguous is still worth an aligned copy (decided here rather than
 // in Python, so that deciding costs no Python call per product): when B

@@ -1,9 +1,9 @@
-// The NEON kernels (aarch64): kernel_simd_body.inc with 128-bit registers, 4 floats or
-// 2 doubles each.
+// NEON (aarch64): 128-bit registers, 4 floats or 2 doubles each; the vector types the kernel
+// bodies are written against (as simd/avx2.hpp for x86).
 //
-// NEON is part of aarch64's base architecture, so unlike avx2/avx512 (kernels_simd.hpp) this
-// namespace needs no target pragma and the CPU needs no asking (simd.hpp). It has its own
-// namespace all the same, so the Simd::neon kernels are distinct symbols from the portable ones.
+// NEON is part of aarch64's base architecture, so unlike avx2/avx512 this namespace needs no
+// target pragma and the CPU needs no asking (levels.hpp). It has its own namespace all the
+// same, so the Simd::neon kernels are distinct symbols from the portable ones.
 //
 // NEON has no masked loads or stores. The body asks for them at the two ends of a block of
 // vectors; they are built here lane by lane (vld1q_lane / vst1q_lane), touching only the active
@@ -15,10 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels.hpp"
-#include "panels.hpp"
-#include "simd.hpp"
-#include "views.hpp"
+#include "levels.hpp"
 
 #if SPMM_NEON_SIMD
 #include <arm_neon.h>
@@ -135,12 +132,6 @@ struct Gather<I, double> {
 // The horizontal sum of a register.
 inline float reduce(float32x4_t v) { return vaddvq_f32(v); }
 inline double reduce(float64x2_t v) { return vaddvq_f64(v); }
-
-// Only the register-blocked body: the portable reordered_rows and rowdot_rows (kernels.hpp)
-// are already compiled for NEON, aarch64's baseline, so copies here would be the same code
-// twice. The body's calls to rowdot_rows find the portable one.
-#include "kernel_simd_body.inc"
-#include "kernel_panels_body.inc"
 
 }  // namespace neon
 }  // namespace spmm

@@ -1,0 +1,40 @@
+// spmm's vocabulary, each list written once: the kernel variants, threading backends, work
+// partitions and instruction-set levels. The enums below and the names the Python layer uses
+// (spmm._spmm_ext.vocabulary()) are both generated from these lists, so an entry added here
+// reaches every layer, show_config and the tests' parametrizations with no second edit. A
+// name's code is its position in its list.
+#pragma once
+
+#include <string>
+#include <vector>
+
+// naive: the textbook loop order; reordered: the loop order whose innermost loop walks
+// contiguous memory; tiled: reordered plus register blocking and SIMD (kernels/).
+#define SPMM_KERNELS(X) X(naive) X(reordered) X(tiled)
+// serial: the calling thread; openmp: an OpenMP team; threads: spmm's std::thread pool.
+#define SPMM_BACKENDS(X) X(serial) X(openmp) X(threads)
+// How work is cut among threads (parallel/partition.hpp).
+#define SPMM_PARTITIONS(X) X(rows) X(nnz) X(dynamic)
+// Instruction-set levels, lowest first per architecture (simd/levels.hpp).
+#define SPMM_SIMD_LEVELS(X) X(scalar) X(avx2) X(avx512) X(neon)
+
+namespace spmm {
+
+#define SPMM_ENUM_ENTRY(name) name,
+enum class Kernel : int { SPMM_KERNELS(SPMM_ENUM_ENTRY) };
+enum class Backend : int { SPMM_BACKENDS(SPMM_ENUM_ENTRY) };
+enum class Partition : int { SPMM_PARTITIONS(SPMM_ENUM_ENTRY) };
+enum class Simd : int { SPMM_SIMD_LEVELS(SPMM_ENUM_ENTRY) };
+#undef SPMM_ENUM_ENTRY
+
+#define SPMM_NAME_ENTRY(name) #name,
+inline std::vector<std::string> kernel_names() { return {SPMM_KERNELS(SPMM_NAME_ENTRY)}; }
+inline std::vector<std::string> backend_names() { return {SPMM_BACKENDS(SPMM_NAME_ENTRY)}; }
+inline std::vector<std::string> partition_names() { return {SPMM_PARTITIONS(SPMM_NAME_ENTRY)}; }
+inline std::vector<std::string> simd_names() { return {SPMM_SIMD_LEVELS(SPMM_NAME_ENTRY)}; }
+#undef SPMM_NAME_ENTRY
+
+// The name of a code, as the Python layer spells it.
+inline std::string simd_name(Simd s) { return simd_names().at(static_cast<std::size_t>(s)); }
+
+}  // namespace spmm

@@ -1,0 +1,21 @@
+// Compiling a region of code for one instruction set, without -march: everything between
+// SPMM_TARGET_BEGIN_<SET> and SPMM_TARGET_END is compiled with that set's instructions
+// enabled (a target pragma), so one build runs on any CPU of the architecture and calls into
+// a region only after asking the CPU (levels.hpp).
+#pragma once
+
+#if defined(__clang__)
+#define SPMM_PRAGMA(text) _Pragma(#text)
+#define SPMM_TARGET_BEGIN(features) \
+    SPMM_PRAGMA(clang attribute push(__attribute__((target(features))), apply_to = function))
+#define SPMM_TARGET_END SPMM_PRAGMA(clang attribute pop)
+#else
+#define SPMM_PRAGMA(text) _Pragma(#text)
+#define SPMM_TARGET_BEGIN(features) SPMM_PRAGMA(GCC push_options) SPMM_PRAGMA(GCC target(features))
+#define SPMM_TARGET_END SPMM_PRAGMA(GCC pop_options)
+#endif
+
+// AVX2 with FMA: 8 floats or 4 doubles per register.
+#define SPMM_TARGET_BEGIN_AVX2 SPMM_TARGET_BEGIN("avx2,fma")
+// AVX-512 F, BW, DQ and VL (levels.hpp says why all four): 16 floats or 8 doubles per register.
+#define SPMM_TARGET_BEGIN_AVX512 SPMM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
