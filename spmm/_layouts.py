@@ -1,8 +1,9 @@
 """Structured layouts of a prepared matrix: tile-wise and block sparsity as column-tile panels.
 
 For ``X @ W`` with W (inputs x outputs) pruned in a structured way, ``prepare`` can store W as
-*panels* (``include/spmm/formats/structured.hpp``): W's columns are cut into tiles of ``width`` outputs;
-in each tile, the kept input rows come in *units* of ``run`` consecutive rows (1 for tile-wise
+*panels* (``include/spmm/formats/structured.hpp``): W's columns are cut into tiles of
+``width`` outputs; in each tile, the kept input rows come in *units* of ``run`` consecutive
+rows (1 for tile-wise
 sparsity, the block height for block sparsity) whose whole segment in the tile is stored
 densely. The kernel then computes every tile as a gather of X's kept columns and a small dense
 product, with no index per stored entry.
@@ -77,7 +78,7 @@ def check(form: Panels | NmWeights, shape: tuple[int, int]) -> None:
                or form.values.ndim != 2 or form.values.shape[0] != len(unit_row) * form.run
                or (len(unit_row) and (unit_row.min() < 0 or unit_row.max() >= rows)))
     else:
-        bad = (bad or not 1 <= form.m <= 255 or not 0 <= form.n <= form.m
+        bad = (bad or not 1 <= form.m <= _spmm_ext.max_group() or not 0 <= form.n <= form.m
                or form.values.shape != form.offsets.shape
                or (form.offsets.size and int(form.offsets.max()) >= form.m))
     if bad:
@@ -132,13 +133,13 @@ class Panels:
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.unit_ptr, self.unit_row, self.values)
 
-    def multiply_into(self, x: np.ndarray, y: np.ndarray, codes: tuple[int, int, int, int],
-                      min_work: int) -> None:
-        """y = x @ W (2-D, see ``spmm._spmm_ext.panels_times_dense``); codes: backend, threads,
-        partition, SIMD level."""
+    def multiply_into(self, x: np.ndarray, y: np.ndarray,
+                      codes: tuple[int, int, int, int, int, int]) -> None:
+        """y = x @ W (2-D, see ``spmm._spmm_ext.panels_times_dense``); codes: kernel,
+        backend, threads, partition, SIMD level, minimum work (``spmm._policy.Plan.codes``)."""
         rows, cols = self.shape
         _spmm_ext.panels_times_dense(rows, cols, self.width, self.run, self.unit_ptr,
-                                     self.unit_row, self.values, x, y, *codes, min_work)
+                                     self.unit_row, self.values, x, y, *codes[1:])
 
     def astype(self, dtype: np.dtype) -> Panels:
         """The same panels with values of ``dtype`` (converted once and kept)."""
@@ -184,12 +185,13 @@ class NmWeights:
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.values, self.offsets)
 
-    def multiply_into(self, x: np.ndarray, y: np.ndarray, codes: tuple[int, int, int, int],
-                      min_work: int) -> None:
-        """y = x @ W (2-D, see ``spmm._spmm_ext.nm_times_dense``)."""
+    def multiply_into(self, x: np.ndarray, y: np.ndarray,
+                      codes: tuple[int, int, int, int, int, int]) -> None:
+        """y = x @ W (2-D, see ``spmm._spmm_ext.nm_times_dense``); codes as for
+        :meth:`Panels.multiply_into`."""
         rows, cols = self.shape
         _spmm_ext.nm_times_dense(rows, cols, self.n, self.m, self.values, self.offsets, x, y,
-                                 *codes, min_work)
+                                 *codes[1:])
 
     def astype(self, dtype: np.dtype) -> NmWeights:
         """The same weights with values of ``dtype`` (converted once and kept)."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _layouts
-from ._operands import Csr, check_sparse, result_dtype, to_csr
+from . import _config, _layouts, _policy, _spmm_ext
+from ._operands import Csr, SparseOperand, check_sparse, result_dtype, to_csr
+from ._pipeline import multiply
+
+# The largest N:M group: offsets inside a group are one byte (include/spmm/formats/structured.hpp).
+MAX_GROUP = _spmm_ext.max_group()
 
 # Column indices fit in 16 bits up to this many columns: half the index bytes of int32, which
 # the narrow (bandwidth-bound) products stream with every stored entry.
@@ -33,7 +38,7 @@ def compressed(csr: Csr) -> Csr:
                csr.data, csr.shape, {})  # data: already a copy of our own
 
 
-class PreparedMatrix:
+class PreparedMatrix(SparseOperand):
     """A sparse matrix converted once, for many products with dense operands.
 
     Created by :func:`spmm.prepare`. It owns its arrays: later changes to the matrix it was
@@ -140,8 +145,15 @@ class PreparedMatrix:
         """CSR arrays of the transpose with values of ``dtype`` (for ``x @ p``)."""
         with self._lock:
             if self._csr_t is None:
-                self._csr_t = compressed(to_csr(self.to_scipy(), self.dtype, transpose=True))
+                self._csr_t = compressed(to_csr(self.to_scipy().T.tocsr(), self.dtype))
         return self._csr_t.astype(dtype)
+
+    def form(self, family: str, transposed: bool, dtype: np.dtype) -> Any:
+        """The stored form a kernel family reads, with values of ``dtype``: the CSR form (for
+        ``p @ x``), that of the transpose (``x @ p``), or the structured layout."""
+        if family == "csr_rows":
+            return self.csr_transposed(dtype) if transposed else self.csr(dtype)
+        return self.structured(dtype)
 
     def to_scipy(self) -> sp.csr_array:
         """The matrix as a scipy ``csr_array``.
@@ -182,15 +194,11 @@ class PreparedMatrix:
                 "PreparedMatrix @ sparse is not supported: spmm multiplies one sparse and one "
                 f"dense operand (got {type(other).__name__}); for sparse @ sparse use scipy"
             )
-        from ._api import multiply
-
         return multiply(self, other)
 
     def __rmatmul__(self, other: object) -> np.ndarray:
         if sp.issparse(other) or isinstance(other, PreparedMatrix):
             return NotImplemented
-        from ._api import multiply
-
         return multiply(other, self)
 
     def __repr__(self) -> str:
@@ -211,7 +219,8 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     ----------
     a : scipy.sparse matrix or array, 2-D, any format
         The matrix, typically pruned weights used at every inference step. Its values are
-        stored as float32 when they are float16/float32, else as float64.
+        stored as float32 when float32 holds them exactly (float16, float32, bool, integers of
+        up to 16 bits: numpy's result type with float32 is float32), else as float64.
     layout : {"auto", "csr", "tile", "block", "n_m"}, default "auto"
         The form ``x @ p`` (``a`` as the weights W of ``X @ W``, shape (inputs, outputs)) is
         computed with. ``"tile"``: tile-wise sparsity (Guo et al., SC 2020): in each tile of
@@ -231,9 +240,10 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     block : (int, int), optional
         The block shape for ``layout="block"``; default: the largest that fits, else (32, 32).
     n_m : (int, int), optional
-        ``(n, m)`` for ``layout="n_m"`` (m at most 255; the SIMD kernels hold a group in a
-        register: m up to 16 floats / 8 doubles with AVX-512, 8 / 4 with AVX2, others run a
-        portable loop); default: the one that fits (an error if none does).
+        ``(n, m)`` for ``layout="n_m"`` (m at most 255, offsets being one byte; the SIMD
+        kernels hold a group in a register: m up to 16 floats / 8 doubles with AVX-512, 8 / 4
+        with AVX2, others run a portable loop); default: the one that fits (an error if none
+        does).
 
     Returns
     -------
@@ -291,21 +301,18 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
 def _partition_for_default_threads(csr: Csr) -> None:
     """Compute the slices the default partition uses for the configured thread count ahead
     of any product: nnz-balanced, and the dynamic partition's chunks (one dense column;
-    ``spmm._api.choose_partition``).
+    ``spmm._policy.choose_partition``).
 
     Other thread counts and partitions are computed on first use and kept as well. An invalid
     ``SPMM_*`` variable is reported by the first product, not here.
     """
-    from . import _config
-    from ._api import _PARTITION_CODES
-
     try:
         threads = _config.resolve()["num_threads"]
     except ValueError:
         return
     if threads > 1:
         for partition in ("nnz", "dynamic"):
-            csr.slice_bounds(threads, _PARTITION_CODES[partition])
+            csr.slice_bounds(threads, _policy.PARTITION_CODES[partition])
 
 
 def _check_layout(layout: object, tile: object, block: object, n_m: object) -> None:
@@ -321,9 +328,9 @@ def _check_layout(layout: object, tile: object, block: object, n_m: object) -> N
         raise ValueError(
             f"prepare: block must be a tuple of two positive ints (rows, columns); got {block!r}")
     if n_m is not None and not (isinstance(n_m, tuple) and len(n_m) == 2
-                                and all(map(_positive_int, n_m)) and n_m[0] <= n_m[1] <= 255):
+                                and all(map(_positive_int, n_m)) and n_m[0] <= n_m[1] <= MAX_GROUP):
         raise ValueError(
-            f"prepare: n_m must be a tuple of two ints (n, m) with 1 <= n <= m <= 255; "
+            f"prepare: n_m must be a tuple of two ints (n, m) with 1 <= n <= m <= {MAX_GROUP}; "
             f"got {n_m!r}")
 
 

@@ -291,11 +291,11 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     import spmm
     from spmm import _spmm_ext
     used = []
-    original = _spmm_ext.csr_times_dense
+    original = _spmm_ext.csr_product
     def recorder(*args):
-        used.append(list(args[6:11]))
+        used.append(list(args[10][:5]))
         return original(*args)
-    _spmm_ext.csr_times_dense = recorder
+    _spmm_ext.csr_product = recorder
     a = sp.random_array((30, 20), density=0.3, format="csr", rng=0)
     b = np.arange(40.0).reshape(20, 2)
     ok = bool(np.allclose(spmm.multiply(a, b), a @ b, rtol=1e-12, atol=1e-12))
@@ -309,9 +309,9 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     assert report["config"] == expected
     assert report["shown"] == expected
     assert report["ok"]
-    # (kernel, backend, threads, partition, simd) codes: naive = 0, serial = 0, 3 threads,
-    # nnz = 1, scalar = 0
-    assert report["used"] == [[0, 0, 3, 1, 0]]
+    # (kernel, backend, threads, partition, simd) codes: naive = 0, serial = 0, one thread
+    # (the serial backend's), nnz = 1, scalar = 0
+    assert report["used"] == [[0, 0, 1, 1, 0]]
 
 
 def test_an_empty_environment_variable_counts_as_unset():
@@ -331,18 +331,21 @@ def test_the_child_process_helper_passes_only_the_given_spmm_variables(monkeypat
     assert "SPMM_BACKEND" not in report
 
 
-@pytest.mark.parametrize(("n", "entries_per_row", "expected"),
-                         [(1, 10.0, "naive"), (1, 16.0, "tiled"), (1, 41.0, "tiled"),
-                          (2, 1.0, "tiled"), (64, 10.0, "tiled")])
-def test_auto_is_tiled_except_one_column_and_short_rows(n, entries_per_row, expected):
-    from spmm._api import choose_kernel
+@pytest.mark.parametrize(("family", "n", "entries_per_row", "expected"),
+                         [("csr_rows", 1, 10.0, "naive"), ("csr_rows", 1, 16.0, "tiled"),
+                          ("csr_rows", 1, 41.0, "tiled"), ("csr_rows", 2, 1.0, "tiled"),
+                          ("csr_rows", 64, 10.0, "tiled"), ("csc_columns", 1, 10.0, "tiled"),
+                          ("coo", 1, 1.0, "tiled"), ("dia", 1, 1.0, "tiled")])
+def test_auto_is_tiled_except_one_column_of_short_csr_rows(family, n, entries_per_row,
+                                                            expected):
+    from spmm._policy import choose_kernel
 
-    assert choose_kernel("auto", n, entries_per_row) == expected
-    assert choose_kernel("reordered", n, entries_per_row) == "reordered"
+    assert choose_kernel("auto", family, n, entries_per_row) == expected
+    assert choose_kernel("reordered", family, n, entries_per_row) == "reordered"
 
 
 def test_auto_takes_naive_for_a_vector_times_a_99_percent_pruned_layer(kernel_calls, rng):
-    w = make_csr((1024, 256), 0.01, np.float32, np.int32, rng)
+    w = make_csr((1024, 256), 0.01, np.float32, np.int32, rng).tocsc()  # read by rows of Wᵀ
     x = rng.standard_normal(1024).astype(np.float32)
     assert_product_matches_scipy(spmm.multiply(x, w, kernel="auto"), x, w)
     assert kernel_calls[-1]["kernel"] == "naive"
@@ -351,15 +354,17 @@ def test_auto_takes_naive_for_a_vector_times_a_99_percent_pruned_layer(kernel_ca
     assert kernel_calls[-1]["kernel"] == "tiled"
 
 
-@pytest.mark.parametrize(("n", "expected"), [(1, "dynamic"), (2, "nnz"), (8, "nnz"), (64, "nnz")])
-def test_the_default_partition_is_dynamic_for_one_column_and_nnz_otherwise(n, expected):
-    from spmm._api import choose_partition
+@pytest.mark.parametrize(("family", "n", "expected"),
+                         [("csr_rows", 1, "dynamic"), ("csr_rows", 2, "nnz"),
+                          ("csr_rows", 64, "nnz"), ("csc_columns", 1, "nnz"),
+                          ("panels", 1, "nnz"), ("n_m", 8, "nnz"), ("dia", 1, "rows")])
+def test_the_default_partition_is_dynamic_for_one_csr_column_and_balanced_otherwise(
+        family, n, expected):
+    from spmm._policy import choose_partition
 
-    assert choose_partition("auto", n) == expected
-    assert choose_partition("auto", n, structured=True) == "nnz"
+    assert choose_partition("auto", family, n) == expected
     for named in ("rows", "nnz", "dynamic"):
-        assert choose_partition(named, n) == named
-        assert choose_partition(named, n, structured=True) == named
+        assert choose_partition(named, family, n) == named
 
 
 @pytest.mark.parametrize("prepared", [False, True], ids=["unprepared", "prepared"])
