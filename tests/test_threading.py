@@ -28,10 +28,26 @@ from conftest import (
 import spmm
 from spmm import _config, _spmm_ext
 
+CPUS = len(os.sched_getaffinity(0))
+
 
 def os_threads() -> int:
     """Threads of this process, as the kernel counts them."""
     return len(os.listdir("/proc/self/task"))
+
+
+# Beyond the default thread count: far more threads than this machine has CPUs.
+MANY_THREADS = min(72, _config.MAX_THREADS)
+
+
+def eventually(condition, timeout=30.0):
+    """Whether ``condition()`` became true within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def product_operands(seed: int):
@@ -60,8 +76,16 @@ def test_the_threads_pool_starts_num_threads_minus_one_workers_once_and_reuses_t
                     (3, 2, 3), (3, 2, 3), (2, 2, 3), (1, 2, 3), (3, 2, 3)]
 
 
+def only_resident_pool_workers() -> None:
+    """Wait until the pool has only the workers it keeps: the extra ones that earlier tests
+    started exit on their own after a second unused, which would change this process's
+    thread count in the middle of a test that counts its threads."""
+    assert eventually(lambda: _spmm_ext.pool_workers() <= max(0, CPUS - 1))
+
+
 def test_the_threads_backend_creates_no_os_thread_per_call_whatever_the_thread_count():
     a, b, x = product_operands(1)
+    only_resident_pool_workers()
     spmm.multiply(a, b, backend="threads", num_threads=3)  # warm-up: the most threads
     before = os_threads(), _spmm_ext.pool_workers()
     for _ in range(100):
@@ -77,26 +101,13 @@ def test_repeated_calls_with_one_thread_count_create_no_os_thread(backend, num_t
     """(libgomp itself stops and restarts threads when the team size changes, so for the
     OpenMP backend this holds at a constant thread count.)"""
     a, b, x = product_operands(1)
+    only_resident_pool_workers()
     spmm.multiply(a, b, backend=backend, num_threads=num_threads)  # warm-up
     before = os_threads()
     for _ in range(100):
         spmm.multiply(a, b, backend=backend, num_threads=num_threads)
         spmm.multiply(x, a, backend=backend, num_threads=num_threads)
     assert os_threads() == before
-
-
-# Beyond the default thread count: far more threads than this machine has CPUs.
-MANY_THREADS = min(72, _config.MAX_THREADS)
-
-
-def eventually(condition, timeout=30.0):
-    """Whether ``condition()`` became true within ``timeout`` seconds (polled)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_a_call_hands_work_only_to_the_workers_it_uses():
@@ -123,7 +134,7 @@ def test_workers_beyond_the_default_thread_count_exit_after_about_a_second_unuse
     """The process goes back to the calling thread and the default count's workers (the CPUs
     of the affinity mask, less one), which stay; a later call starts the others again."""
     a, b, _ = product_operands(3)
-    cpus = len(os.sched_getaffinity(0))
+    cpus = CPUS
 
     def child():
         spmm.multiply(a, b, backend="threads", num_threads=MANY_THREADS)

@@ -155,6 +155,8 @@ inline int affinity_cpus() { return threads::affinity_cpus(); }
 inline std::size_t pool_workers() { return threads::global_pool().workers(); }
 
 // A testing aid: per worker slot of the threads backend's pool, the calls its worker took up.
-inline std::vector<std::uint64_t> pool_calls_taken() { return threads::global_pool().calls_taken(); }
+inline std::vector<std::uint64_t> pool_calls_taken() {
+    return threads::global_pool().calls_taken();
+}
 
 }  // namespace spmm

@@ -38,6 +38,7 @@ using spmm::Backend;
 using spmm::Cancellation;
 using spmm::Interrupted;
 using Clock = std::chrono::steady_clock;
+using us = std::chrono::microseconds;
 
 std::vector<Backend> backends() {
     std::vector<Backend> all{Backend::serial, Backend::threads};
@@ -73,61 +74,66 @@ bool eventually(Ready ready) {
 
 thread_local long slices_run_here = 0;  // this thread's slice sequence number
 
+std::string label(Backend b, int nthreads, bool dynamic) {
+    return std::string(name(b)) + " nthreads=" + std::to_string(nthreads) +
+           (dynamic ? " dynamic" : " static");
+}
+
 // Every slice runs exactly once; static blocks [t S / T, (t + 1) S / T) each run on one thread,
 // consecutively and in order, block 0 on the calling thread; dynamic slices run in increasing
-// order on each thread. With no cancellation, and with one that never fires.
+// order on each thread.
+void check_schedule(Backend b, int nthreads, std::int64_t nslices, bool dynamic,
+                    Cancellation* cancel) {
+    const std::string where = label(b, nthreads, dynamic) + " nslices=" +
+                              std::to_string(nslices) + (cancel ? " with a cancellation" : "");
+    const auto size = static_cast<std::size_t>(nslices);
+    std::vector<std::atomic<int>> runs(size);
+    std::vector<std::thread::id> thread(size);
+    std::vector<long> order(size);
+    spmm::parallel_for(b, nthreads, nslices, dynamic, [&](std::int64_t s) {
+        const auto i = static_cast<std::size_t>(s);
+        runs[i].fetch_add(1);
+        thread[i] = std::this_thread::get_id();
+        order[i] = slices_run_here++;
+    }, cancel);
+    bool once = true;
+    for (auto& r : runs) once = once && r.load() == 1;
+    check(once, where + ": every slice runs exactly once");
+    if (nslices == 0) return;
+    if (dynamic) {
+        bool increasing = true;
+        for (std::size_t i = 1; i < std::min<std::size_t>(size, 64); ++i) {
+            for (std::size_t j = 0; j < i; ++j) {
+                if (thread[i] == thread[j]) increasing = increasing && order[j] < order[i];
+            }
+        }
+        check(increasing, where + ": each thread takes slices in increasing order");
+        return;
+    }
+    const int t = team(b, nthreads, nslices);
+    bool contiguous = true;
+    for (int k = 0; k < t; ++k) {
+        const std::int64_t first = spmm::block_begin(k, t, nslices);
+        check(first == nslices * k / t, where + ": block_begin is t S / T");
+        for (std::int64_t s = first + 1; s < spmm::block_begin(k + 1, t, nslices); ++s) {
+            const auto i = static_cast<std::size_t>(s);
+            contiguous = contiguous && thread[i] == thread[i - 1] && order[i] == order[i - 1] + 1;
+        }
+    }
+    check(contiguous, where + ": each block runs on one thread, in order");
+    check(thread[0] == std::this_thread::get_id(), where + ": block 0 runs on the calling thread");
+}
+
+// check_schedule for every backend, thread and slice count, with no cancellation and with one
+// that never fires.
 void every_slice_once_in_contiguous_blocks() {
     for (Backend b : backends()) {
         for (int nthreads : {1, 2, 3, 5}) {
             for (std::int64_t nslices : {0, 1, 2, 7, 64, 1000}) {
                 for (bool dynamic : {false, true}) {
-                    for (bool with_cancel : {false, true}) {
-                        const std::string where = std::string(name(b)) + " nthreads=" +
-                                                  std::to_string(nthreads) + " nslices=" +
-                                                  std::to_string(nslices) + (dynamic ? " dynamic" : " static") +
-                                                  (with_cancel ? " with a cancellation" : "");
-                        Cancellation never([](void*) { return false; }, nullptr, std::chrono::microseconds(0));
-                        std::vector<std::atomic<int>> runs(static_cast<std::size_t>(nslices));
-                        std::vector<std::thread::id> thread(static_cast<std::size_t>(nslices));
-                        std::vector<long> order(static_cast<std::size_t>(nslices));
-                        spmm::parallel_for(b, nthreads, nslices, dynamic, [&](std::int64_t s) {
-                            const auto i = static_cast<std::size_t>(s);
-                            runs[i].fetch_add(1);
-                            thread[i] = std::this_thread::get_id();
-                            order[i] = slices_run_here++;
-                        }, with_cancel ? &never : nullptr);
-                        bool once = true;
-                        for (auto& r : runs) once = once && r.load() == 1;
-                        check(once, where + ": every slice runs exactly once");
-                        if (nslices == 0) continue;
-                        if (!dynamic) {
-                            const int t = team(b, nthreads, nslices);
-                            bool contiguous = true;
-                            for (int k = 0; k < t; ++k) {
-                                const std::int64_t first = spmm::block_begin(k, t, nslices);
-                                const std::int64_t last = spmm::block_begin(k + 1, t, nslices);
-                                check(first == nslices * k / t, where + ": block_begin is t S / T");
-                                for (std::int64_t s = first + 1; s < last; ++s) {
-                                    const auto i = static_cast<std::size_t>(s);
-                                    contiguous = contiguous && thread[i] == thread[i - 1] &&
-                                                 order[i] == order[i - 1] + 1;
-                                }
-                            }
-                            check(contiguous, where + ": each block runs on one thread, in order");
-                            check(thread[0] == std::this_thread::get_id(),
-                                  where + ": block 0 runs on the calling thread");
-                        } else {
-                            bool increasing = true;
-                            for (std::int64_t s = 1; s < nslices; ++s) {
-                                for (std::int64_t r = 0; r < s; ++r) {
-                                    const auto i = static_cast<std::size_t>(s), j = static_cast<std::size_t>(r);
-                                    if (thread[i] == thread[j]) increasing = increasing && order[j] < order[i];
-                                }
-                                if (s > 64) break;  // quadratic: the first slices suffice
-                            }
-                            check(increasing, where + ": each thread takes slices in increasing order");
-                        }
-                    }
+                    Cancellation never([](void*) { return false; }, nullptr, us(0));
+                    check_schedule(b, nthreads, nslices, dynamic, nullptr);
+                    check_schedule(b, nthreads, nslices, dynamic, &never);
                 }
             }
         }
@@ -186,14 +192,12 @@ void a_poll_that_cancels_stops_a_long_run() {
     for (Backend b : backends()) {
         for (int nthreads : {1, 2, 3}) {
             for (bool dynamic : {false, true}) {
-                const std::string where = std::string(name(b)) + " nthreads=" +
-                                          std::to_string(nthreads) + (dynamic ? " dynamic" : " static");
+                const std::string where = label(b, nthreads, dynamic);
                 Observed o;
                 o.cancel_at_poll = 50;
-                Cancellation cancel(poll_counting, &o, std::chrono::microseconds(0));
-                const std::string outcome = run(b, nthreads, nslices, dynamic, o, cancel, [](std::int64_t) {
-                    busy_for(std::chrono::microseconds(2));
-                }, where);
+                Cancellation cancel(poll_counting, &o, us(0));
+                const std::string outcome = run(b, nthreads, nslices, dynamic, o, cancel,
+                                                [](std::int64_t) { busy_for(us(2)); }, where);
                 check(outcome == "interrupted", where + ": Interrupted is thrown, got " + outcome);
                 check(o.polls.load() == 50, where + ": no poll after the one that cancelled");
                 const int t = team(b, nthreads, nslices);
@@ -201,12 +205,14 @@ void a_poll_that_cancels_stops_a_long_run() {
                       where + ": no slice starts after the request but one per other thread, got " +
                           std::to_string(o.started_after_request.load()));
                 if (t == 1) {
-                    check(o.started.load() == 49, where + ": one slice after each poll that said go on");
+                    check(o.started.load() == 49,
+                          where + ": one slice after each poll that said go on");
                 }
                 if (!dynamic) check(o.started.load() < nslices, where + ": the run stopped early");
                 const std::int64_t started = o.started.load();
                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
-                check(o.started.load() == started, where + ": no slice starts after parallel_for returned");
+                check(o.started.load() == started,
+                      where + ": no slice starts after parallel_for returned");
             }
         }
     }
@@ -223,11 +229,11 @@ void the_calling_thread_polls_while_it_waits() {
             const std::string where = std::string(name(b)) + " waiting";
             Observed o;
             o.cancel_at_poll = 30;  // the caller's block has 20 slices: 20 polls at most
-            Cancellation cancel(poll_counting, &o, std::chrono::microseconds(0));
+            Cancellation cancel(poll_counting, &o, us(0));
             std::atomic<bool> blocked{false};
             const std::string outcome = run(b, 2, 40, false, o, cancel, [&](std::int64_t s) {
                 if (std::this_thread::get_id() == o.caller) {
-                    if (s < 20) std::this_thread::sleep_for(std::chrono::microseconds(500));
+                    if (s < 20) std::this_thread::sleep_for(us(500));
                     return;
                 }
                 if (s == 20) {
@@ -252,9 +258,10 @@ void polls_at_most_once_per_interval() {
         Cancellation cancel(poll_counting, &o, std::chrono::milliseconds(5));
         const auto start = Clock::now();
         const std::string outcome = run(b, 2, 120, false, o, cancel, [](std::int64_t) {
-            std::this_thread::sleep_for(std::chrono::microseconds(500));
+            std::this_thread::sleep_for(us(500));
         }, where);
-        const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+        const auto elapsed =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
         check(outcome == "none", where + ": nothing thrown, got " + outcome);
         check(o.started.load() == 120, where + ": every slice ran");
         check(o.polls.load() >= 1 && o.polls.load() <= elapsed.count() / 5 + 1,
@@ -271,44 +278,48 @@ void exceptions_and_precedence() {
             const std::string where = std::string(name(b)) + (dynamic ? " dynamic" : " static");
             {
                 Observed o;
-                Cancellation cancel(poll_counting, &o, std::chrono::microseconds(0));
-                const std::string outcome = run(b, 3, 30000, dynamic, o, cancel, [&](std::int64_t s) {
+                Cancellation cancel(poll_counting, &o, us(0));
+                auto slice = [&](std::int64_t s) {
                     if (s == 10) {
                         cancel.request();
                         throw std::runtime_error("slice 10 failed");
                     }
-                    busy_for(std::chrono::microseconds(2));
-                }, where);
+                    busy_for(us(2));
+                };
+                const std::string outcome = run(b, 3, 30000, dynamic, o, cancel, slice, where);
                 check(outcome == "slice 10 failed",
                       where + ": a slice's exception wins over Interrupted, got " + outcome);
             }
             {
                 Observed o;
-                Cancellation cancel(poll_counting, &o, std::chrono::microseconds(0));
-                const std::string outcome = run(b, 3, 30000, dynamic, o, cancel, [&](std::int64_t s) {
+                Cancellation cancel(poll_counting, &o, us(0));
+                auto slice = [&](std::int64_t s) {
                     if (s == 10) throw std::runtime_error("slice 10 failed");
-                    busy_for(std::chrono::microseconds(2));
-                }, where);
-                check(outcome == "slice 10 failed", where + ": the slice's exception, got " + outcome);
+                    busy_for(us(2));
+                };
+                const std::string outcome = run(b, 3, 30000, dynamic, o, cancel, slice, where);
+                check(outcome == "slice 10 failed",
+                      where + ": the slice's exception, got " + outcome);
                 check(cancel.requested(), where + ": a slice's exception cancels the run");
                 check(o.started_after_request.load() <= 2,
                       where + ": after the exception no slice starts but one per other thread");
             }
             {
                 Observed o;
-                Cancellation cancel([](void*) -> bool { throw std::length_error("poll failed"); }, &o,
-                                    std::chrono::microseconds(0));
-                const std::string outcome = run(b, 3, 30000, dynamic, o, cancel, [](std::int64_t) {
-                    busy_for(std::chrono::microseconds(2));
-                }, where);
+                auto throwing_poll = [](void*) -> bool { throw std::length_error("poll failed"); };
+                Cancellation cancel(throwing_poll, &o, us(0));
+                const std::string outcome = run(b, 3, 30000, dynamic, o, cancel,
+                                                [](std::int64_t) { busy_for(us(2)); }, where);
                 check(outcome == "poll failed", where + ": the poll's exception, got " + outcome);
-                check(o.started_after_request.load() <= 2, where + ": the poll's exception cancels");
+                check(o.started_after_request.load() <= 2,
+                      where + ": the poll's exception cancels");
             }
             {
                 Observed o;
-                Cancellation cancel(nullptr, nullptr, std::chrono::microseconds(0));
+                Cancellation cancel(nullptr, nullptr, us(0));
                 cancel.request();
-                const std::string outcome = run(b, 3, 100, dynamic, o, cancel, [](std::int64_t) {}, where);
+                const std::string outcome =
+                    run(b, 3, 100, dynamic, o, cancel, [](std::int64_t) {}, where);
                 check(outcome == "interrupted" && o.started.load() == 0,
                       where + ": a cancellation requested before the call runs no slice");
             }
@@ -325,9 +336,11 @@ void a_call_wakes_only_the_workers_it_uses() {
     check(eventually([&] { return pool.calls_taken() == std::vector<std::uint64_t>(7, 1); }),
           "each of the 7 workers takes up the call once");
     for (int i = 0; i < 50; ++i) pool.parallel(2, [](int) {});
-    check(eventually([&] { return pool.calls_taken()[0] > 1; }), "the first worker takes up calls of 2 threads");
+    check(eventually([&] { return pool.calls_taken()[0] > 1; }),
+          "the first worker takes up calls of 2 threads");
     const auto calls = pool.calls_taken();
-    check(std::vector<std::uint64_t>(calls.begin() + 1, calls.end()) == std::vector<std::uint64_t>(6, 1),
+    check(std::vector<std::uint64_t>(calls.begin() + 1, calls.end()) ==
+              std::vector<std::uint64_t>(6, 1),
           "workers 2 to 7 took up no call of 2 threads");
 }
 
@@ -341,7 +354,8 @@ void extra_workers_retire_and_come_back() {
         check(shares.load() == 6, "every share runs");
         check(pool.workers() == 5, "a call with 6 threads has 5 workers");
         check(eventually([&] { return pool.workers() == 1; }), "the 4 extra workers retire");
-        check(pool.calls_taken().size() == 5, "retired workers keep their slots until the next call");
+        check(pool.calls_taken().size() == 5,
+              "retired workers keep their slots until the next call");
         pool.parallel(2, [](int) {});
         check(pool.calls_taken().size() == 1, "the next call drops the retired workers' slots");
     }
@@ -370,7 +384,7 @@ void concurrent_calls_while_workers_retire() {
                     if (!fail) bad.fetch_add(1);
                 }
                 for (auto& r : runs) bad.fetch_add(r.load() != 1);
-                if (gen() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(gen() % 3000));
+                if (gen() % 4 == 0) std::this_thread::sleep_for(us(gen() % 3000));
             }
         });
     }
@@ -390,7 +404,10 @@ int main() {
     a_call_wakes_only_the_workers_it_uses();
     extra_workers_retire_and_come_back();
     concurrent_calls_while_workers_retire();
-    std::printf(failures == 0 ? "parallel layer: all checks passed\n" : "parallel layer: %d failed\n",
-                failures);
+    if (failures == 0) {
+        std::printf("parallel layer: all checks passed\n");
+    } else {
+        std::printf("parallel layer: %d checks failed\n", failures);
+    }
     return failures != 0;
 }

@@ -111,7 +111,7 @@ class ThreadPool {
         pending_.reset(nthreads - 1);
         claims_.store(pack(static_cast<std::uint64_t>(nthreads), 1), std::memory_order_release);
         ++generation_;
-        for (int i = 0; i < nthreads - 1; ++i) hand_ticket(*workers_[static_cast<std::size_t>(i)]);
+        for (int i = 0; i < nthreads - 1; ++i) hand_ticket(worker(i));
         body(0);
         run_claimed_shares();
         pending_.wait(cancel);
@@ -202,18 +202,17 @@ class ThreadPool {
         std::vector<Worker*> started;
         int missing = 0;
         for (int i = 0; i < wanted; ++i) {
-            missing += i >= static_cast<int>(workers_.size()) ||
-                       workers_[static_cast<std::size_t>(i)]->mode.load(std::memory_order_relaxed) ==
-                           Mode::retired;
+            missing += i >= static_cast<int>(workers_.size()) || retired(worker(i));
         }
         if (missing == 0) return;
         try {
             for (int i = 0; i < wanted; ++i) {
-                if (i == static_cast<int>(workers_.size())) workers_.push_back(std::make_unique<Worker>());
-                Worker& w = *workers_[static_cast<std::size_t>(i)];
-                if (w.mode.load(std::memory_order_relaxed) != Mode::retired) continue;
-                start(w, i);
-                started.push_back(&w);
+                if (i == static_cast<int>(workers_.size())) {
+                    workers_.push_back(std::make_unique<Worker>());
+                }
+                if (!retired(worker(i))) continue;
+                start(worker(i), i);
+                started.push_back(&worker(i));
             }
         } catch (const std::exception& e) {
             for (Worker* w : started) stop(*w);
@@ -241,9 +240,16 @@ class ThreadPool {
         ++live_;
     }
 
+    Worker& worker(int i) { return *workers_[static_cast<std::size_t>(i)]; }
+
+    // Whether no thread runs for w (call_mutex_ held, so none retires meanwhile).
+    static bool retired(const Worker& w) {
+        return w.mode.load(std::memory_order_relaxed) == Mode::retired;
+    }
+
     // Stops and joins w's thread, if it has one (call_mutex_ held).
     void stop(Worker& w) {
-        if (w.mode.load(std::memory_order_relaxed) != Mode::retired) {
+        if (!retired(w)) {
             w.ticket.store(kStop, std::memory_order_seq_cst);
             { std::lock_guard<std::mutex> lock(w.mutex); }
             w.cv.notify_one();
@@ -255,9 +261,7 @@ class ThreadPool {
 
     // Forgets retired workers at the end of the list (call_mutex_ held).
     void drop_retired_tail() {
-        while (!workers_.empty() && workers_.back()->mode.load(std::memory_order_relaxed) == Mode::retired) {
-            workers_.pop_back();
-        }
+        while (!workers_.empty() && retired(*workers_.back())) workers_.pop_back();
     }
 
     void worker_loop(Worker& w, int index) {
