@@ -63,10 +63,11 @@ inline int resident_workers() {
     return std::max(0, cpus - 1);
 }
 
-// How long a worker beyond the resident ones stays unused before it exits. Longer: a program
-// that calls with many threads now and then (a training step, a batch of requests) finds them
-// running; shorter: the threads of a one-off oversubscribed call go away sooner. Starting a
-// thread again costs tens of microseconds.
+// How long a worker beyond the resident ones stays unused before it exits: a choice, not a
+// measurement. Longer: a program that calls with many threads now and then (a training step, a
+// batch of requests) finds them running; shorter: the threads of a one-off oversubscribed call
+// go away sooner. Either way a later call only pays for starting the thread again, which costs
+// less than waking a sleeping one.
 constexpr std::chrono::milliseconds kRetireAfter{1000};
 
 class ThreadPool {
