@@ -58,8 +58,8 @@ def multiply(
     backend : {"openmp", "threads", "serial"}, optional
         Threading backend for this call. Default: see :func:`get_config`.
     num_threads : int, optional
-        Number of threads for this call (a positive int up to a bound, see
-        :func:`set_config`). Default: see :func:`get_config`.
+        Number of threads for this call: from 1 to 64 per CPU of the machine, and never more
+        than 4096 (see :func:`set_config`). Default: see :func:`get_config`.
     kernel : {"auto", "naive", "reordered", "tiled"}, optional
         Kernel variant for this call. Default: see :func:`get_config`.
 

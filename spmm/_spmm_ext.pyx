@@ -15,7 +15,7 @@ microseconds per call, as much as a whole small product.
 """
 
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport getenv
 from libcpp cimport bool as cbool
 from libcpp.string cimport string
@@ -88,6 +88,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     string c_compiler_version "spmm::compiler_version"()
     string c_compile_args "spmm::compile_args"()
     size_t c_pool_workers "spmm::pool_workers"() except +
+    vector[uint64_t] c_pool_calls_taken "spmm::pool_calls_taken"() except +
     vector[string] c_simd_levels "spmm::simd_levels"() except +
     vector[vector[string]] c_vocabulary "spmm::vocabulary"() except +
 
@@ -611,8 +612,17 @@ def compile_args():
 
 
 def pool_workers():
-    """Worker threads the ``threads`` backend's persistent pool has started so far."""
+    """Worker threads of the ``threads`` backend's persistent pool running now."""
     cdef size_t n
     with nogil:
         n = c_pool_workers()
     return int(n)
+
+
+def pool_calls_taken():
+    """A testing aid: for each worker of the ``threads`` backend's pool, in order, how many
+    calls it has taken up (worker ``i`` serves calls of more than ``i + 1`` threads)."""
+    cdef vector[uint64_t] counts
+    with nogil:
+        counts = c_pool_calls_taken()
+    return [int(c) for c in counts]

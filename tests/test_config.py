@@ -19,8 +19,10 @@ from conftest import (
     make_csr,
     run_python_json,
 )
+from threadpoolctl import threadpool_limits
 
 import spmm
+from spmm import _config
 
 A = sp.csr_array(np.eye(4))
 B = np.ones((4, 3))
@@ -134,6 +136,74 @@ def test_an_invalid_set_config_changes_nothing():
     with pytest.raises(ValueError):
         spmm.set_config(kernel="reordered", num_threads=0)
     assert spmm.get_config()["kernel"] == "naive"
+
+
+# --------------------------------------------------------------------------------------------
+# The bound on num_threads.
+
+MAX_THREADS = _config.MAX_THREADS
+TOO_MANY = {"one above the bound": MAX_THREADS + 1, "2**31 - 1": 2**31 - 1, "10**30": 10**30}
+
+
+def multiply_with_thread_count(source: str, value: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ask for ``value`` threads through ``source`` and multiply with that setting."""
+    if source == "keyword":
+        spmm.multiply(A, B, num_threads=value)
+    elif source == "SPMM_NUM_THREADS":
+        monkeypatch.setenv("SPMM_NUM_THREADS", str(value))
+        spmm.multiply(A, B)
+    elif source == "set_config":
+        spmm.set_config(num_threads=value)
+        spmm.multiply(A, B)
+    elif source == "config_context":
+        with spmm.config_context(num_threads=value):
+            spmm.multiply(A, B)
+    else:
+        # user_api="spmm": the plain form would first raise OpenBLAS's and OpenMP's limits.
+        with threadpool_limits(limits=value, user_api="spmm"):
+            spmm.multiply(A, B)
+
+
+THREAD_COUNT_SOURCES = ["keyword", "set_config", "config_context", "threadpool_limits",
+                        "SPMM_NUM_THREADS"]
+
+
+def test_the_thread_count_bound_is_64_per_cpu_of_the_machine_and_at_most_4096():
+    assert MAX_THREADS == min(4096, 64 * os.cpu_count())
+    spmm.set_config(num_threads=MAX_THREADS)
+    assert spmm.get_config()["num_threads"] == MAX_THREADS
+    with pytest.raises(ValueError):
+        spmm.set_config(num_threads=MAX_THREADS + 1)
+
+
+def test_the_bound_does_not_follow_the_affinity_mask():
+    """In a process allowed one CPU, the bound is still 64 per CPU of the machine."""
+    report = run_python_json(
+        "import json, os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from spmm import _config\n"
+        "print(json.dumps([_config.MAX_THREADS, os.cpu_count(), len(os.sched_getaffinity(0))]))")
+    max_threads, cpu_count, allowed = report
+    assert allowed == 1
+    assert max_threads == min(4096, 64 * cpu_count)
+
+
+@pytest.mark.parametrize("value", TOO_MANY.values(), ids=TOO_MANY.keys())
+@pytest.mark.parametrize("source", THREAD_COUNT_SOURCES)
+def test_a_thread_count_above_the_bound_is_a_value_error_naming_the_bound(
+    source, value, monkeypatch, kernel_calls
+):
+    with pytest.raises(ValueError, match=rf"must be at most {MAX_THREADS} .*; got {value}$"):
+        multiply_with_thread_count(source, value, monkeypatch)
+    assert kernel_calls == [], "no product ran"
+    monkeypatch.delenv("SPMM_NUM_THREADS", raising=False)
+    assert spmm.get_config()["num_threads"] == CPUS, "the rejected value is not kept"
+
+
+@pytest.mark.parametrize("source", THREAD_COUNT_SOURCES)
+def test_a_thread_count_at_the_bound_is_accepted(source, monkeypatch, kernel_calls):
+    multiply_with_thread_count(source, MAX_THREADS, monkeypatch)
+    assert kernel_calls[-1]["num_threads"] == MAX_THREADS
 
 
 def in_other_thread(fn):

@@ -5,10 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
-
-#if defined(__linux__)
-#include <sched.h>
-#endif
+#include <vector>
 
 #include "formats/pack.hpp"
 #include "formats/validate.hpp"
@@ -260,14 +257,14 @@ inline std::string compile_args() { return SPMM_COMPILE_ARGS; }
 // The CPUs in this process's affinity mask (the default thread count), or 0 where that cannot
 // be read in one system call: not Linux, or more CPUs than a cpu_set_t holds (EINVAL). The
 // Python layer then asks os.sched_getaffinity, which costs ~1 us more per call.
-inline int affinity_cpus() {
-#if defined(__linux__) && defined(CPU_COUNT)
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-#endif
-    return 0;
-}
+inline int affinity_cpus() { return threads::affinity_cpus(); }
 
+// The threads backend's workers running now.
 inline std::size_t pool_workers() { return threads::global_pool().workers(); }
+
+// A testing aid: per worker slot of the threads backend's pool, the calls its worker took up.
+inline std::vector<std::uint64_t> pool_calls_taken() {
+    return threads::global_pool().calls_taken();
+}
 
 }  // namespace spmm
