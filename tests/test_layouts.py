@@ -413,6 +413,10 @@ def test_an_unpickled_structured_form_that_does_not_fit_is_refused(corrupt, rng)
         restored.__setstate__(state)
 
 
+# The codes of a serial product: tiled, serial, 1 thread, nnz, scalar, default minimum work.
+SERIAL = (2, 0, 1, 1, 0, -1)
+
+
 def test_the_extension_checks_the_operand_shapes_against_the_layout(rng):
     from spmm import _spmm_ext
 
@@ -421,8 +425,7 @@ def test_the_extension_checks_the_operand_shapes_against_the_layout(rng):
     for y in (np.empty((3, 128), np.float32), np.empty((2, 64), np.float32)):
         with pytest.raises(ValueError, match="structured product"):
             _spmm_ext.panels_times_dense(64, 64, form.width, form.run, form.unit_ptr,
-                                         form.unit_row, form.values, x, y, 0, 1, 1, 0, -1)
+                                         form.unit_row, form.values, x, y, SERIAL)
     with pytest.raises(ValueError, match="do not fit its shape"):
         _spmm_ext.panels_times_dense(64, 64, 16, form.run, form.unit_ptr, form.unit_row,
-                                     form.values, x, np.empty((3, 64), np.float32), 0, 1, 1,
-                                     0, -1)
+                                     form.values, x, np.empty((3, 64), np.float32), SERIAL)
