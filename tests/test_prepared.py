@@ -246,3 +246,15 @@ def test_a_prepared_matrix_survives_pickling_with_its_forms(rng):
     assert q.shape == p.shape and q.nbytes == p.nbytes and q.dtype == p.dtype
     np.testing.assert_array_equal(x @ q, expected)
     np.testing.assert_array_equal(q @ np.ones(20), p @ np.ones(20))
+
+
+@pytest.mark.parametrize("side", ["x @ p", "p @ x"])
+def test_a_product_refused_for_its_shape_leaves_the_prepared_matrix_unchanged(side, rng):
+    p = spmm.prepare(make_csr((20, 30), 0.2, np.float64, np.int32, rng))
+    before = p.nbytes
+    with pytest.raises(ValueError, match="shape mismatch"):
+        if side == "x @ p":
+            np.ones((3, 31)) @ p
+        else:
+            p @ np.ones((29, 3))
+    assert p.nbytes == before, "a refused product must not build another form"
