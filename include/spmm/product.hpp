@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/pack.hpp"
 #include "formats/structured.hpp"
 #include "formats/views.hpp"
 #include "kernels/registry.hpp"
@@ -154,9 +155,8 @@ class RowsOut {
         if (c.rows_contiguous() && !own) {
             view_ = RowsView<T>{c.data, c.rows, c.cols, c.row_stride, 0, 0};
         } else {
-            const std::int64_t width = std::max<std::int64_t>(1, j1 - j0);
-            buffer_.reset(new T[static_cast<std::size_t>(std::max<std::int64_t>(1, (r1 - r0) * width))]);
-            view_ = RowsView<T>{buffer_.get(), r1 - r0, j1 - j0, width, r0, j0};
+            buffer_ = std::make_unique<AlignedRows<T>>(r1 - r0, j1 - j0);
+            view_ = RowsView<T>{buffer_->data(), r1 - r0, j1 - j0, buffer_->ld(), r0, j0};
         }
     }
     const RowsView<T>& view() const { return view_; }
@@ -173,7 +173,7 @@ class RowsOut {
   private:
     const OutView<T>& c_;
     std::int64_t r0_, r1_, j0_, j1_;
-    std::unique_ptr<T[]> buffer_;
+    std::unique_ptr<AlignedRows<T>> buffer_;
     RowsView<T> view_{};
 };
 

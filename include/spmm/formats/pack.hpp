@@ -47,51 +47,73 @@ bool worth_packing(const T* b, std::int64_t rows, std::int64_t cols, std::int64_
 // 16 cache lines wide at most per column step, stay in L1 while its columns are filled.
 constexpr std::int64_t kPackRowBlock = 16;
 
+// Elements between the rows of a copy of `cols` columns: a row of up to a cache line is padded to
+// the next power of two (it then sits inside one line), a longer one to whole lines, so that
+// no row straddles two lines more than it must (a load or store that straddles costs two).
+template <class T>
+std::int64_t padded_ld(std::int64_t cols) {
+    const auto item = static_cast<std::int64_t>(sizeof(T));
+    const std::int64_t row_bytes = cols * item;
+    std::int64_t ld_bytes = kCacheLineBytes;
+    if (row_bytes <= kCacheLineBytes) {
+        while (ld_bytes / 2 >= row_bytes && ld_bytes / 2 >= item) ld_bytes /= 2;
+    } else {
+        ld_bytes = (row_bytes + kCacheLineBytes - 1) / kCacheLineBytes * kCacheLineBytes;
+    }
+    return std::max(cols, ld_bytes / item);
+}
+
+// rows x padded_ld(cols) elements starting on a cache line, uninitialized.
+template <class T>
+class AlignedRows {
+  public:
+    AlignedRows(std::int64_t rows, std::int64_t cols) : ld_(padded_ld<T>(cols)) {
+        const std::int64_t per_line = std::max<std::int64_t>(1, kCacheLineBytes / static_cast<std::int64_t>(sizeof(T)));
+        storage_.reset(new T[static_cast<std::size_t>(std::max<std::int64_t>(1, rows) * ld_ + per_line)]);
+        const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
+        const auto shift = static_cast<std::int64_t>((kCacheLineBytes - address % kCacheLineBytes) % kCacheLineBytes);
+        data_ = storage_.get() + shift / static_cast<std::int64_t>(sizeof(T));
+    }
+    T* data() const { return data_; }
+    std::int64_t ld() const { return ld_; }
+
+  private:
+    std::int64_t ld_;
+    std::unique_ptr<T[]> storage_;
+    T* data_ = nullptr;
+};
+
 // A packed copy of B (rows x cols, element (r, j) at b[r * row_stride + j * col_stride]).
 // O(rows x cols) time, rows x ld + one cache line of memory.
 template <class T>
 class PackedRows {
   public:
     PackedRows(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
-               std::int64_t col_stride) {
-        const auto item = static_cast<std::int64_t>(sizeof(T));
-        const std::int64_t row_bytes = cols * item;
-        std::int64_t ld_bytes = kCacheLineBytes;
-        if (row_bytes <= kCacheLineBytes) {
-            while (ld_bytes / 2 >= row_bytes && ld_bytes / 2 >= item) ld_bytes /= 2;
-        } else {
-            ld_bytes = (row_bytes + kCacheLineBytes - 1) / kCacheLineBytes * kCacheLineBytes;
-        }
-        ld_ = std::max(cols, ld_bytes / item);
-        const std::int64_t per_line = std::max<std::int64_t>(1, kCacheLineBytes / item);
-        storage_.reset(new T[static_cast<std::size_t>(rows * ld_ + per_line)]);
-        const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
-        const std::int64_t shift =
-            static_cast<std::int64_t>((kCacheLineBytes - address % kCacheLineBytes) % kCacheLineBytes);
-        data_ = storage_.get() + shift / static_cast<std::int64_t>(sizeof(T));
+               std::int64_t col_stride)
+        : copy_(rows, cols) {
+        T* const data = copy_.data();
+        const std::int64_t ld = copy_.ld();
         if (col_stride == 1) {  // rows contiguous already (a copy for alignment): row by row
             for (std::int64_t r = 0; r < rows; ++r) {
-                std::copy(b + r * row_stride, b + r * row_stride + cols, data_ + r * ld_);
+                std::copy(b + r * row_stride, b + r * row_stride + cols, data + r * ld);
             }
         } else {
             for (std::int64_t r0 = 0; r0 < rows; r0 += kPackRowBlock) {
                 const std::int64_t r1 = std::min(rows, r0 + kPackRowBlock);
                 for (std::int64_t j = 0; j < cols; ++j) {
                     for (std::int64_t r = r0; r < r1; ++r) {
-                        data_[r * ld_ + j] = b[r * row_stride + j * col_stride];
+                        data[r * ld + j] = b[r * row_stride + j * col_stride];
                     }
                 }
             }
         }
-        view_ = DenseView<T>{data_, rows, cols, ld_};
+        view_ = DenseView<T>{data, rows, cols, ld};
     }
 
     const DenseView<T>& view() const { return view_; }
 
   private:
-    std::unique_ptr<T[]> storage_;
-    T* data_ = nullptr;
-    std::int64_t ld_ = 0;
+    AlignedRows<T> copy_;
     DenseView<T> view_{};
 };
 
