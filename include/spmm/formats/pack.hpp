@@ -16,18 +16,15 @@ namespace spmm {
 // sits inside one line), a longer one to a whole number of lines; the Python layer's
 // aligned_copy does the same for the operands it converts.
 
-// When a B whose rows are contiguous is still worth an aligned copy (decided here rather than
-// in Python, so that deciding costs no Python call per product): when B
-// does not start on a cache line, or its rows do not all start at the same offset in one, the
-// SIMD kernels either straddle lines or shift their blocks and load one masked vector more per
-// row. For a B that stays in the caches this costs the most: a float32 B of 16 columns read
-// 48 bytes past a line ran at 11.4 GFLOP/s against 17.1 for a copy (X^T of a 1024 x 4096 layer
-// at 10 %, serial). The copy is O(k n) against the product's O(nnz n), so it is made when B's
-// rows are short (kPackMaxRowBytes: the shifted blocks load one vector more per row, which
-// doubles the loads of a 64-byte row but adds a sixteenth to a 1 KiB one; copying a
-// 1024 x 256 float32 B was slower than shifting), B fits in kPackMaxBytes and each of its rows
-// is read at least 4 times on average. A larger B is read from memory, where alignment was
-// measured not to matter (science matrix, n = 8).
+// When a B whose rows are contiguous is still worth an aligned copy: when B does not start on a
+// cache line, or its rows do not all start at the same offset in one, the SIMD kernels either
+// straddle lines or shift their blocks and load one masked vector more per row, which costs the
+// most on a B that stays in the caches (a float32 B of 16 columns read 48 bytes past a line ran
+// at two thirds of a copy's speed). The copy is O(k n) against the product's O(nnz n), so it is
+// made when B's rows are short (kPackMaxRowBytes: one vector more per row doubles the loads of a
+// 64-byte row but adds a sixteenth to a 1 KiB one), B fits in kPackMaxBytes (a larger B is read
+// from memory, where alignment does not show) and each of its rows is read at least 4 times on
+// average.
 constexpr std::int64_t kPackMaxBytes = std::int64_t{1} << 20;
 constexpr std::int64_t kPackMaxRowBytes = 256;
 
