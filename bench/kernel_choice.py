@@ -1,15 +1,16 @@
 """Serial GFLOP/s of each kernel on a few shapes: the measurement behind ``auto``'s rule.
 
 Run: ``python bench/kernel_choice.py`` (after ``pip install .``). Prints one line per shape
-with the useful GFLOP/s (2 nnz n per second, median of 7) of the naive, reordered and tiled
-kernels on the serial backend. The full comparison suite is ``bench/``'s job (a later issue).
+with the useful GFLOP/s (2 nnz n per second, median of 7 calls) of the naive, reordered and
+tiled kernels on the serial backend. ``python bench/run.py`` checks ``auto`` against every
+kernel on every workload (the report's "auto against every kernel" table).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from spmm_bench.timing import median_call_seconds
+from spmm_bench.worker import median_call_seconds
 
 import spmm
 

@@ -1,8 +1,7 @@
-"""Tests of the benchmark harness itself (bench/spmm_bench), not of spmm's speed.
+"""Tests of the benchmark harness itself (bench/), not of spmm's speed: no timing is asserted.
 
 The harness is imported from bench/ (never from the repository root, whose spmm/ is the
-uncompiled source tree). Everything here runs with only the ``test`` extra installed: no tqdm,
-matplotlib, torch, MKL or GraphBLAS needed; the tiny suite takes seconds.
+uncompiled source tree). Only the ``test`` extra is needed; the tiny suite takes seconds.
 """
 
 from __future__ import annotations
@@ -19,425 +18,368 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from spmm_bench import (  # noqa: E402 - importable only once bench/ is on the path
-    ablation,
-    autocheck,
-    checking,
-    cli,
-    disturbance,
-    libraries,
-    matrices,
-    metrics,
-    plan,
-    runner,
-    suites,
-    targets,
-)
-from spmm_bench.defaults import DEFAULT_PARTITION  # noqa: E402
-from spmm_bench.progress import Progress  # noqa: E402
+import run as cli  # noqa: E402 - importable only once bench/ is on the path
+from spmm_bench import goals, matrices, peers, report, runner, suites, worker  # noqa: E402
 
-RECORD_KEYS = {
-    "library", "backend", "kernel", "partition", "variant", "threads", "dtype", "workload",
-    "workload_id", "status", "reason", "median", "min", "max", "samples", "gflops",
-    "speedup_vs_scipy", "speedup_vs_dense", "roofline_fraction", "arithmetic_intensity",
-    "cpu_wall_ratio", "thread_limit_ok", "disturbed", "disturbed_reasons", "remeasured",
-    "simd", "simd_used", "layout_used", "block_used",
-}
-TOP_KEYS = {"machine", "spmm", "libraries", "workers", "workloads", "measurements",
-            "break_even", "notes", "options", "started", "duration_seconds", "ablation",
-            "auto_check", "prepare_payoff", "targets"}
-STEP_KEYS = {"name", "status", "gflops", "median", "ratio_to_previous", "ratio_to_first"}
-AUTO_CHECK_KEYS = {"workload_id", "suite", "kind", "shape", "pattern", "nnz", "density", "n",
-                   "dtype", "times", "not_measured", "chose", "fastest", "auto_over_fastest",
-                   "auto_over_fastest_min", "flagged"}
-PAYOFF_KEYS = {"workload_id", "backend", "threads", "prepare_seconds", "unprepared_seconds",
-               "prepared_seconds", "calls_to_pay_off", "pays_off", "prepared_nbytes",
-               "csr_nbytes", "dense_nbytes"}
-TARGET_KEYS = {"issue", "item", "target", "threads", "op", "goal", "unit", "measured", "worst",
-               "passing", "workloads", "pass", "status", "reason", "note", "details"}
-REPORT_SECTIONS = ("## Targets", "## Kernel ablation waterfall",
-                   "## `auto` against the fastest kernel", "## spmm.prepare: cost, payoff and "
-                   "footprint", "## Structured weights")
+RECORD_KEYS = {"key", "workload", "library", "label", "backend", "kernel", "partition",
+               "operand", "simd", "threads", "status", "reason", "median", "min", "max",
+               "samples", "gflops", "speedup_vs_scipy", "roofline_fraction", "cpu_wall_ratio",
+               "disturbed", "disturbed_reasons"}
 
 
-def tiny_options(**kw: Any) -> plan.Options:
-    """The tiny suite on one thread, with short timing."""
-    defaults = dict(suite="tiny", threads=[1], scaling_threads=[1], repeat=3,
-                    budget_seconds=0.05, peers=[], isolate=False)
-    return plan.Options(**{**defaults, **kw})
+def tiny(**kw: Any) -> runner.Options:
+    """The tiny suite in this process, one pass, short timing."""
+    defaults = dict(suite="tiny", threads=[1], scaling_threads=[1], repeat=2, rounds=1,
+                    budget_seconds=0.02, peers=[], isolate=False)
+    return runner.Options(**{**defaults, **kw})
 
 
-def run_quietly(options: plan.Options) -> dict[str, Any]:
+def quietly(options: runner.Options) -> dict[str, Any]:
     return runner.run(options, progress=False, log=lambda text: None)
 
 
-def by_library(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    return [r for r in results["measurements"] if r["library"] == name]
+def of(results: dict[str, Any], library: str) -> list[dict[str, Any]]:
+    return [r for r in results["measurements"] if r["library"] == library]
+
+
+@pytest.fixture(scope="module")
+def two_threads() -> dict[str, Any]:
+    """One in-process run of the tiny suite at 1 and 2 threads with the dense peer."""
+    return quietly(tiny(threads=[1, 2], scaling_threads=[1, 2], peers=["dense"]))
 
 
 # -- end to end ----------------------------------------------------------------------------
 
 
-def test_cli_help_runs_from_anywhere(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(BENCH / "run.py"), "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "--suite" in done.stdout and "--matrix" in done.stdout
-
-
-def test_tiny_suite_end_to_end_in_worker_processes_writes_valid_json(tmp_path: Path) -> None:
-    code = cli.main(["--suite", "tiny", "--threads", "1", "--peers", "dense", "--repeat", "3",
-                     "--budget", "0.05", "--out", str(tmp_path), "--no-progress"])
+def test_tiny_suite_runs_end_to_end_in_limited_worker_processes(tmp_path: Path) -> None:
+    code = cli.main(["--suite", "tiny", "--threads", "1", "--peers", "dense", "--repeat", "2",
+                     "--rounds", "1", "--budget", "0.02", "--out", str(tmp_path),
+                     "--no-progress"])
     assert code == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert TOP_KEYS <= set(results)
-    assert (tmp_path / "report.md").read_text().startswith("# spmm benchmark report")
-    measurements = results["measurements"]
-    assert measurements
-    for r in measurements:
-        assert RECORD_KEYS <= set(r), RECORD_KEYS - set(r)
-        assert r["status"] in ("ok", "failed", "skipped")
-    ok = [r for r in measurements if r["status"] == "ok"]
-    assert {r["library"] for r in ok} == {"scipy", "spmm", "dense"}
-    assert all(r["status"] == "ok" for r in measurements), [
-        (r["label"], r["reason"]) for r in measurements if r["status"] != "ok"]
-    for r in ok:
-        assert r["min"] <= r["median"] <= r["max"]
-        assert r["cpu_wall_ratio"] > 0
-        if r["variant"] != "prepare":
-            assert r["gflops"] > 0 and r["speedup_vs_scipy"] > 0
-    # Each (library, threads) group ran in its own process, limited through its environment.
-    isolated = [w for w in results["workers"] if w.get("isolated")]
-    assert isolated and all(w["exit_code"] == 0 for w in isolated)
-    assert all(w["environment"]["OMP_NUM_THREADS"] == "1" for w in isolated)
-    assert len({w["pid"] for w in isolated}) == len(isolated)
-    assert results["machine"]["measured"]["1"]["peak_gflops"]["float32"] > 0
-    assert results["spmm"]["version"]
-    spmm_rows = by_library(results, "spmm")
-    assert {r["variant"] for r in spmm_rows} == {"prepared", "unprepared", "prepare"}
-    assert {"naive", "reordered", "tiled"} <= {r["kernel"] for r in spmm_rows}
-    check_kernel_sections(results, (tmp_path / "report.md").read_text())
-    assert (tmp_path / "auto_check.csv").read_text().startswith("workload_id,")
-    check_layout_records(results)
+    assert {"machine", "spmm", "libraries", "workers", "workloads", "measurements", "views",
+            "goals", "options", "command", "duration_seconds"} <= set(results)
+    assert all(RECORD_KEYS <= set(r) for r in results["measurements"])
+    assert all(r["status"] == "ok" for r in results["measurements"]), [
+        (r["label"], r["reason"]) for r in results["measurements"] if r["status"] != "ok"]
+    # Each (library, threads) ran in its own process, its limits set in its environment.
+    workers = [w for w in results["workers"] if w["group"] != "machine"]
+    assert workers and all(w["isolated"] and w["exit_code"] == 0 for w in workers)
+    assert all(w["environment"]["OMP_NUM_THREADS"] == "1" for w in workers)
+    assert len({w["pid"] for w in workers}) == len(workers)
+    # Every run records the machine and spmm's configuration.
+    assert "Model name" in results["machine"]["lscpu"] or "lscpu" in results["machine"]["lscpu"]
+    assert results["spmm"]["version"] and results["spmm"]["build"]["simd_levels"]
+    assert results["machine"]["ceilings"]["1"]["peak_gflops"]["float32"] > 0
+    assert results["goals"]["rows"]  # evaluated (not measured: the goals name other suites)
+    text = (tmp_path / "report.md").read_text()
+    for section in ("## Machine", "## Goals", "## Kernel ablation waterfall",
+                    "## `auto` against every kernel", "## `spmm.prepare`",
+                    "## Formats: spmm's default call"):
+        assert section in text, section
+    assert {"roofline.png", "formats.png", "auto_check.csv"} <= {
+        p.name for p in tmp_path.iterdir()}
 
 
-def check_layout_records(results: dict[str, Any]) -> None:
-    """On the tile-wise workload, ``auto`` records the layout ``spmm.prepare`` chose (the tile
-    layout where spmm has structured layouts) and ``kernel="tiled"`` ran the CSR form, at every
-    thread count; elsewhere every call ran the CSR form."""
-    from spmm_bench.store import generate
+def test_every_spmm_series_of_the_grid_is_measured(two_threads: dict[str, Any]) -> None:
+    spmm = of(two_threads, "spmm")
+    assert all((r["status"] == "ok" and r["gflops"]) or r["operand"] == "prepare" for r in spmm)
+    labels = {r["label"] for r in spmm}
+    assert {"spmm", "spmm prepared", "spmm prepare", "spmm prepared-csr",
+            "spmm serial prepared", "spmm openmp prepared", "spmm threads prepared",
+            "spmm serial naive prepared", "spmm openmp dynamic-partition prepared",
+            "spmm serial naive scalar"} <= labels
+    views_ = two_threads["views"]
+    steps = [s["name"] for s in views_["ablation"]["steps"]]
+    assert all(len(row["steps"]) == len(steps) and all(s["gflops"] for s in row["steps"])
+               for row in views_["ablation"]["workloads"])
+    assert views_["auto_check"] and all(r["ratio"] > 0 for r in views_["auto_check"])
+    assert views_["prepare_payoff"] and all(r["prepared"] > 0 and r["scipy_csr"] > 0
+                                            for r in views_["prepare_payoff"])
+    formats = views_["formats"]
+    assert {r["format"] for r in formats} == {"csc", "bsr"}
+    assert {r["threads"] for r in formats} == {1, 2}
+    assert all(r["spmm_seconds"] and r["prepared_seconds"] and r["scipy_seconds"] for r in formats)
 
+
+def test_forced_instruction_sets_reach_spmm(two_threads: dict[str, Any]) -> None:
+    forced = [r for r in of(two_threads, "spmm") if r["simd"]]
+    assert forced and all(r["simd_used"] == r["simd"] for r in forced)
+
+
+def test_structured_layout_recorded_beside_its_csr_form(two_threads: dict[str, Any]) -> None:
     import spmm
 
-    (wid,) = [w for w, wl in results["workloads"].items() if "layout" in wl["tags"]]
-    spec = suites.MatrixSpec("tiny", tuple(results["workloads"][wid]["shape"]), "tilewise128",
-                             0.5)
-    p = spmm.prepare(generate(spec))
-    layout, block = getattr(p, "layout", "csr"), getattr(p, "block", None)
-    if layout != "csr":  # the generator's tiles are exactly what prepare detects
-        assert (layout, tuple(block)) == ("tile", (1, 128))
-    for r in by_library(results, "spmm"):
-        structured = (r["workload_id"] == wid and r["kernel"] == "auto"
-                      and r["variant"] in ("prepared", "prepare"))
-        assert r["layout_used"] == (layout if structured else "csr"), r["key"]
-        assert r["block_used"] == (list(block) if structured and block else None), r["key"]
-        if structured and r["variant"] == "prepared" and layout != "csr":
-            assert r["kernel_used"] == layout
-    def ran(kernel: str) -> set[tuple[str, int]]:
-        return {(r["backend"], r["threads"]) for r in by_library(results, "spmm")
-                if r["workload_id"] == wid and r["kernel"] == kernel and r["simd"] is None
-                and r["variant"] == "prepared" and r["partition"] == DEFAULT_PARTITION}
-
-    assert ran(plan.LAYOUT_TWIN) == ran("auto") and len(ran("auto")) >= 2
+    (wid,) = [w for w, wl in two_threads["workloads"].items() if "layout" in wl["series"]]
+    layout = spmm.prepare(matrices.generate(suites.MatrixSpec(
+        "tiny", (192, 256), "tilewise128", 0.5))).layout
+    ran = {r["label"]: r for r in of(two_threads, "spmm") if r["workload"] == wid
+           and r["threads"] == 1}
+    assert ran["spmm serial prepared"]["layout_used"] == layout
+    assert ran["spmm serial tiled prepared"]["layout_used"] == "csr"
 
 
-def check_kernel_sections(results: dict[str, Any], report: str) -> None:
-    """The issue 5 sections are in the JSON with their keys and in the report (no timing
-    assertions: only that every piece is there and consistent)."""
-    for section in REPORT_SECTIONS:
-        assert section in report, section
-    levels = results["spmm"]["build"]["simd_levels"]
-    waterfall = results["ablation"]
-    assert [s["name"] for s in waterfall["steps"]] == [s.name for s in ablation.steps(levels)]
-    assert waterfall["steps"][0]["simd"] == "scalar" and waterfall["steps"][-1]["variant"] == (
-        "prepared")
-    ablation_ids = {wid for wid, wl in results["workloads"].items() if "ablation" in wl["tags"]}
-    assert {r["workload_id"] for r in waterfall["workloads"]} == ablation_ids
-    assert set(waterfall["shown"]) == {"xw", "ab"}
-    for row in waterfall["workloads"]:
-        assert [s["name"] for s in row["steps"]] == [s["name"] for s in waterfall["steps"]]
-        for step in row["steps"]:
-            assert STEP_KEYS <= set(step) and step["status"] == "ok", step
-    # Each forced instruction set reached spmm: it reported the level the worker set.
-    forced = [r for r in by_library(results, "spmm") if r["simd"] and r["status"] == "ok"]
-    assert forced and all(r["simd_used"] == r["simd"] for r in forced)
-    check = results["auto_check"]
-    assert check["simd"] == levels[-1] and check["tolerance"] == autocheck.TOLERANCE
-    assert {r["workload_id"] for r in check["rows"]} == set(results["workloads"])
-    for row in check["rows"]:
-        assert AUTO_CHECK_KEYS <= set(row)
-        assert set(row["times"]) | set(row["not_measured"]) == set(autocheck.CHECKED)
-        assert row["auto_over_fastest"] > 0 and row["fastest"] in autocheck.KERNELS
-    payoff = results["prepare_payoff"]["rows"]
-    assert {r["workload_id"] for r in payoff} == set(results["workloads"])
-    for row in payoff:
-        assert PAYOFF_KEYS <= set(row)
-        assert row["csr_nbytes"] > 0 and row["prepared_nbytes"] > 0 and row["dense_nbytes"] > 0
-    rows = results["targets"]["rows"]
-    assert {(r["issue"], r["item"]) for r in rows} == {(5, "5"), (5, "6"), (5, "8"), (6, "3")}
-    for row in rows:
-        assert TARGET_KEYS <= set(row)
-        assert (row["pass"] is None) == (row["status"] == "not measured")
-        if row["status"] == "not measured":
-            assert row["reason"]
+def test_explain_is_recorded_when_spmm_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import spmm
+
+    said = {"kernel": "tiled", "layout": "csr", "partition": "nnz", "num_threads": 1,
+            "backend": "serial", "simd": "avx2", "reason": "the test's explanation"}
+    monkeypatch.setattr(spmm, "explain", lambda a, b, **kw: {**said, "keywords": sorted(kw)},
+                        raising=False)
+    results = quietly(tiny(only=["block4"]))
+    default = [r for r in of(results, "spmm") if r["label"] == "spmm"]
+    assert default and all(r["explain"]["reason"] == said["reason"] for r in default)
+    assert all(r["explain"]["keywords"] == [] for r in default)  # the default call's keywords
+    assert all(r["kernel"] == "tiled" for r in results["views"]["formats"])
+    assert "the test's explanation" in report.markdown(results, [])
 
 
-def test_missing_peer_is_skipped_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Ghost(libraries.Library):
-        name = "ghost"
-        module = "spmm_bench_no_such_module"
-        install = "pip install ghost"
+def test_missing_and_unloadable_peers_are_skipped_with_their_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Ghost(peers.Peer):
+        name, module, install = "ghost", "spmm_bench_no_such_module", "pip install ghost"
 
-    class Unloadable(libraries.Library):
-        """Importable, but its native library is missing (like MKL without libmkl_rt)."""
-
-        name = "unloadable"
-        module = "numpy"
+    class Unloadable(peers.Peer):
+        name, module = "unloadable", "numpy"
 
         def load(self, threads: int) -> None:
             raise ImportError("libghost.so: cannot open shared object file")
 
-    monkeypatch.setitem(libraries.PEERS, "ghost", Ghost())
-    monkeypatch.setitem(libraries.PEERS, "unloadable", Unloadable())
-    results = run_quietly(tiny_options(peers=["ghost", "unloadable"]))
-    ghost = by_library(results, "ghost")
-    assert ghost and all(r["status"] == "skipped" for r in ghost)
-    assert all("spmm_bench_no_such_module" in r["reason"] for r in ghost)
+    for peer in (Ghost(), Unloadable()):
+        monkeypatch.setitem(peers.PEERS, peer.name, peer)
+    monkeypatch.setitem(suites.DEFINITIONS, "tiny", [
+        suites.Grid("tiny", "xw", ((96, 160),), ("uniform",), (0.9,), (1,), ("peers",),
+                    peers=("ghost", "unloadable"))])
+    results = quietly(tiny(peers=["ghost", "unloadable"]))
+    for name, reason in (("ghost", "spmm_bench_no_such_module"), ("unloadable", "libghost.so")):
+        rows = of(results, name)
+        assert rows and all(r["status"] == "skipped" and reason in r["reason"]
+                            and r["median"] is None for r in rows)
     assert results["libraries"]["ghost"]["status"] == "skipped"
-    unloadable = by_library(results, "unloadable")
-    assert unloadable and all(r["status"] == "skipped" for r in unloadable)
-    assert all("libghost.so" in r["reason"] for r in unloadable)
-    assert results["libraries"]["unloadable"]["status"] == "skipped"
-    assert all(r["status"] == "ok" for r in by_library(results, "spmm"))
 
 
-def test_wrong_result_is_a_failure_and_never_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_result_fails_and_is_never_timed(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    class Wrong(libraries.Library):
-        name = "wrong"
-        module = "numpy"
+    class Wrong(peers.Peer):
+        name, module = "wrong", "numpy"
 
-        def bind(self, ops: libraries.Operands, case: dict[str, Any]) -> libraries.Bound:
-            s, d = ops.sparse, ops.dense
-            product = (lambda: d @ s) if ops.workload.kind == "xw" else (lambda: s @ d)
-
+        def bind(self, ops: peers.Operands, case: dict[str, Any]) -> peers.Bound:
             def call() -> np.ndarray:
                 calls.append(1)
-                out = np.array(product())
+                out = ops.dense @ ops.csr if ops.workload.kind == "xw" else ops.csr @ ops.dense
                 out.flat[out.size // 2] += 1.0  # one entry off by one
                 return out
+            return peers.Bound(call, np.asarray)
 
-            return libraries.Bound(call, np.asarray)
+    monkeypatch.setitem(peers.PEERS, "wrong", Wrong())
+    monkeypatch.setitem(suites.DEFINITIONS, "tiny", [
+        suites.Grid("tiny", "ab", ((600, 600),), ("powerlaw",), (0.99,), (4,), ("peers",),
+                    peers=("wrong",))])
+    results = quietly(tiny(peers=["wrong"]))
+    (wrong,) = of(results, "wrong")
+    assert wrong["status"] == "failed" and "wrong result" in wrong["reason"]
+    assert wrong["median"] is None and wrong["gflops"] is None
+    assert len(calls) == 1  # the checking call only
+    assert of(results, "scipy")[0]["status"] == "ok"
 
-    monkeypatch.setitem(libraries.PEERS, "wrong", Wrong())
-    results = run_quietly(tiny_options(peers=["wrong"]))
-    wrong = by_library(results, "wrong")
-    assert wrong and all(r["status"] == "failed" for r in wrong)
-    assert all("wrong result" in r["reason"] for r in wrong)
-    assert all(r["median"] is None and r["gflops"] is None for r in wrong)
-    assert len(calls) == len(wrong)  # called once each, for the check: never timed
-    assert all(r["status"] == "ok" for r in by_library(results, "spmm"))
+
+def test_check_accepts_rounding_and_rejects_real_errors() -> None:
+    expected = np.random.default_rng(1).standard_normal((50, 20)).astype(np.float32)
+    assert worker.compare(expected * (1 + 1e-6), expected, "float32")[0]
+    wrong = expected.copy()
+    wrong[3, 4] += 0.5
+    ok, details = worker.compare(wrong, expected, "float32")
+    assert not ok and "(3, 4)" in details["reason"]
+    assert "shape" in worker.compare(expected[:, :5], expected, "float32")[1]["reason"]
+    nan = expected.copy()
+    nan[0, 0] = np.nan
+    assert not worker.compare(nan, expected, "float32")[0]
 
 
 def test_runs_without_tqdm_and_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # importing it now raises ImportError
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    results = runner.run(tiny_options(backends=["serial"]), progress=True,
-                         log=lambda text: None)
+    results = runner.run(tiny(only=["powerlaw"], backends=["serial"]), log=lambda t: None)
     assert "[" in capsys.readouterr().err  # plain progress lines instead of a bar
-    files = cli.write_outputs(results, tmp_path)
+    files = report.write(results, tmp_path)
     assert [f.name for f in files] == ["results.json", "report.md", "auto_check.csv"]
-    assert any("matplotlib is not installed" in n for n in results["notes"])
     assert "matplotlib is not installed" in (tmp_path / "report.md").read_text()
 
 
-def test_plots_are_written_when_matplotlib_is_installed(tmp_path: Path) -> None:
-    """matplotlib is in the ``test`` extra, so this runs wherever the suite does."""
-    results = run_quietly(tiny_options(threads=[1, 2], scaling_threads=[1, 2],
-                                       peers=["dense"]))
-    files = cli.write_outputs(results, tmp_path)
-    names = {f.name for f in files}
-    assert {"roofline.png", "kernel_ablation.png", "kernel_waterfall.png",
-            "thread_scaling.png", "peers_tiny.png"} <= names
-    assert all(f.stat().st_size > 0 for f in files)
+# -- the goals -------------------------------------------------------------------------------
 
 
-# -- pieces --------------------------------------------------------------------------------
+def _synthetic() -> dict[str, Any]:
+    """Two science workloads (uniform, powerlaw) and a structured one, with made-up medians."""
+    def wl(pattern: str, family: str = "science") -> dict[str, Any]:
+        return {"id": f"{family}/{pattern}", "family": family, "kind": "ab", "shape": [8, 8],
+                "pattern": pattern, "sparsity": 0.9, "n": 8, "dtype": "float32",
+                "format": None, "suite": family}
+    workloads = {w["id"]: w for w in (wl("uniform"), wl("powerlaw"), wl("tile", "structured"))}
+    seconds = {  # (workload, label, threads): median
+        ("science/uniform", "spmm serial prepared", 1): 2.0,
+        ("science/uniform", "spmm openmp prepared", 1): 1.9,
+        ("science/uniform", "spmm openmp prepared", 2): 1.0,
+        ("science/uniform", "scipy", 1): 4.0, ("science/uniform", "mkl", 1): 3.0,
+        ("science/uniform", "mkl", 2): 1.5,
+        ("science/powerlaw", "spmm openmp prepared", 1): 2.4,
+        ("science/powerlaw", "spmm openmp prepared", 2): 1.25,
+        ("science/powerlaw", "scipy", 1): 4.0,
+        ("structured/tile", "spmm openmp prepared", 1): 1.0,
+        ("structured/tile", "scipy", 1): 8.0}
+    records = [{"workload": w, "label": lab, "threads": t, "status": "ok", "median": s,
+                "gbs": 8.0 / s, "arithmetic_intensity": 1.0, "layout_used": "csr"}
+               for (w, lab, t), s in seconds.items()]
+    records.append({"workload": "science/powerlaw", "label": "mkl", "threads": 1,
+                    "status": "skipped", "reason": "not installed", "median": None})
+    return {"workloads": workloads, "measurements": records, "options": {"threads": [1, 2]},
+            "machine": {"cpus_used": 2, "ceilings": {
+                "1": {"peak_gflops": {"float32": 10.0}, "bandwidth_gbs": 5.0},
+                "2": {"peak_gflops": {"float32": 20.0}, "bandwidth_gbs": 8.0}}}}
 
 
-def test_generators_are_seeded_and_hit_their_pattern() -> None:
-    spec = suites.MatrixSpec("tiny", (64, 256), "pruned", 0.75)
-    from spmm_bench.store import generate
-
-    a, b = generate(spec), generate(spec)
-    assert (a != b).nnz == 0
-    assert a.nnz == 64 * 256 // 4
-    lengths = np.diff(a.tocsc().indptr)  # kept weights per output unit vary (skewed rates)
-    assert lengths.min() < lengths.mean() < lengths.max()
-
-    rng = np.random.default_rng(0)
-    block = matrices.block_sparse(rng, (128, 128), 128 * 128 // 4, block=32).toarray()
-    tiles = (block.reshape(4, 32, 4, 32) != 0).sum(axis=(1, 3))
-    assert set(np.unique(tiles)) == {0, 32 * 32} and (tiles > 0).sum() == 4
-
-    tile = matrices.tile_wise(rng, (64, 256), 64 * 256 // 10, width=128).toarray()
-    segments = (tile.reshape(64, 2, 128) != 0).sum(axis=2)
-    assert set(np.unique(segments)) <= {0, 128}
-
-    lengths = matrices.power_law_lengths(1000, 8000, 1000)
-    assert lengths.sum() == 8000 and np.all(np.diff(lengths) <= 0) and lengths.max() <= 1000
-    power = matrices.with_row_lengths(rng, lengths, 1000)
-    assert np.array_equal(np.diff(power.indptr), lengths)
-    assert power.has_canonical_format
+def goal(**kw: Any) -> dict[str, Any]:
+    return {"name": "g", "description": "a goal", "numerator": "spmm-best",
+            "denominator": "mkl", "at_least": 1.5, **kw}
 
 
-def test_allocate_respects_total_and_cap() -> None:
-    counts = matrices.allocate(np.array([100.0, 1, 1, 1]), 30, cap=12)
-    assert counts.sum() == 30 and counts.max() <= 12 and counts[0] == 12
+def evaluate(*specs: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = {"series": {"spmm-best": {"fastest": ["spmm serial prepared",
+                                                 "spmm openmp prepared"]}},
+            "goals": list(specs)}
+    return goals.evaluate(_synthetic(), spec)
 
 
-def test_compare_accepts_rounding_and_rejects_real_errors() -> None:
-    rng = np.random.default_rng(1)
-    expected = rng.standard_normal((50, 20)).astype(np.float32)
-    ok, _ = checking.compare(expected * (1 + 1e-6), expected, "float32")
-    assert ok
-    wrong = expected.copy()
-    wrong[3, 4] += 0.5
-    ok, details = checking.compare(wrong, expected, "float32")
-    assert not ok and "(3, 4)" in details["reason"]
-    ok, details = checking.compare(expected[:, :5], expected, "float32")
-    assert not ok and "shape" in details["reason"]
-    nan = expected.copy()
-    nan[0, 0] = np.nan
-    assert not checking.compare(nan, expected, "float32")[0]
+def test_a_goal_is_the_speed_ratio_of_two_series_at_each_thread_count() -> None:
+    one, two = evaluate(goal(workloads={"pattern": "uniform"}))
+    # The fastest spmm at one thread is openmp's 1.9 s against MKL's 3.0 s.
+    assert one["measured"] == pytest.approx(3.0 / 1.9) and one["status"] == "met"
+    assert two["measured"] == pytest.approx(1.5) and two["status"] == "met"
+    (missed,) = evaluate(goal(workloads={"pattern": "uniform"}, at_least=2.0, threads=[2]))
+    assert missed["status"] == "missed" and missed["worst"] == "science/uniform"
 
 
-def _record(threads: int, median: float, **kw: Any) -> dict[str, Any]:
-    return {"key": f"k{threads}", "workload_id": "w", "library": "spmm", "backend": "openmp",
-            "kernel": "auto", "partition": "auto", "variant": "prepared", "threads": threads,
-            "status": "ok", "median": median, "min": median, "samples": [median] * 3,
-            "cpu_wall_ratio": float(threads), **kw}
+def test_a_goal_whose_peer_was_skipped_is_not_measured_never_passed() -> None:
+    (row,) = evaluate(goal(workloads={"pattern": "powerlaw"}, threads=[1]))
+    assert row["status"] == "not measured" and "not installed" in row["reason"]
+    (none,) = evaluate(goal(workloads={"family": "dnn"}, threads=[1]))
+    assert none["status"] == "not measured" and none["reason"] == "no such workload in this run"
 
 
-def test_disturbance_rules() -> None:
-    slow = disturbance.find([_record(1, 1e-3), _record(2, 5e-3)], cpus=2)
-    assert list(slow) == ["k2"] and "slower with 2 threads" in slow["k2"][0]
-    # Oversubscribed counts (beyond the CPUs) may be slower: not a disturbance.
-    assert disturbance.find([_record(1, 1e-3), _record(4, 5e-3)], cpus=2) == {}
-    # Sub-millisecond calls may legitimately lose to a parallel region's fixed cost.
-    assert disturbance.find([_record(1, 1e-5), _record(2, 5e-5)], cpus=2) == {}
-    starved = disturbance.find([_record(1, 1e-3, cpu_wall_ratio=0.4)], cpus=2)
-    assert "cpu/wall" in starved["k1"][0]
-    assert disturbance.thread_limit_ok(_record(1, 1e-3, cpu_wall_ratio=1.9)) is False
-    assert disturbance.thread_limit_ok(_record(2, 1e-3, cpu_wall_ratio=2.0)) is True
+def test_goal_sides_can_pin_threads_name_a_twin_or_use_the_bandwidth() -> None:
+    series = "spmm openmp prepared"
+    (scaling,) = evaluate(goal(numerator={"series": series, "threads": 2},
+                               denominator={"series": series, "threads": 1}, threads=[2],
+                               workloads={"pattern": "uniform"}))
+    assert scaling["measured"] == pytest.approx(1.9)
+    (twin,) = evaluate(goal(numerator=series, denominator={
+        "series": series, "workload": {"pattern": "uniform"}}, threads=[2], at_least=0.9,
+        workloads={"pattern": "powerlaw"}))
+    assert twin["measured"] == pytest.approx(0.8) and twin["status"] == "missed"
+    (bandwidth,) = evaluate(goal(denominator="bandwidth", threads=[2], at_least=0.8,
+                                 workloads={"pattern": "uniform"}))
+    assert bandwidth["measured"] == pytest.approx(8.0 / 1.0 / 8.0)  # 8 GB/s of 8 measured
 
 
-def test_break_even_is_the_lowest_sparsity_beating_dense_from_there_on() -> None:
-    records = []
-    for sparsity, lib_time in ((0.5, 3.0), (0.7, 0.9), (0.8, 1.2), (0.9, 0.5), (0.99, 0.1)):
-        wl = {"id": f"w{sparsity}", "family": "dnn", "kind": "xw", "shape": [8, 8],
-              "pattern": "uniform", "n": 4, "dtype": "float32", "sparsity": sparsity}
-        for library, seconds, variant in (("dense", 1.0, "call"), ("mkl", lib_time, "call")):
-            records.append({"workload_id": wl["id"], "workload": wl, "library": library,
-                            "label": library, "threads": 1, "status": "ok", "median": seconds,
-                            "variant": variant})
-    (entry,) = metrics.break_even(records)
-    assert entry["break_even_sparsity"] == 0.9  # it also wins at 70 %, but loses at 80 %
-    assert metrics.describe_break_even(entry) == "from 90 %"
+def test_goal_ranges_medians_groups_and_required_layouts() -> None:
+    (within,) = evaluate(goal(numerator="spmm openmp prepared", denominator="scipy",
+                              at_least=1.8, at_most=2.5, threads=[1],
+                              workloads={"family": "science"}))
+    assert within["status"] == "missed" and within["measured"] == pytest.approx(4.0 / 2.4)
+    assert within["passing"] == 1 and within["worst"] == "science/powerlaw"
+    rows = evaluate(goal(denominator="scipy", threads=[1], each=["family"], at_least=3.0,
+                         aggregate="median"))
+    assert {r["group"]["family"]: r["status"] for r in rows} == {"science": "missed",
+                                                                 "structured": "met"}
+    (layout,) = evaluate(goal(denominator="scipy", threads=[1], at_least=1.0,
+                              structured_layout=True, workloads={"family": "structured"}))
+    assert layout["status"] == "missed" and "CSR form" in layout["reason"]
 
 
-def test_plan_covers_ablation_partition_scaling_and_prepare_once() -> None:
-    (wl,) = [w for w in suites.workloads("tiny", ["float32"]) if "partition" in w.tags]
-    options = tiny_options(threads=[1, 2], scaling_threads=[1, 2, 3], peers=["dense"])
-    cases = plan.cases_for(wl, options, ["serial", "openmp", "threads"])
-    keys = [c["key"] for c in cases]
-    assert len(keys) == len(set(keys))
-    spmm = [c for c in cases if c["library"] == "spmm"]
-    assert [c["variant"] for c in spmm].count("prepare") == 1
-    assert {c["partition"] for c in spmm if c["threads"] == 2} == {"auto", "rows", "nnz", "dynamic"}
-    assert {c["threads"] for c in spmm if c["backend"] == "threads"} == {1, 2, 3}
-    assert all(c["threads"] == 1 for c in spmm if c["backend"] == "serial")
-    scipy = [c for c in cases if c["library"] == "scipy"]
-    assert [c["threads"] for c in scipy] == [1]
-    groups = plan.groups(cases)
-    assert groups[0][0] == "scipy"  # it saves the reference results the others check against
+def test_the_goals_file_is_valid_and_names_only_known_fields() -> None:
+    spec = json.loads((BENCH / "goals.json").read_text())
+    fields = set(suites.Workload("s", "xw", suites.MatrixSpec("f", (1, 1), "p", 0.5), 1,
+                                 "float32").describe())
+    keys = {"name", "description", "numerator", "denominator", "workloads", "each", "threads",
+            "at_least", "at_most", "aggregate", "min_seconds", "compute_bound",
+            "structured_layout"}
+    for g in spec["goals"]:
+        assert set(g) <= keys and {"name", "description", "numerator", "denominator"} <= set(g)
+        assert set(g.get("workloads", {})) | set(g.get("each", [])) <= fields, g["name"]
+        assert "at_least" in g or "at_most" in g
 
 
-def test_plan_runs_the_waterfall_steps_and_the_auto_check_at_their_levels() -> None:
-    (wl,) = [w for w in suites.workloads("tiny", ["float32"]) if "partition" in w.tags]
-    levels = ["scalar", "avx2", "avx512"]
-    cases = plan.cases_for(wl, tiny_options(), ["serial", "openmp", "threads"], levels,
-                           "avx512")
-    keys = [c["key"] for c in cases]
-    assert len(keys) == len(set(keys))
-    single = [c for c in cases if c["library"] == "spmm" and c["backend"] == "serial"]
-    steps = {(c["kernel"], c["simd"], c["variant"]) for c in single}
-    # The default level is None (SPMM_SIMD left alone), so the last steps are the run's own
-    # serial measurements at the best level rather than copies of them.
-    assert {("naive", "scalar", "unprepared"), ("reordered", "scalar", "unprepared"),
-            ("tiled", "scalar", "unprepared"), ("reordered", None, "unprepared"),
-            ("tiled", "avx2", "unprepared"), ("tiled", None, "unprepared"),
-            ("tiled", None, "prepared")} <= steps
-    assert {k for k, simd, v in steps if simd is None and v == "prepared"} == {
-        "auto", "naive", "reordered", "tiled"}
-    # Below the best level, SPMM_SIMD is set for the check too.
-    cases = plan.cases_for(wl, tiny_options(), ["serial"], levels, "avx2")
-    check = [c for c in cases if c.get("auto_check")]
-    assert {c["simd"] for c in check} == {"avx512"} and len(check) == 4
+# -- pieces ----------------------------------------------------------------------------------
 
 
-def test_flagged_auto_check_points_are_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every workload is flagged (auto's structured layout may beat every CSR kernel 2x).
-    monkeypatch.setattr(autocheck, "TOLERANCE", 0.0)
-    results = run_quietly(tiny_options(backends=["serial"]))
-    rows = results["auto_check"]["rows"]
-    assert rows and all(r["rechecked"] and r["flagged"] for r in rows)
-    again = [r for r in results["measurements"] if r.get("auto_check_first")]
-    assert {r["kernel"] for r in again} >= {"auto"} and all(r["attempt"] == 3 for r in again)
+def test_suites_are_data_expanded_with_merged_series() -> None:
+    quick = {wl.id: wl for wl in suites.workloads("quick", ["float32"])}
+    b64 = quick["dnn/1024x4096/uniform/s90/batch64/float32"]
+    assert {"peers", "backends", "default", "kernels", "ablation", "scaling"} == set(b64.series)
+    formats = suites.workloads("formats", ["float32"])
+    assert {wl.format for wl in formats} == {"csr", "csc", "coo", "bsr"}
+    assert {wl.dtype for wl in formats} == {"float32", "float64"}
+    assert all(wl.matrix.pattern == "block4" for wl in formats if wl.format == "bsr")
+    layers = [wl for wl in formats if wl.matrix.family == "transformer"]
+    assert len(layers) == 3 * 2 * 3 and all(wl.peers == ("dense", "mkl") for wl in layers)
+    everything = suites.workloads("all", ["float32"])
+    assert len({wl.id for wl in everything}) == len(everything)
+    with pytest.raises(ValueError, match="unknown suite"):
+        suites.workloads("nope", ["float32"])
+
+
+def test_plan_measures_each_series_once_at_its_thread_counts() -> None:
+    (wl,) = [w for w in suites.workloads("tiny", ["float32"]) if "partition" in w.series]
+    cases = runner.plan(wl, tiny(threads=[1, 2], scaling_threads=[1, 2, 3], peers=["dense"]),
+                        list(runner.BACKENDS), ["scalar", "avx2", "avx512"], "avx512")
+    assert len({c["key"] for c in cases}) == len(cases)
+    assert [c["threads"] for c in cases if c["library"] == "scipy"] == [1]
+    assert all(c["threads"] == 1 for c in cases if c["backend"] == "serial")
+    assert {c["threads"] for c in cases if c["backend"] == "threads"} == {1, 2, 3}
+    assert [c["label"] for c in cases].count("spmm prepare") == 1
+    # The default level is left alone (None): the best-level steps are the run's own points.
+    steps = {(c["kernel"], c["simd"], c["operand"]) for c in cases if c["backend"] == "serial"}
+    assert {("naive", "scalar", "given"), ("tiled", "avx2", "given"),
+            ("tiled", None, "given"), ("tiled", None, "prepared")} <= steps
 
 
 def test_waterfall_steps_follow_the_machine_levels() -> None:
-    names = [s.name for s in ablation.steps(["scalar", "avx2", "avx512"])]
+    names = [s["name"] for s in suites.ablation_steps(["scalar", "avx2", "avx512"])]
     assert names == ["naive", "reordered", "tiled", "SIMD (avx512)", "register blocking (avx2)",
                      "register blocking (avx512)", "prepared"]
-    assert [s.name for s in ablation.steps(["scalar", "avx2"])] == [
-        "naive", "reordered", "tiled", "SIMD (avx2)", "register blocking (avx2)", "prepared"]
-    assert [s.name for s in ablation.steps(["scalar"])] == [
+    assert [s["name"] for s in suites.ablation_steps(["scalar"])] == [
         "naive", "reordered", "tiled", "prepared"]
 
 
-def test_auto_check_skips_only_long_wide_naive_products() -> None:
+def test_naive_is_skipped_only_on_long_wide_prepared_products() -> None:
     big = suites.Workload("dnn", "xw", suites.MatrixSpec("dnn", (4096, 1024), "uniform", 0.5),
                           256, "float32")
+    case = {"library": "spmm", "kernel": "naive", "operand": "prepared"}
+    missing = {"spmm": None}
+    assert "not measured" in runner.skip_reason(case, big, missing)
     narrow = suites.Workload("dnn", "xw", big.matrix, 1, "float32")
-    case = {"library": "spmm", "kernel": "naive", "auto_check": True}
-    assert "not measured" in autocheck.skip_reason(case, big)
-    assert autocheck.skip_reason(case, narrow) is None
-    assert autocheck.skip_reason({**case, "kernel": "tiled"}, big) is None
-    assert autocheck.skip_reason({**case, "auto_check": False}, big) is None  # --kernels naive
+    assert runner.skip_reason(case, narrow, missing) is None
+    assert runner.skip_reason({**case, "operand": "given"}, big, missing) is None
 
 
-def test_break_even_target_brackets_and_interpolates_the_crossing() -> None:
-    found = targets.break_even({0.5: 1.5, 0.6: 0.8, 0.7: 0.5, 0.9: 0.2})
-    assert found["sparsity"] == 0.6 and found["bracket"] == [0.5, 0.6]
-    assert 0.5 < found["estimate"] < 0.6
-    assert targets.break_even({0.5: 0.9, 0.6: 0.5})["display"] == "<= 50 %"
-    never = targets.break_even({0.5: 3.0, 0.99: 1.2})
-    assert never["sparsity"] is None and never["display"] == "> 99 %"
-    # A win below a loss does not count: it must win at every sparser point.
-    assert targets.break_even({0.5: 0.9, 0.6: 1.1, 0.7: 0.5})["sparsity"] == 0.7
+def _point(threads: int, median: float, **kw: Any) -> dict[str, Any]:
+    return {"key": f"k{threads}", "workload": "w", "label": "spmm openmp prepared",
+            "operand": "prepared", "threads": threads, "status": "ok", "median": median,
+            "min": median, "samples": [median] * 3, "cpu_wall_ratio": float(threads),
+            "thread_limit_ok": True, **kw}
+
+
+def test_disturbance_rules() -> None:
+    slow = runner.disturbed([_point(1, 1e-3), _point(2, 5e-3)], cpus=2)
+    assert list(slow) == ["k2"] and "slower with 2 threads" in slow["k2"][0]
+    assert runner.disturbed([_point(1, 1e-3), _point(4, 5e-3)], cpus=2) == {}  # oversubscribed
+    assert runner.disturbed([_point(1, 1e-5), _point(2, 5e-5)], cpus=2) == {}  # microseconds
+    starved = runner.disturbed([_point(1, 1e-3, cpu_wall_ratio=0.4)], cpus=2)
+    assert "another process" in starved["k1"][0]
+    spread = runner.disturbed([_point(1, 1e-3, min=0.5e-3)], cpus=2)
+    assert "most samples slowed" in spread["k1"][0]
 
 
 def test_worker_environment_limits_threads_and_drops_openblas_overrides(
@@ -446,230 +388,55 @@ def test_worker_environment_limits_threads_and_drops_openblas_overrides(
     monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
     env = runner.worker_env(3)
     assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "SPMM_NUM_THREADS"):
-        assert env[var] == "3"
+    assert all(env[v] == "3" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                       "OPENBLAS_NUM_THREADS", "SPMM_NUM_THREADS"))
 
 
-def test_cli_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    args = cli.build_parser(4).parse_args([])
-    options = cli.options_from_args(args, 4)
+def test_the_bandwidth_array_covers_four_times_the_last_level_cache(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = []
+    monkeypatch.setattr("spmm_bench.machine.gemm", lambda *a: {"gflops": 1.0, "n": 1,
+                                                               "disturbed": False})
+    monkeypatch.setattr("spmm_bench.machine.read_bandwidth",
+                        lambda t, nbytes: sizes.append(nbytes) or {"gbs": 1.0, "bytes": nbytes})
+    from spmm_bench import machine
+
+    for llc, want in ((32 * 2**20, 256 * 2**20), (504 * 2**20, 2016 * 2**20),
+                      (4 * 2**30, 2 * 2**30)):
+        monkeypatch.setattr(machine, "llc_bytes", lambda llc=llc: llc)
+        got = machine.ceilings(1, ["float32"])
+        assert sizes[-1] == want and got["stream_capped"] == (llc == 4 * 2**30)
+    assert machine._size("504 MiB (1 instance)") == machine._size("516096K") == 504 * 2**20
+
+
+def test_generators_are_seeded_and_hit_their_pattern() -> None:
+    spec = suites.MatrixSpec("tiny", (64, 256), "pruned", 0.75)
+    a, b = matrices.generate(spec), matrices.generate(spec)
+    assert (a != b).nnz == 0 and a.nnz == 64 * 256 // 4
+    block = matrices.generate(suites.MatrixSpec("tiny", (128, 128), "block32", 0.75)).toarray()
+    tiles = (block.reshape(4, 32, 4, 32) != 0).sum(axis=(1, 3))
+    assert set(np.unique(tiles)) == {0, 32 * 32} and (tiles > 0).sum() == 4
+    tile = matrices.tile_wise(np.random.default_rng(0), (64, 256), 64 * 256 // 10, 128)
+    assert set(np.unique((tile.toarray().reshape(64, 2, 128) != 0).sum(axis=2))) <= {0, 128}
+    lengths = matrices.power_law_lengths(1000, 8000, 1000)
+    assert lengths.sum() == 8000 and np.all(np.diff(lengths) <= 0)
+    power = matrices.with_row_lengths(np.random.default_rng(0), lengths, 1000)
+    assert np.array_equal(np.diff(power.indptr), lengths) and power.has_canonical_format
+    counts = matrices.allocate(np.array([100.0, 1, 1, 1]), 30, cap=12)
+    assert counts.sum() == 30 and counts.max() <= 12
+
+
+def test_cli_defaults_and_help(tmp_path: Path) -> None:
+    options = cli.options_from_args(cli.build_parser(4).parse_args([]), 4)
     assert options.suite == "quick" and options.threads == [1, 4]
-    assert options.scaling_threads == [1, 2, 4, 5, 8]
-    assert options.dtypes == ["float32"] and options.peers == list(libraries.PEERS)
-    args = cli.build_parser(4).parse_args(["--threads", "2,1", "--peers", "none",
-                                           "--dtype", "float32,float64"])
-    options = cli.options_from_args(args, 4)
-    assert options.threads == [1, 2] and options.scaling_threads == [1, 2]
+    assert options.scaling_threads == [1, 2, 4, 5, 8] and options.rounds == 3
+    options = cli.options_from_args(cli.build_parser(4).parse_args(
+        ["--threads", "2,1", "--peers", "none", "--dtype", "float32,float64"]), 4)
+    assert options.threads == options.scaling_threads == [1, 2]
     assert options.peers == [] and options.dtypes == ["float32", "float64"]
     with pytest.raises(SystemExit):
         cli.build_parser(4).parse_args(["--peers", "nope"])
-
-
-def test_progress_falls_back_to_plain_lines(monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm", None)
-    progress = Progress(2, enabled=True, every=0)
-    progress.describe("spmm-openmp t=2")
-    progress.update()
-    progress.close()
-    err = capsys.readouterr().err
-    assert "spmm-openmp t=2" in err and "[1/2]" in err
-
-
-def _measured(wid: str, wl: dict[str, Any], library: str, threads: int, gflops: float,
-              **kw: Any) -> dict[str, Any]:
-    flops = 2 * wl["nnz"] * wl["n"]
-    return {"workload_id": wid, "workload": wl, "library": library, "threads": threads,
-            "status": "ok", "variant": "call", "gflops": gflops, "median": flops / gflops / 1e9,
-            "flops": flops, "label": library, "dtype": wl["dtype"], **kw}
-
-
-def _spmm_measured(wid: str, wl: dict[str, Any], backend: str, threads: int, gflops: float,
-                   **kw: Any) -> dict[str, Any]:
-    return _measured(wid, wl, "spmm", threads, gflops, backend=backend, kernel="auto",
-                     partition="auto", variant="prepared", simd=None,
-                     label=f"spmm {backend}", **kw)
-
-
-def test_targets_from_synthetic_science_measurements() -> None:
-    records = []
-    for dtype in ("float32", "float64"):
-        for pattern, slowdown in (("uniform", 1.0), ("powerlaw", 0.8)):
-            for n in (1, 8):
-                wid = f"science/{pattern}/n{n}/{dtype}"
-                wl = {"id": wid, "family": "science", "kind": "ab", "shape": [1000, 1000],
-                      "pattern": pattern, "sparsity": 0.99, "n": n, "nnz": 10_000,
-                      "dtype": dtype}
-                records.append(_measured(wid, wl, "mkl", 1, 4.0))
-                records.append(_spmm_measured(wid, wl, "serial", 1, 8.0,
-                                              arithmetic_intensity=0.25))
-                for backend in ("openmp", "threads"):
-                    records.append(_spmm_measured(wid, wl, backend, 2, 12.0 * slowdown,
-                                                  arithmetic_intensity=0.25))
-    ceilings = {1: {"peak_gflops": {"float32": 100.0, "float64": 50.0}, "bandwidth_gbs": 20.0}}
-    info = {"mkl": {"status": "available"}, "torch": {"status": "skipped",
-                                                      "reason": "not installed"}}
-    rows = targets.evaluate(records, ceilings, cpus=2, threads=[1, 2],
-                            library_info=info)["rows"]
-
-    def row(text: str, threads: int) -> dict[str, Any]:
-        return next(r for r in rows if text in r["target"] and r["threads"] == threads)
-
-    mkl = row("science n=8 float64", 1)
-    assert mkl["measured"] == pytest.approx(2.0) and mkl["pass"] and mkl["passing"] == 2
-    # n = 1: 8 GFLOP/s at 0.25 flop/byte is 32 GB/s, above the 20 GB/s streamed.
-    assert row("science n=1 float32: achieved", 1)["measured"] == pytest.approx(1.6)
-    balance = row("power-law / uniform GFLOP/s, science: openmp", 2)
-    assert balance["measured"] == pytest.approx(0.8) and balance["pass"] is False
-    # No dnn workloads: not measured, with a reason, never a pass or a miss.
-    dnn = row("dnn 90 %, batch 64: spmm / fastest peer", 1)
-    assert dnn["status"] == "not measured" and dnn["pass"] is None and dnn["reason"]
-    # MKL skipped: the science rows say so instead of comparing with nothing.
-    info["mkl"] = {"status": "skipped", "reason": "cannot load libmkl_rt"}
-    rows = targets.evaluate([r for r in records if r["library"] != "mkl"], ceilings, cpus=2,
-                            threads=[1, 2], library_info=info)["rows"]
-    skipped = row("science n=8 float32", 2)
-    assert skipped["pass"] is None and "libmkl_rt" in skipped["reason"]
-
-
-def test_native_comparison_is_reported_with_its_target() -> None:
-    from spmm_bench import native, sections
-
-    summary = {"rows": [{"name": "dnn b64", "portable_seconds": 1e-3, "native_seconds": 0.9e-3,
-                         "ratio": 0.9, "noise": 1.013}], "goal": native.GOAL,
-               "extra_args": "-march=native", "method": "one process",
-               "rounds": 3, "threads": 1, "backend": "serial",
-               "builds": {"portable": {"compile_args": "-O3", "simd": "avx512"},
-                          "native": {"compile_args": "-O3 -march=native", "simd": "avx512"}}}
-    assert "BELOW TARGET" in native.format_table(summary)
-    text = "\n".join(sections.native({"native_build": summary}))
-    assert "-march=native" in text and "**miss**" in text and "1.013" in text
-    assert "1.013" in native.format_table(summary)
-    failed = "\n".join(sections.native({"native_build": {"error": "no compiler"}}))
-    assert "Not measured: no compiler" in failed
-
-
-def test_native_build_script_help(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(BENCH / "native_build.py"), "--help"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "--rounds" in done.stdout
-
-
-def test_plan_measures_the_csr_form_beside_structured_layouts() -> None:
-    workloads = suites.workloads("structured", ["float32"])
-    # 3 sparsities x (uniform, block32, tilewise128) + nm4 at 50 and 75 %, batch 64 and 256.
-    assert len(workloads) == (3 * 3 + 2) * 2
-    assert {wl.matrix.sparsity for wl in workloads} == {0.5, 0.75, 0.9}
-    assert {wl.matrix.sparsity for wl in workloads if wl.matrix.pattern == "nm4"} == {0.5, 0.75}
-    options = tiny_options(threads=[1, 2], peers=["dense", "torch", "torch-dense"])
-    for wl in workloads:
-        cases = plan.cases_for(wl, options, ["serial", "openmp", "threads"])
-        assert len({c["key"] for c in cases}) == len(cases)
-        twins = {(c["backend"], c["threads"]) for c in cases if c["library"] == "spmm"
-                 and c["kernel"] == plan.LAYOUT_TWIN and c["variant"] == "prepared"
-                 and c["simd"] is None}
-        if wl.matrix.pattern == "uniform":
-            assert "layout" not in wl.tags and ("openmp", 2) not in twins
-        else:
-            assert "layout" in wl.tags
-            assert twins == {("serial", 1), ("openmp", 1), ("openmp", 2), ("threads", 1),
-                             ("threads", 2)}
-        peers = {(c["library"], c["threads"]) for c in cases if c["library"] != "spmm"}
-        assert {("torch", 1), ("torch", 2), ("torch-dense", 1), ("torch-dense", 2)} <= peers
-
-
-def _structured(pattern: str, sparsity: float, batch: int) -> tuple[str, dict[str, Any]]:
-    wid = f"structured/4096x4096/{pattern}/s{sparsity * 100:g}/batch{batch}/float32"
-    return wid, {"id": wid, "family": "structured", "kind": "xw", "shape": [4096, 4096],
-                 "pattern": pattern, "sparsity": sparsity, "n": batch,
-                 "nnz": round(4096 * 4096 * (1 - sparsity)), "dtype": "float32", "tags": []}
-
-
-def test_structured_targets_from_synthetic_measurements() -> None:
-    # GFLOP/s: dense 10 everywhere; spmm's structured layouts 25 (tile) and 20 (block), its
-    # CSR kernel 15, spmm on uniform 12. On one block workload spmm ran the CSR form.
-    auto = {"tilewise128": (25.0, "tile", [1, 128]), "block32": (20.0, "block", [32, 32]),
-            "uniform": (12.0, "csr", None)}
-    records = []
-    for sparsity in (0.5, 0.75, 0.9):
-        for batch in (64, 256):
-            for pattern, (gflops, layout, block) in auto.items():
-                wid, wl = _structured(pattern, sparsity, batch)
-                if (pattern, sparsity, batch) == ("block32", 0.9, 256):
-                    layout, block = "csr", None
-                records += [
-                    _measured(wid, wl, "dense", 1, 10.0),
-                    _spmm_measured(wid, wl, "serial", 1, gflops, layout_used=layout,
-                                   block_used=block),
-                    _measured(wid, wl, "spmm", 1, 15.0, backend="serial", kernel="tiled",
-                              partition="auto", variant="prepared", simd=None,
-                              label="spmm serial tiled", layout_used="csr")]
-    rows = targets.evaluate(records, {}, cpus=2, threads=[1], library_info={})["rows"]
-    structured = [r for r in rows if r["issue"] == 6]
-    # Against dense: 2 batches x 3 (pattern, sparsity) targets; then per structured pattern
-    # (block32, tilewise128, nm4): against its CSR form and against uniform.
-    assert len(structured) == 2 * 3 + 3 * 2 and all(r["item"] == "3" for r in structured)
-
-    def row(text: str) -> dict[str, Any]:
-        (found,) = [r for r in structured if text in r["target"]]
-        return found
-
-    tile = row("tilewise128 75 %, batch 64: spmm / dense")
-    assert tile["measured"] == pytest.approx(2.5) and tile["pass"] and tile["goal"] == 1.9
-    assert tile["details"][0]["layout_used"] == "tile"
-    block = row("block32 75 %, batch 256: spmm / dense")
-    assert block["measured"] == pytest.approx(2.0) and block["pass"] is False
-    assert row("tilewise128 50 %, batch 64")["goal"] == 1.0
-    vs_csr = row("tilewise128, every sparsity, batch 64 and 256: spmm / spmm CSR")
-    assert vs_csr["measured"] == pytest.approx(25 / 15) and vs_csr["passing"] == 6
-    assert vs_csr["pass"]
-    # Faster than the CSR kernel by its ratio, but it ran the CSR form: a miss, said so.
-    block_csr = row("block32, every sparsity, batch 64 and 256: spmm / spmm CSR")
-    assert block_csr["pass"] is False and block_csr["passing"] == 5
-    assert "CSR form" in block_csr["note"]
-    vs_uniform = row("tilewise128, every sparsity, batch 64 and 256: spmm GFLOP/s / spmm on "
-                     "uniform")
-    assert vs_uniform["measured"] == pytest.approx(25 / 12) and vs_uniform["pass"]
-    # Without the dense product or the CSR twin: not measured, with the reason.
-    rows = targets.evaluate([r for r in records if r["library"] != "dense"
-                             and r.get("kernel") != "tiled"], {}, cpus=2, threads=[1],
-                            library_info={})["rows"]
-    for r in rows:
-        if r["issue"] == 6 and "uniform" not in r["target"]:
-            assert r["status"] == "not measured" and r["pass"] is None and r["reason"]
-
-
-def test_torch_dense_peer_missing_is_skipped_never_measured(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    class NoTorch(libraries.TorchDenseLibrary):
-        module = "spmm_bench_no_such_module"
-
-    monkeypatch.setitem(libraries.PEERS, "torch-dense", NoTorch())
-    results = run_quietly(tiny_options(peers=["torch-dense"]))
-    rows = by_library(results, "torch-dense")
-    assert rows and all(r["status"] == "skipped" and r["gflops"] is None for r in rows)
-    assert all("not installed" in r["reason"] for r in rows)
-    assert results["libraries"]["torch-dense"]["status"] == "skipped"
-
-
-def test_torch_peers_sparse_mm_and_dense_linear() -> None:
-    torch = pytest.importorskip("torch")
-    saved = torch.get_num_threads()
-    try:
-        results = run_quietly(tiny_options(peers=["torch", "torch-dense"], backends=["serial"]))
-    finally:
-        torch.set_num_threads(saved)
-    sparse = by_library(results, "torch")
-    assert sparse and all(r["status"] == "ok" for r in sparse)
-    dense = by_library(results, "torch-dense")
-    layers = [r for r in dense if r["workload"]["kind"] == "xw"]
-    assert layers and all(r["status"] == "ok" and r["gflops"] > 0 for r in layers)
-    others = [r for r in dense if r["workload"]["kind"] != "xw"]
-    assert others and all(r["status"] == "skipped" and "nn.Linear" in r["reason"]
-                          for r in others)
-    # A dense baseline: no roofline of its own, never the "best peer" of the summary table.
-    assert all(r["arithmetic_intensity"] is None for r in layers)
-    assert "torch.sparse.mm" in results["libraries"]["torch"]["forms"]["xw"]
-    assert "nn.Linear" in results["libraries"]["torch-dense"]["forms"]["xw"]
+    for script in ("run.py", "native_build.py"):
+        done = subprocess.run([sys.executable, str(BENCH / script), "--help"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "--" in done.stdout, done.stderr

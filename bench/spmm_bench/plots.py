@@ -1,8 +1,7 @@
-"""PNG plots of a run (matplotlib, Agg backend). Without matplotlib the plots are skipped with
-a note in the results; everything else still works.
+"""PNG plots of a run (matplotlib, Agg). Without matplotlib they are skipped with a note.
 
-Each function draws one figure from ``results`` (the dict of ``results.json``) and returns the
-file it wrote, or None when the run has nothing to draw for it.
+Each function draws one figure from ``results`` and returns the file it wrote, or None when
+the run has nothing for it. docs/benchmarks.md says how to read each one.
 """
 
 from __future__ import annotations
@@ -11,313 +10,262 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import plots_kernels
-from .defaults import DEFAULT_PARTITION
-from .text import workload_name
+from . import views
+from .report import name
 
-FILES = {
-    "speedup": "speedup_vs_sparsity.png",
-    "scaling": "thread_scaling.png",
-    "ablation": "kernel_ablation.png",
-    "waterfall": "kernel_waterfall.png",
-    "break_even": "break_even.png",
-    "roofline": "roofline.png",
-}
-PEERS_FILE = "peers_{suite}.png"
-
-COLORS = {"scipy": "#7f7f7f", "dense": "#000000", "torch-dense": "#ff9896",
-          "spmm serial": "#9ecae1", "spmm openmp": "#1f77b4", "spmm threads": "#ff7f0e",
+COLORS = {"scipy": "#7f7f7f", "dense": "#000000", "torch-dense": "#ff9896", "spmm": "#17becf",
+          "spmm prepared": "#bcbd22", "spmm serial prepared": "#9ecae1",
+          "spmm openmp prepared": "#1f77b4", "spmm threads prepared": "#ff7f0e",
           "torch": "#d62728", "mkl": "#2ca02c", "graphblas": "#9467bd"}
-PATTERN_STYLES = {"uniform": "-", "pruned": "--", "block32": ":", "tilewise128": "-.",
-                  "nm4": (0, (3, 1, 1, 1, 1, 1))}
+STYLES = {"uniform": "-", "pruned": "--", "block32": ":", "tilewise128": "-."}
+DPI = 100
 
 
-def _color(name: str) -> str:
-    return COLORS.get(name, COLORS.get(" ".join(name.split()[:2]), "#8c564b"))
+def _color(label: str) -> str:
+    return COLORS.get(label, "#8c564b")
 
 
-def _legend_below(fig: Any, ax: Any, ncol: int) -> float:
-    """A figure legend under the axes; returns the bottom margin (figure fraction) it needs."""
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7)
-    rows = -(-len(labels) // ncol)
-    return min(0.5, (0.17 * rows + 0.15) / fig.get_size_inches()[1])
+def _main(results: dict[str, Any], top: int) -> list[dict[str, Any]]:
+    """The main series at the most threads (scipy and the serial backend at one)."""
+    return [r for r in results["measurements"] if views._ok(r) and r.get("gflops")
+            and views.main_series(r) and (r["threads"] == top or r["library"] == "scipy"
+                                          or r["backend"] == "serial")]
 
 
-def _ok(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in results["measurements"] if r["status"] == "ok" and r.get("gflops")]
-
-
-def _main_spmm(r: dict[str, Any]) -> bool:
-    return (r["library"] == "spmm" and r["variant"] == "prepared" and r["kernel"] == "auto"
-            and r["partition"] == DEFAULT_PARTITION)
-
-
-def _top(results: dict[str, Any]) -> int:
-    return max(results["options"]["threads"])
-
-
-def _series(r: dict[str, Any], top: int) -> bool:
-    """The main comparison: scipy, serial spmm at 1 thread, everything else at ``top``."""
-    if r["library"] == "scipy":
-        return True
-    if r["library"] == "spmm":
-        if not _main_spmm(r):
-            return False
-        return r["threads"] == 1 if r["backend"] == "serial" else r["threads"] == top
-    return r.get("variant") == "call" and r["threads"] == top
-
-
-def speedup_vs_sparsity(results: dict[str, Any], plt: Any, path: Path) -> Path | None:
-    """DNN layers: spmm's speedup over scipy against sparsity, per backend."""
-    top = _top(results)
-    rs = [r for r in _ok(results) if r["workload"]["family"] == "dnn" and _main_spmm(r)
-          and r["speedup_vs_scipy"] and (r["threads"] == top or r["backend"] == "serial")]
-    if not rs:
-        return None
-    shapes = sorted({tuple(r["workload"]["shape"]) for r in rs})
-    batches = sorted({r["workload"]["n"] for r in rs})
-    fig, axes = plt.subplots(len(shapes), len(batches), squeeze=False, sharey=True,
-                             figsize=(3.2 * len(batches), 2.6 * len(shapes) + 0.8))
-    lines: dict[tuple, list] = defaultdict(list)
-    for r in rs:
-        wl = r["workload"]
-        lines[(tuple(wl["shape"]), wl["n"], r["label"], r["threads"], wl["pattern"])].append(
-            (wl["sparsity"] * 100, r["speedup_vs_scipy"]))
-    for (shape, batch, name, threads, pattern), points in sorted(lines.items()):
-        ax = axes[shapes.index(shape)][batches.index(batch)]
-        points.sort()
-        ax.plot(*zip(*points, strict=True), PATTERN_STYLES.get(pattern, "-"), marker="o",
-                markersize=3, color=_color(name), label=f"{name} {threads}t, {pattern}")
-    for i, shape in enumerate(shapes):
-        for j, batch in enumerate(batches):
-            ax = axes[i][j]
-            ax.axhline(1, color="gray", lw=0.8)
-            ax.set_yscale("log")
-            ax.set_title(f"W {shape[0]}x{shape[1]}, batch {batch}", fontsize=9)
-            ax.grid(alpha=0.3, which="both")
-            if i == len(shapes) - 1:
-                ax.set_xlabel("sparsity (%)")
-            if j == 0:
-                ax.set_ylabel("speedup over scipy")
-    bottom = _legend_below(fig, axes[0][0], ncol=min(3, len(batches) + 1))
-    fig.suptitle("spmm X @ W: speedup over scipy vs sparsity, per backend\n"
-                 "(solid: uniform, dashed: magnitude-pruned)", fontsize=10)
-    fig.tight_layout(rect=(0, bottom, 1, 0.94))
-    fig.savefig(path, dpi=110)
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
     return path
 
 
-def _select_for_peers(rs: list[dict[str, Any]], suite: str) -> list[str]:
-    """Workload ids to show: all, except the DNN grid, cut to one layer and three sparsities."""
-    ids = list(dict.fromkeys(r["workload_id"] for r in rs if r["workload"]["suite"] == suite))
-    if suite != "dnn":
-        return ids
-    keep = []
+def speedup_vs_sparsity(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
+    """DNN layers: speedup over scipy against sparsity, a panel per (shape, batch)."""
+    W, top = results["workloads"], max(results["options"]["threads"])
+    rs = [r for r in _main(results, top) if r["library"] == "spmm" and r["speedup_vs_scipy"]
+          and W[r["workload"]]["family"] == "dnn" and not W[r["workload"]]["format"]]
+    if not rs:
+        return None
+    shapes = sorted({tuple(W[r["workload"]]["shape"]) for r in rs})
+    batches = sorted({W[r["workload"]]["n"] for r in rs})
+    fig, axes = plt.subplots(len(shapes), len(batches), squeeze=False, sharey=True,
+                             figsize=(3.2 * len(batches), 2.6 * len(shapes) + 1))
+    lines: dict[tuple, list] = defaultdict(list)
     for r in rs:
-        wl = r["workload"]
-        if (wl["suite"] == "dnn" and tuple(wl["shape"]) == (1024, 4096)
-                and wl["pattern"] == "uniform" and wl["sparsity"] in (0.7, 0.9, 0.99)):
-            keep.append(r["workload_id"])
-    return list(dict.fromkeys(keep))
+        wl = W[r["workload"]]
+        lines[(tuple(wl["shape"]), wl["n"], r["label"], wl["pattern"])].append(
+            (wl["sparsity"] * 100, r["speedup_vs_scipy"]))
+    for (shape, n, label, pattern), points in sorted(lines.items()):
+        ax = axes[shapes.index(shape)][batches.index(n)]
+        ax.plot(*zip(*sorted(points), strict=True), STYLES.get(pattern, "-"), marker="o",
+                markersize=3, color=_color(label), label=f"{label}, {pattern}")
+    for (i, shape), (j, n) in ((a, b) for a in enumerate(shapes) for b in enumerate(batches)):
+        ax = axes[i][j]
+        ax.axhline(1, color="gray", lw=0.8)
+        ax.set(yscale="log", title=f"W {shape[0]}x{shape[1]}, batch {n}",
+               xlabel="sparsity (%)" if i == len(shapes) - 1 else "",
+               ylabel="speedup over scipy" if j == 0 else "")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize=6)
+    fig.suptitle(f"X @ W: spmm's speedup over scipy ({top} threads; serial at 1)")
+    return _save(fig, out / "speedup_vs_sparsity.png")
 
 
 def peers(results: dict[str, Any], plt: Any, out: Path) -> list[Path]:
-    """spmm against the peers, one figure per suite: GFLOP/s per workload."""
-    top = _top(results)
-    rs = [r for r in _ok(results) if _series(r, top)]
+    """One bar per library per workload, useful GFLOP/s, one figure per suite."""
+    W, top = results["workloads"], max(results["options"]["threads"])
+    rs = _main(results, top)
     written = []
-    for suite in dict.fromkeys(r["workload"]["suite"] for r in rs):
-        ids = _select_for_peers(rs, suite)
-        names = sorted({r["label"] for r in rs if r["workload_id"] in ids},
-                       key=lambda n: list(COLORS).index(n) if n in COLORS else 99)
-        cells = {(r["workload_id"], r["label"]): r for r in rs}
-        fig, ax = plt.subplots(figsize=(10, 1.2 + 0.16 * len(ids) * (len(names) + 1)))
-        height = 1 / (len(names) + 1)
-        for k, name in enumerate(names):
-            ys, xs = [], []
-            for i, wid in enumerate(ids):
-                if (wid, name) in cells:
-                    ys.append(i + k * height)
-                    xs.append(cells[(wid, name)]["gflops"])
-            threads = 1 if name in ("scipy", "spmm serial") else top
-            ax.barh(ys, xs, height=height, color=_color(name), label=f"{name} ({threads}t)")
-        ax.set_yticks([i + height * (len(names) - 1) / 2 for i in range(len(ids))])
-        ax.set_yticklabels([workload_name(cells[next(k for k in cells if k[0] == wid)]
-                                          ["workload"]) for wid in ids], fontsize=7)
+    for suite in dict.fromkeys(W[r["workload"]]["suite"] for r in rs):
+        ids = [w for w in dict.fromkeys(r["workload"] for r in rs) if W[w]["suite"] == suite]
+        if suite == "dnn":  # one layer at three sparsities; the report has every workload
+            ids = [w for w in ids if W[w]["shape"] == [1024, 4096] and W[w]["pattern"] ==
+                   "uniform" and W[w]["sparsity"] in (0.7, 0.9, 0.99)]
+        cells = {(r["workload"], r["label"]): r for r in rs if r["workload"] in ids}
+        labels = sorted({lab for _, lab in cells}, key=lambda s: list(COLORS).index(s)
+                        if s in COLORS else 99)
+        height = 1 / (len(labels) + 1)
+        fig, ax = plt.subplots(figsize=(10, 1.2 + 0.15 * len(ids) * (len(labels) + 1)))
+        for k, lab in enumerate(labels):
+            pts = [(i + k * height, cells[(w, lab)]["gflops"]) for i, w in enumerate(ids)
+                   if (w, lab) in cells]
+            ax.barh(*zip(*pts, strict=True), height=height, color=_color(lab), label=lab)
+        ax.set_yticks([i + height * (len(labels) - 1) / 2 for i in range(len(ids))],
+                      [name(W[w]) for w in ids], fontsize=7)
         ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("useful GFLOP/s (2 nnz n / s), log scale")
+        ax.set(xscale="log", xlabel="useful GFLOP/s (2 nnz n / s)",
+               title=f"{suite}: each library at its best form, {top} threads (serial at 1)")
         ax.grid(alpha=0.3, axis="x", which="both")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-        ax.set_title(f"{suite}: spmm vs peers, each library at its best form")
-        fig.tight_layout()
-        path = out / PEERS_FILE.format(suite=suite)
-        fig.savefig(path, dpi=110)
-        written.append(path)
+        written.append(_save(fig, out / f"peers_{suite}.png"))
     return written
 
 
-def thread_scaling(results: dict[str, Any], plt: Any, path: Path) -> Path | None:
-    """Useful GFLOP/s against threads, OpenMP against the thread pool."""
-    rs = [r for r in _ok(results) if _main_spmm(r) and r["backend"] != "serial"
-          and "scaling" in r["workload"]["tags"]]
-    ids = list(dict.fromkeys(r["workload_id"] for r in rs))
+def thread_scaling(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
+    """Useful GFLOP/s against threads per parallel backend (red x: disturbed)."""
+    W = results["workloads"]
+    rs = [r for r in results["measurements"] if views._ok(r) and r["library"] == "spmm"
+          and r["backend"] in ("openmp", "threads") and r["operand"] == "prepared"
+          and r["kernel"] == "auto" and not r["partition"] and not r["simd"]
+          and "scaling" in W[r["workload"]]["series"]]
+    ids = list(dict.fromkeys(r["workload"] for r in rs))
     if not ids or len({r["threads"] for r in rs}) < 2:
         return None
-    cpus = results["machine"]["cpus_used"]
     cols = min(3, len(ids))
-    rows = -(-len(ids) // cols)
-    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(4 * cols, 3 * rows + 0.4))
-    for ax, wid in zip(axes.flat, ids, strict=False):  # the grid may have spare axes
-        by_backend: dict[str, list] = defaultdict(list)
-        for r in rs:
-            if r["workload_id"] == wid:
-                by_backend[r["label"]].append((r["threads"], r["gflops"], r.get("disturbed")))
-        for name, points in sorted(by_backend.items()):
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                    color=_color(name), label=name)
-            for t, g, disturbed in points:
-                if disturbed:
-                    ax.plot(t, g, "x", color="red", markersize=9)
-        ax.axvline(cpus, color="gray", ls="--", lw=0.8)
-        ax.set_xticks(sorted({r["threads"] for r in rs}))
-        ax.set_title(workload_name(next(r for r in rs if r["workload_id"] == wid)["workload"]),
-                     fontsize=8)
-        ax.set_xlabel(f"threads (dashed: {cpus} CPUs; beyond: oversubscribed)")
-        ax.set_ylabel("useful GFLOP/s")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(-(-len(ids) // cols), cols, squeeze=False,
+                             figsize=(4 * cols, 3 * -(-len(ids) // cols) + 0.5))
+    for ax, wid in zip(axes.flat, ids, strict=False):
+        for lab in sorted({r["label"] for r in rs}):
+            pts = sorted((r["threads"], r["gflops"], r["disturbed"]) for r in rs
+                         if r["workload"] == wid and r["label"] == lab)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=_color(lab),
+                    label=lab)
+            ax.plot([p[0] for p in pts if p[2]], [p[1] for p in pts if p[2]], "x", color="red")
+        ax.axvline(results["machine"]["cpus_used"], color="gray", ls="--", lw=0.8)
+        ax.set(title=name(W[wid]), xlabel="threads (dashed: the CPUs)", ylim=(0, None),
+               ylabel="useful GFLOP/s")
+        ax.title.set_fontsize(8)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(ids):]:
         ax.set_visible(False)
-    fig.suptitle("Thread scaling: OpenMP vs std::thread pool backend (red x: disturbed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, out / "thread_scaling.png")
 
 
-def break_even(results: dict[str, Any], plt: Any, path: Path) -> Path | None:
-    """The lowest sparsity from which each library beats dense."""
-    shown = ("scipy", "spmm serial", "spmm openmp", "spmm threads", "torch", "mkl", "graphblas")
-    entries = [e for e in results["break_even"] if e["family"] == "dnn" and e["library"] in shown]
+def waterfall(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
+    """The kernel waterfall, one panel per ablation workload (at most four)."""
+    ab = results["views"]["ablation"]
+    rows = [r for r in ab["workloads"] if any(s["gflops"] for s in r["steps"])][:4]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, len(rows), squeeze=False, figsize=(4.5 * len(rows), 4.2))
+    for ax, row in zip(axes[0], rows, strict=True):
+        values = [s["gflops"] or 0 for s in row["steps"]]
+        ax.bar(range(len(values)), values, color="#4292c6")
+        for i, s in enumerate(row["steps"]):
+            text = f"{s['gflops']:.3g}" + (f"\nx{s['ratio_to_previous']:.2f}"
+                                           if s["ratio_to_previous"] else "") if s[
+                "gflops"] else s["status"]
+            ax.text(i, values[i], text, ha="center", va="bottom", fontsize=6)
+        ax.set_xticks(range(len(values)), [s["name"] for s in row["steps"]], rotation=35,
+                      ha="right", fontsize=7)
+        ax.set(ylabel="useful GFLOP/s (1 thread)", ylim=(0, max(values) * 1.25 or 1))
+        ax.set_title(name(results["workloads"][row["workload"]]), fontsize=8)
+    fig.suptitle("Kernel ablation: each step changes one thing (x: factor over the previous)")
+    return _save(fig, out / "kernel_waterfall.png")
+
+
+def break_even(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
+    """The lowest sparsity from which each library beats dense, against the batch."""
+    entries = [e for e in results["views"]["break_even"] if len(e["sparsities"]) > 1]
     if not entries:
         return None
-    shapes = sorted({tuple(e["shape"]) for e in entries})
-    threads = sorted({e["threads"] for e in entries})
-    fig, axes = plt.subplots(len(threads), len(shapes), squeeze=False, sharey=True,
-                             figsize=(max(6.0, 4 * len(shapes)), 3.2 * len(threads) + 0.8))
-    ceiling = max(max(e["sparsities"]) for e in entries) * 100
+    panels = sorted({(tuple(e["shape"]), e["threads"]) for e in entries})
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, sharey=True,
+                             figsize=(4 * len(panels), 3.6))
+    top = max(max(e["sparsities"]) for e in entries) * 100 + 1.5
     lines: dict[tuple, list] = defaultdict(list)
     for e in entries:
         s = e["break_even_sparsity"]
-        y = ceiling + 1.5 if s is None else s * 100
         lines[(tuple(e["shape"]), e["threads"], e["library"], e["pattern"])].append(
-            (e["batch"], y, s is None, e["at_or_below"]))
-    for (shape, t, name, pattern), points in sorted(lines.items()):
-        ax = axes[threads.index(t)][shapes.index(shape)]
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points],
-                PATTERN_STYLES.get(pattern, "-"), color=_color(name), label=f"{name}, {pattern}")
-        for b, y, never, below in points:
-            ax.plot(b, y, "x" if never else ("v" if below else "o"), color=_color(name),
-                    markersize=5)
-    batches = sorted({e["batch"] for e in entries})
-    for i, t in enumerate(threads):
-        for j, shape in enumerate(shapes):
-            ax = axes[i][j]
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(batches)
-            ax.set_xticklabels([str(b) for b in batches])
-            ax.axhline(ceiling + 1.5, color="gray", lw=0.6, ls=":")
-            ax.set_title(f"W {shape[0]}x{shape[1]}, {t} thread{'s' * (t > 1)}", fontsize=9)
-            ax.set_xlabel("batch")
-            if j == 0:
-                ax.set_ylabel("break-even sparsity (%)")
-            ax.grid(alpha=0.3)
-    bottom = _legend_below(fig, axes[0][0], ncol=max(2, min(4, len(shapes) + 1)))
-    fig.suptitle("Break-even sparsity: the lowest from which each library beats dense\n"
-                 "(x: never, v: already at the lowest measured sparsity)", fontsize=10)
-    fig.tight_layout(rect=(0, bottom, 1, 0.93))
-    fig.savefig(path, dpi=110)
-    return path
+            (e["batch"], top if s is None else s * 100))
+    for (shape, t, lib, pattern), pts in sorted(lines.items()):
+        ax = axes[0][panels.index((shape, t))]
+        ax.plot(*zip(*sorted(pts), strict=True), STYLES.get(pattern, "-"), marker="o",
+                color=_color(lib), label=f"{lib}, {pattern}")
+    for ax, (shape, t) in zip(axes[0], panels, strict=True):
+        ax.set(xscale="log", xlabel="batch", title=f"W {shape[0]}x{shape[1]}, {t} thread(s)")
+        ax.axhline(top, color="gray", ls=":", lw=0.6)
+    axes[0][0].set_ylabel("break-even sparsity (%); top line: never")
+    axes[0][-1].legend(fontsize=6)
+    return _save(fig, out / "break_even.png")
 
 
-def roofline(results: dict[str, Any], plt: Any, path: Path) -> Path | None:
-    """Every sparse measurement against the measured ceilings."""
+def roofline(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
+    """Every sparse point of the first dtype under the ceilings measured in the run, and the
+    waterfall's steps of the first ablation workload joined in order."""
     import numpy as np
 
-    measured = results["machine"].get("measured") or {}
-    # Points at a forced instruction set are the ablation's: the right-hand panel has them.
-    rs = [r for r in _ok(results) if r.get("arithmetic_intensity")
-          and r.get("variant") in ("call", "prepared") and not r.get("simd")]
-    if not measured or not rs:
+    dtype, ceilings = results["options"]["dtypes"][0], results["machine"]["ceilings"]
+    W = results["workloads"]
+    rs = [r for r in results["measurements"] if r.get("arithmetic_intensity")
+          and W[r["workload"]]["dtype"] == dtype and not r["simd"]]
+    if not rs:
         return None
-    dtypes = results["options"]["dtypes"]
-    counts = sorted(int(t) for t in measured)
-    shown_threads = sorted({counts[0], counts[-1]})
-    fig, (ax, steps_ax) = plt.subplots(1, 2, figsize=(14, 5.5),
-                                       gridspec_kw={"width_ratios": [8, 6]})
-    if not plots_kernels.roofline_steps(results, steps_ax, measured[str(counts[0])], dtypes[0]):
-        steps_ax.set_visible(False)
-    intensities = [r["arithmetic_intensity"] for r in rs]
-    x = np.logspace(np.log10(min(intensities) / 2), np.log10(max(max(intensities) * 4, 100)), 200)
-    for t in shown_threads:
-        c = measured[str(t)]
-        for dtype in dtypes[:1]:
-            peak = c["peak_gflops"][dtype]
-            ax.plot(x, np.minimum(peak, x * c["bandwidth_gbs"]), color="black",
-                    ls="-" if t == counts[0] else "--", lw=1,
-                    label=f"roofline {t}t: {c['bandwidth_gbs']:.0f} GB/s, {peak:.0f} GFLOP/s "
-                          f"{dtype}")
-    markers = {t: m for t, m in zip(shown_threads, ("o", "^"), strict=False)}
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    x = np.logspace(np.log10(min(r["arithmetic_intensity"] for r in rs) / 2), 2.5, 200)
+    for t in dict.fromkeys([min(ceilings, key=int), max(ceilings, key=int)]):
+        c = ceilings[t]
+        peak = c["peak_gflops"][dtype]
+        ax.plot(x, np.minimum(peak, x * c["bandwidth_gbs"]), "k", lw=1,
+                ls="-" if t == min(ceilings, key=int) else "--",
+                label=f"{t} thread(s): {c['bandwidth_gbs']:.0f} GB/s, {peak:.0f} GFLOP/s")
     seen = set()
     for r in rs:
-        if r["threads"] not in markers or r["dtype"] != dtypes[0]:
-            continue
-        name = " ".join(r["label"].split()[:2]) if r["library"] == "spmm" else r["label"]
-        key = (name, r["threads"])
-        ax.scatter(r["arithmetic_intensity"], r["gflops"], s=12, alpha=0.6,
-                   color=_color(name), marker=markers[r["threads"]],
-                   label=f"{name} {r['threads']}t" if key not in seen else None)
-        seen.add(key)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (useful flops / minimal bytes)")
-    ax.set_ylabel("useful GFLOP/s")
-    ax.set_title(f"Roofline ({dtypes[0]}): ceilings measured by this run")
+        base = " ".join(r["label"].split()[:2]) if r["backend"] else r["label"]
+        ax.scatter(r["arithmetic_intensity"], r["gflops"], s=10, alpha=0.6,
+                   color=_color(base if base in COLORS else f"{base} prepared"),
+                   label=base if base not in seen else None)
+        seen.add(base)
+    steps = next((row for row in results["views"]["ablation"]["workloads"]
+                  if W[row["workload"]]["dtype"] == dtype), None)
+    if steps:
+        pts = [(s["arithmetic_intensity"], s["gflops"], s["name"]) for s in steps["steps"]
+               if s["gflops"] and s["arithmetic_intensity"]]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#08306b", ms=3,
+                label=f"waterfall: {name(W[steps['workload']])}")
+        for i, p in enumerate(pts):
+            ax.annotate(str(i + 1), p[:2], fontsize=6, xytext=(4, -2),
+                        textcoords="offset points")
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (useful flops / minimal "
+           "bytes)", ylabel="useful GFLOP/s", title=f"Roofline ({dtype}), ceilings measured "
+           "in this run")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, out / "roofline.png")
+
+
+def formats(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
+    """spmm's default call against scipy, and against the prepared CSR, per format."""
+    rows = [r for r in results["views"]["formats"] if r["spmm_seconds"]]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    cats = sorted({(r["kind"], r["format"]) for r in rows})
+    threads = sorted({r["threads"] for r in rows})
+    for ax, (num, den, goal, title) in zip(axes, (
+            ("scipy_seconds", "spmm_seconds", 1.0, "spmm's speed over scipy's (higher: faster)"),
+            ("spmm_seconds", "prepared_seconds", 1.25,
+             "default call's time over the prepared CSR's")), strict=True):
+        for k, t in enumerate(threads):
+            pts = [(cats.index((r["kind"], r["format"])) + 0.15 * k, r[num] / r[den])
+                   for r in rows if r["threads"] == t and r[num] and r[den]]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), s=14, label=f"{t} thread(s)")
+        ax.axhline(goal, color="gray", lw=0.8)
+        ax.set_xticks(range(len(cats)), [f"{'X @ W' if k == 'xw' else 'A @ B'}\n{f}"
+                                         for k, f in cats], fontsize=8)
+        ax.set(yscale="log", title=title)
+        ax.grid(alpha=0.3, axis="y", which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("spmm.multiply on the scipy object a user holds (every n and dtype)")
+    return _save(fig, out / "formats.png")
 
 
 def write_all(results: dict[str, Any], out: Path) -> list[Path]:
-    """Every plot the run has data for, into ``out``; a note in ``results`` if none can be."""
+    """Every plot the run has data for; a note in ``results`` when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        results["notes"].append("plots skipped: matplotlib is not installed "
-                                "(pip install matplotlib, or the bench extra)")
+        results["notes"].append("plots skipped: matplotlib is not installed")
         return []
     written: list[Path] = []
-    for name, draw in (("speedup", speedup_vs_sparsity), ("scaling", thread_scaling),
-                       ("waterfall", plots_kernels.waterfall),
-                       ("ablation", plots_kernels.kernel_ablation), ("break_even", break_even),
-                       ("roofline", roofline)):
+    for draw in (speedup_vs_sparsity, peers, thread_scaling, waterfall, break_even, roofline,
+                 formats):
         try:
-            path = draw(results, plt, out / FILES[name])
+            got = draw(results, plt, out)
         finally:
             plt.close("all")
-        if path is not None:
-            written.append(path)
-    try:
-        written[1:1] = peers(results, plt, out)
-    finally:
-        plt.close("all")
+        written += got if isinstance(got, list) else [got] if got else []
     return written

@@ -1,515 +1,447 @@
-"""Running a suite: operands, machine ceilings, one worker process per (library, threads),
-progress, re-measurement of disturbed points, derived figures.
+"""The runner: the measurement grid, one worker process per (library group, thread count),
+rounds, re-measurement of disturbed points.
 
-Several OpenMP runtimes in one process (spmm's libgomp, MKL's Intel runtime, PyTorch's own)
-oversubscribe or spin, and MKL obeys only thread limits set before its process starts
-(MEASURED.md). So each (library, thread count) group runs in a fresh Python process whose
-environment sets ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and
-``SPMM_NUM_THREADS`` and unsets ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (which make
-OpenBLAS pick a slower kernel here); the record of each worker keeps the BLAS kernel
-threadpoolctl saw. ``isolate=False`` runs every group in this process instead, for debugging
-and for the harness's tests, where the limits then rely on threadpoolctl alone.
+Several threading runtimes in one process (spmm's OpenMP, MKL's, PyTorch's, OpenBLAS's)
+oversubscribe or spin, and MKL obeys only thread limits set before its process starts. So each
+(library group, thread count) runs in a fresh process whose environment sets every runtime's
+thread count (``machine.THREAD_VARS``) and unsets ``machine.UNSET_VARS``; whether the limit held
+is checked afterwards from CPU time / wall time. The grid is measured in ``rounds`` passes, the
+group order rotating, and each point's samples from all passes are pooled, so a disturbance
+that lasts one pass moves no median. A point that still looks disturbed (:func:`disturbed`) is
+measured again in a fresh process, and marked if it stays so.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import (
-    ablation,
-    autocheck,
-    disturbance,
-    libraries,
-    machine,
-    metrics,
-    payoff,
-    plan,
-    suites,
-    targets,
-    worker,
-)
-from .progress import Progress
-from .store import Store, read_matrix_market
+from . import goals, machine, peers, suites, views, worker
+from .matrices import Store, read_matrix_market
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "SPMM_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-# Unset for benchmark processes only (never in tests or CI): OPENBLAS_CORETYPE=Haswell and
-# OPENBLAS_L2_SIZE, set on the 2-core VM, make numpy's 2-thread SGEMM 1.9x slower; SPMM_BACKEND
-# and SPMM_KERNEL would be overridden by the explicit keywords anyway.
-UNSET_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SPMM_BACKEND", "SPMM_KERNEL")
-
-# Keys every measurement has (None when it does not apply: a skipped point has no timing).
-RECORD_DEFAULTS = ("reason", "median", "min", "max", "samples", "loops", "cpu_wall_ratio",
-                   "first_call_seconds", "check", "kernel_used", "form_used", "simd_used",
-                   "layout_used", "block_used")
-
-# A worker silent for this long (one measurement takes seconds) is hung: it is killed and its
-# current case recorded as failed.
-CASE_TIMEOUT_SECONDS = 900.0
-
-# The workload parameters each measurement carries (the rest is under "workloads", by id).
-RECORD_WORKLOAD_KEYS = ("id", "suite", "kind", "family", "shape", "pattern", "sparsity",
-                        "actual_sparsity", "n", "nnz", "dtype", "tags", "path")
-
+BACKENDS = ("serial", "openmp", "threads")
+KERNELS = ("auto", "naive", "reordered", "tiled")
+PARTITIONS = ("rows", "nnz", "dynamic")
+SILENT_WORKER_SECONDS = 900.0  # a worker silent this long is hung: killed, its case failed
+# The auto check skips naive where a call takes seconds and cannot win: naive ran 4-6x slower
+# than tiled from 16 columns up (python bench/kernel_choice.py).
+NAIVE_MAX_FLOPS, NAIVE_MIN_WIDTH = 5e8, 64
+# Disturbed: below one busy core (another process had the CPU); above the thread limit (more
+# cores busy than allowed); the median far above the fastest sample (most samples slowed); more
+# threads much slower than fewer on a call too long for a parallel region's fixed cost.
+MIN_CPU_WALL, LIMIT_SLACK, MAX_MEDIAN_OVER_MIN = 0.75, 0.15, 1.3
+MAX_SLOWDOWN_WITH_MORE_THREADS, MIN_SECONDS_FOR_SLOWDOWN = 1.5, 2e-4
 BENCH_DIR = Path(__file__).resolve().parent.parent
-# The worker imports the harness from bench/ only; its working directory is the scratch
-# directory, so neither the repository root nor its uncompiled spmm/ is ever on its path.
+# A worker imports the harness from bench/ and runs in the scratch directory: neither the
+# repository root nor its uncompiled spmm/ is ever on its path.
 BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); "
              "from spmm_bench.worker import main; main(sys.argv[2])")
+CASE_KEYS = ("workload", "library", "threads", "backend", "kernel", "partition", "operand",
+             "simd", "label", "key", "group")
+
+
+@dataclass
+class Options:
+    """What to measure (from the command line)."""
+
+    suite: str | None = "quick"
+    threads: list[int] = field(default_factory=lambda: [1])
+    scaling_threads: list[int] = field(default_factory=list)
+    dtypes: list[str] = field(default_factory=lambda: ["float32"])
+    repeat: int = 9
+    rounds: int = 3
+    budget_seconds: float = 1.0
+    backends: list[str] = field(default_factory=lambda: list(BACKENDS))
+    kernels: list[str] = field(default_factory=lambda: ["auto"])
+    peers: list[str] = field(default_factory=lambda: list(suites.PEERS))
+    matrix: str | None = None
+    only: list[str] = field(default_factory=list)
+    isolate: bool = True
+    goals: str = str(BENCH_DIR / "goals.json")
+
+
+def _case(wl: suites.Workload, library: str, threads: int, backend: str | None = None,
+          kernel: str | None = None, partition: str | None = None, operand: str = "given",
+          simd: str | None = None) -> dict[str, Any]:
+    case = {"workload": wl.id, "library": library, "threads": threads, "backend": backend,
+            "kernel": kernel or ("auto" if backend else None), "partition": partition,
+            "operand": operand, "simd": simd}
+    case["label"] = suites.label(case)
+    case["key"] = f"{wl.id}|{case['label']}|{threads}"
+    case["group"] = f"spmm-{backend or 'default'}" if library == "spmm" else library
+    return case
+
+
+def plan(wl: suites.Workload, o: Options, backends: list[str], levels: list[str],
+         default_simd: str | None) -> list[dict[str, Any]]:
+    """Every measurement of ``wl``: scipy, then its series sets (see :mod:`suites`)."""
+    series, threads = set(wl.series), sorted(set(o.threads))
+    cases = [_case(wl, "scipy", 1)]  # serial: the reference, and the baseline at every count
+    if "peers" in series:
+        cases += [_case(wl, p, t) for p in wl.peers if p in o.peers for t in threads]
+
+    def spmm(backend: str | None, counts: list[int], **kw: Any) -> list[dict[str, Any]]:
+        return [_case(wl, "spmm", t, backend, **kw)
+                for t in ([1] if backend == "serial" else counts)]
+
+    def level(name: str) -> str | None:  # the process default is left alone (None)
+        return None if name == default_simd else name
+
+    single = "serial" if "serial" in backends else backends[0]
+    parallel = [b for b in backends if b != "serial"]
+    if "backends" in series:
+        kernels = dict.fromkeys([*o.kernels, *(["tiled"] if "layout" in series else [])])
+        cases += [c for b in backends for k in kernels
+                  for c in spmm(b, threads, kernel=k, operand="prepared")]
+    if "default" in series:
+        cases += (spmm(None, threads) + spmm(None, threads, operand="prepared")
+                  + spmm(None, threads[:1], operand="prepare"))
+    if "kernels" in series:
+        best = level(levels[-1]) if levels else None
+        cases += [c for k in KERNELS
+                  for c in spmm(single, [1], kernel=k, operand="prepared", simd=best)]
+    if "ablation" in series:
+        cases += [c for s in suites.ablation_steps(levels) for c in spmm(
+            single, [1], kernel=s["kernel"], operand=s["operand"], simd=level(s["simd"]))]
+    if "partition" in series and threads[-1] > 1:
+        cases += [c for b in parallel for p in PARTITIONS
+                  for c in spmm(b, threads[-1:], partition=p, operand="prepared")]
+    if "scaling" in series:
+        cases += [c for b in parallel for c in spmm(b, o.scaling_threads, operand="prepared")]
+    if "formats" in series:
+        cases += spmm(None, threads) + spmm(None, threads, operand="prepared-csr")
+    return list({c["key"]: c for c in cases}.values())
+
+
+def skip_reason(case: dict[str, Any], wl: suites.Workload,
+                missing: dict[str, str | None]) -> str | None:
+    """Why a case is not measured, decided before any worker starts."""
+    reason = missing[case["library"]] or peers.get(case["library"]).skip_reason(wl)
+    flops = 2 * math.prod(wl.matrix.shape) * (1 - wl.matrix.sparsity) * wl.n
+    if (not reason and case["kernel"] == "naive" and case["operand"] == "prepared"
+            and wl.n >= NAIVE_MIN_WIDTH and flops > NAIVE_MAX_FLOPS):
+        reason = (f"not measured: naive on {flops / 1e9:.2f} GFLOP at n = {wl.n} would take "
+                  f"seconds per call (skipped above {NAIVE_MAX_FLOPS / 1e9:g} GFLOP when "
+                  f"n >= {NAIVE_MIN_WIDTH})")
+    return reason
 
 
 def worker_env(threads: int) -> dict[str, str]:
     """The environment of a worker limited to ``threads`` threads."""
-    env = dict(os.environ)
-    for var in UNSET_VARS:
-        env.pop(var, None)
-    for var in THREAD_VARS:
-        env[var] = str(threads)
-    if "MKL_RT" not in env:
-        found = libraries.find_mkl_rt()
-        if found:
-            env["MKL_RT"] = found
+    env = {k: v for k, v in os.environ.items() if k not in machine.UNSET_VARS}
+    env.update(dict.fromkeys(machine.THREAD_VARS, str(threads)))
+    if "MKL_RT" not in env and peers.find_mkl_rt():
+        env["MKL_RT"] = peers.find_mkl_rt()
     return env
 
 
-class _Watchdog:
-    """Kills ``proc`` when :meth:`alive` has not been called for ``timeout`` seconds."""
+class Progress:
+    """A tqdm bar when tqdm is installed, else a plain line per group."""
 
-    def __init__(self, proc: subprocess.Popen, timeout: float) -> None:
-        self.proc, self.timeout = proc, timeout
-        self.last = time.monotonic()
-        self.fired = False
-        self._done = threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
+    def __init__(self, enabled: bool) -> None:
+        self.total = self.done = 0
+        self.enabled, self.bar = enabled, None
+        try:
+            from tqdm import tqdm
 
-    def alive(self) -> None:
-        """The worker just spoke: restart the countdown."""
-        self.last = time.monotonic()
+            self.bar = tqdm(total=0, unit="pt", dynamic_ncols=True) if enabled else None
+        except ImportError:
+            pass
 
-    def stop(self) -> None:
-        """The worker is done: stop watching."""
-        self._done.set()
+    def add(self, n: int) -> None:
+        self.total += n
+        if self.bar is not None:
+            self.bar.total = self.total
 
-    def _watch(self) -> None:
-        while not self._done.wait(min(10.0, self.timeout / 4)):
-            if time.monotonic() - self.last > self.timeout:
-                self.fired = True
-                self.proc.kill()
-                return
+    def step(self, text: str | None = None) -> None:
+        """One more point done, or (with ``text``) what runs now."""
+        self.done += text is None
+        if self.bar is not None:
+            self.bar.update(text is None)
+            if text:
+                self.bar.set_description(text)
+        elif self.enabled and text:
+            print(f"[{self.done}/{self.total}] {text}", file=sys.stderr, flush=True)
 
 
 class Runner:
-    """One run: holds the scratch store, the progress display and every record."""
+    """Launches the workers; holds the scratch directory, the workers' facts and the notes."""
 
-    def __init__(self, options: plan.Options, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.options = options
-        self.cpus = machine.cpu_count()
+    def __init__(self, options: Options, progress: bool) -> None:
+        self.options, self.cpus = options, machine.cpu_count()
         self.workdir = Path(tempfile.mkdtemp(prefix="spmm-bench-"))
-        self.store = Store(self.workdir)
-        self.show_progress = progress
-        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.progress = Progress(progress)
         self.workers: list[dict[str, Any]] = []
         self.notes: list[str] = []
-        self._jobs = 0
-        self.progress: Progress | None = None
 
-    # -- workers ---------------------------------------------------------------------------
-
-    def _run_job(self, job: dict[str, Any], on_record: Callable[[dict[str, Any]], None]) -> None:
-        """Run ``job`` in a fresh process (or inline), passing each record to ``on_record``.
-
-        A worker that dies (a peer crashing) costs only the case it was on: that case is
-        recorded as failed and a new process takes the remaining ones.
-        """
-        remaining = list(job["cases"])
-        seen: set[str] = set()
-
-        def receive(record: dict[str, Any]) -> None:
-            seen.add(record["key"])
-            on_record(record)
-
+    def run_job(self, job: dict[str, Any], receive: Callable[[dict[str, Any]], None]) -> None:
+        """Run ``job`` in a fresh process (or here, without isolation). A worker that dies
+        costs only its current case: that one fails, a new process takes the rest."""
         if not self.options.isolate:
             import threadpoolctl
 
             with threadpoolctl.threadpool_limits(limits=job["threads"]):
-                info = worker.run_job(job, receive)
-            self.workers.append({**info, "isolated": False})
+                self.workers.append({**worker.run_job(job, receive), "isolated": False})
             return
-        while True:
-            self._jobs += 1
-            path = self.workdir / f"job-{self._jobs}.json"
-            log_path = self.workdir / f"job-{self._jobs}.log"
+        remaining = job["cases"]
+        while remaining:
+            path = self.workdir / f"job{len(self.workers)}.json"
             path.write_text(json.dumps({**job, "cases": remaining}))
-            info: dict[str, Any] = {}
-            started = time.perf_counter()
-            with open(log_path, "w") as log, subprocess.Popen(
+            seen, info, started = set(), {}, time.perf_counter()
+            with open(path.with_suffix(".log"), "w") as log, subprocess.Popen(
                     [sys.executable, "-X", "faulthandler", "-c", BOOTSTRAP, str(BENCH_DIR),
-                     str(path)],
-                    cwd=self.workdir, env=worker_env(job["threads"]), stdout=subprocess.PIPE,
-                    stderr=log, text=True) as proc:
-                assert proc.stdout is not None
-                watchdog = _Watchdog(proc, CASE_TIMEOUT_SECONDS)
-                for line in proc.stdout:
-                    watchdog.alive()
-                    if line.startswith(worker.RECORD_PREFIX):
-                        receive(json.loads(line[len(worker.RECORD_PREFIX):]))
-                    elif line.startswith(worker.INFO_PREFIX):
-                        info = json.loads(line[len(worker.INFO_PREFIX):])
+                     str(path)], cwd=self.workdir, env=worker_env(job["threads"]),
+                    stdout=subprocess.PIPE, stderr=log, text=True) as proc:
+                kill = threading.Timer(SILENT_WORKER_SECONDS, proc.kill)
+                kill.start()
+                for line in proc.stdout or ():
+                    kill.cancel()
+                    kill = threading.Timer(SILENT_WORKER_SECONDS, proc.kill)
+                    kill.start()
+                    if line.startswith(worker.RECORD):
+                        record = json.loads(line[len(worker.RECORD):])
+                        seen.add(record["key"])
+                        receive(record)
+                    elif line.startswith(worker.INFO):
+                        info = json.loads(line[len(worker.INFO):])
+                kill.cancel()
                 code = proc.wait()
-                watchdog.stop()
-                if watchdog.fired:
-                    print(f"killed after {CASE_TIMEOUT_SECONDS:.0f} s without a result",
-                          file=log)
-            info.update({"isolated": True, "exit_code": code,
-                         "wall_seconds": time.perf_counter() - started})
-            self.workers.append(info)
+            self.workers.append({**info, "group": job["group"], "threads": job["threads"],
+                                 "isolated": True, "exit_code": code,
+                                 "wall_seconds": time.perf_counter() - started})
             remaining = [c for c in remaining if c["key"] not in seen]
-            if code == 0 or not remaining:
-                if code != 0:
-                    self.notes.append(f"worker {job['group']} t={job['threads']} exited with "
-                                      f"code {code} after its last record")
-                return
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-            crashed = remaining.pop(0)
-            receive({"key": crashed["key"], "status": "failed",
-                     "reason": f"worker process died (exit code {code}) on this case: "
-                               + " | ".join(tail)})
-            if not remaining:
-                return
+            if remaining:
+                tail = path.with_suffix(".log").read_text(errors="replace").splitlines()[-3:]
+                receive({"key": remaining.pop(0)["key"], "status": "failed",
+                         "reason": f"worker died (exit code {code}): {' | '.join(tail)}"})
 
-    # -- phases ----------------------------------------------------------------------------
-
-    def measure_machine(self, dtypes: list[str], size: str) -> tuple[dict[int, dict], dict]:
-        """Bandwidth and GEMM peak for each thread count up to the CPUs; spmm's config.
-
-        A thread count whose figures look disturbed is measured once more in a fresh process
-        and the better figures kept (ceilings are maxima); if still disturbed, it is marked.
-        """
-        counts = sorted({1, *(t for t in self.options.threads + self.options.scaling_threads
-                              if t <= self.cpus)})
-        ceilings: dict[int, dict[str, Any]] = {}
-        facts: dict[str, Any] = {}
+    def ceilings(self, counts: list[int], dtypes: list[str]) -> tuple[dict[int, dict], dict]:
+        """The ceilings at each thread count (a suspicious one measured twice, the best kept)
+        and the facts of the first machine worker (spmm's configuration)."""
+        found: dict[int, dict[str, Any]] = {}
 
         def measure(t: int) -> dict[str, Any]:
-            assert self.progress is not None
-            self.progress.describe(f"machine t={t}")
-            job = {"group": "machine", "library": "machine", "threads": t, "dtypes": dtypes,
-                   "size": size, "spmm_config": t == 1, "cases": [{"key": "machine"}],
-                   "workdir": str(self.workdir)}
             got: dict[str, Any] = {}
-
-            def keep(record: dict[str, Any]) -> None:
-                got.update(record)
-                self.progress.update()
-
-            self._run_job(job, keep)
+            self.progress.step(f"machine t={t}")
+            self.run_job({"group": "machine", "library": "machine", "threads": t,
+                          "dtypes": dtypes, "tiny": self.options.suite == "tiny",
+                          "cases": [{"key": "machine"}]}, got.update)
             return got
 
         for t in counts:
-            ceilings[t] = measure(t)
-            if t == 1 and self.workers:
-                facts = self.workers[-1]
-        suspicious = machine.disturbed_reasons(ceilings)
-        if suspicious:
-            assert self.progress is not None
-            self.progress.add_total(len(suspicious))
-            for t in suspicious:
-                ceilings[t] = {**machine.best_of(ceilings[t], measure(t)), "remeasured": True,
-                               "first_attempt_reasons": suspicious[t]}
-            still = machine.disturbed_reasons(ceilings)
-            for t in ceilings:
-                ceilings[t]["disturbed_reasons"] = still.get(t, [])
-                ceilings[t]["disturbed"] = t in still
-        return ceilings, facts
+            found[t] = measure(t)
+            fewer = [c for c in counts if c < t]
+            if found[t]["disturbed"] or (fewer and any(
+                    v < found[fewer[-1]]["peak_gflops"][d]
+                    for d, v in found[t]["peak_gflops"].items())):
+                found[t] = {**machine.best_of(found[t], measure(t)), "remeasured": True}
+        return found, next(w for w in self.workers if w["group"] == "machine")
 
-    def run_cases(self, cases: list[dict[str, Any]], workloads: dict[str, suites.Workload],
-                  records: dict[str, dict[str, Any]], attempt: int = 1) -> None:
-        """Measure ``cases`` group by group; merge each result into ``records``."""
-        by_key = {c["key"]: c for c in cases}
-        for group, threads, group_cases in plan.groups(cases):
-            assert self.progress is not None
-            self.progress.describe(f"{group} t={threads}")
-            library = group.split("-")[0] if group.startswith("spmm-") else group
-            job = {"group": group, "library": library, "threads": threads,
-                   "workdir": str(self.workdir), "repeat": self.options.repeat,
-                   "budget_seconds": self.options.budget_seconds, "cases": group_cases,
-                   "workloads": {c["workload"]: worker.workload_to_dict(workloads[c["workload"]])
-                                 for c in group_cases}}
+    def measure(self, cases: list[dict[str, Any]], workloads: dict[str, suites.Workload],
+                records: dict[str, dict[str, Any]], rounds: int, samples: int,
+                min_samples: int) -> None:
+        """Measure ``cases`` in ``rounds`` passes over their groups, scipy's first (its
+        results are the references); pool each point's samples into ``records``."""
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for c in cases:
+            groups.setdefault((c["group"], c["threads"]), []).append(c)
+        order = sorted(groups, key=lambda g: (g[0] != "scipy", g))
 
-            def on_record(record: dict[str, Any]) -> None:
-                case = by_key[record["key"]]
-                records[record["key"]] = {**case, **record, "attempt": attempt}
-                self.progress.update()
+        def receive(record: dict[str, Any]) -> None:
+            _pool(records[record["key"]], record)
+            self.progress.step()
 
-            self._run_job(job, on_record)
-
-    def close(self) -> None:
-        """Remove the scratch directory."""
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        for r in range(rounds):
+            for group, threads in order[r % len(order):] + order[:r % len(order)]:
+                members = groups[(group, threads)]
+                self.progress.step(f"round {r + 1}/{rounds} {group} t={threads}")
+                self.run_job({"group": group, "library": members[0]["library"],
+                              "threads": threads, "workdir": str(self.workdir),
+                              "samples": samples, "min_samples": min_samples,
+                              "budget": self.options.budget_seconds / rounds, "cases": members,
+                              "workloads": {c["workload"]: workloads[c["workload"]].describe()
+                                            for c in members}}, receive)
 
 
-def _blas_libraries(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The BLAS libraries threadpoolctl saw in the workers (kernel included), and where."""
-    found: dict[tuple, dict[str, Any]] = {}
-    for w in workers:
-        for pool in w.get("threadpool_info") or []:
-            if pool.get("user_api") != "blas":
-                continue
-            key = tuple(pool.get(k) for k in ("internal_api", "version", "architecture",
-                                                "filepath"))
-            entry = found.setdefault(key, {**{k: pool.get(k) for k in (
-                "internal_api", "version", "architecture", "threading_layer", "filepath")},
-                "seen_in": []})
-            entry["seen_in"].append(f"{w.get('group')} t={w.get('threads')}")
-    return list(found.values())
+def _pool(into: dict[str, Any], record: dict[str, Any]) -> None:
+    """Add one pass's record of a point to its pooled record (a failure anywhere fails it)."""
+    if into["status"] != "ok":
+        return
+    samples = record.pop("samples", None) or []
+    for key in ("cpu_seconds", "wall_seconds"):
+        into[key] = into.get(key, 0.0) + record.pop(key, 0.0)
+    into.update(record)
+    into["samples"] = into.get("samples", []) + samples
+    if samples:
+        into["round_medians"] = [*into.get("round_medians", []), statistics.median(samples)]
 
 
-def _skipped(case: dict[str, Any], reason: str) -> dict[str, Any]:
-    return {**case, "status": "skipped", "reason": reason, "attempt": 0}
+def _summarize(r: dict[str, Any]) -> None:
+    """Median, min, max and CPU/wall of a pooled record, and whether its limit held."""
+    if r["status"] == "ok" and r.get("samples"):
+        s = r["samples"]
+        r.update(median=statistics.median(s), min=min(s), max=max(s))
+        r["cpu_wall_ratio"] = r["cpu_seconds"] / r["wall_seconds"] if r["wall_seconds"] else None
+        r["thread_limit_ok"] = r["cpu_wall_ratio"] is None or (
+            r["cpu_wall_ratio"] <= r["threads"] * (1 + LIMIT_SLACK) + LIMIT_SLACK)
 
 
-def run(options: plan.Options, progress: bool = True,
-        log: Callable[[str], None] | None = None,
+def disturbed(records: list[dict[str, Any]], cpus: int) -> dict[str, list[str]]:
+    """Every disturbed point (by key) with its reasons."""
+    found: dict[str, list[str]] = {}
+    by_config: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["status"] != "ok" or r.get("median") is None:
+            continue
+        ratio, reasons = r.get("cpu_wall_ratio"), []
+        if ratio is not None and ratio < MIN_CPU_WALL:
+            reasons.append(f"cpu/wall {ratio:.2f} < {MIN_CPU_WALL}: another process had the CPU")
+        if r.get("thread_limit_ok") is False:
+            reasons.append(f"cpu/wall {ratio:.2f} above the limit of {r['threads']} threads")
+        if len(r["samples"]) >= 3 and r["median"] > MAX_MEDIAN_OVER_MIN * r["min"]:
+            reasons.append(f"median {r['median'] / r['min']:.2f}x the minimum: most samples slowed")
+        if reasons:
+            found[r["key"]] = reasons
+        if r["operand"] != "prepare" and r["threads"] <= cpus:
+            by_config.setdefault((r["workload"], r["label"]), []).append(r)
+    for group in by_config.values():
+        for more in group:
+            for fewer in (f for f in group if f["threads"] < more["threads"]):
+                slowdown = more["median"] / fewer["median"]
+                if (slowdown > MAX_SLOWDOWN_WITH_MORE_THREADS
+                        and more["median"] > MIN_SECONDS_FOR_SLOWDOWN):
+                    found.setdefault(more["key"], []).append(
+                        f"{slowdown:.1f}x slower with {more['threads']} threads than with "
+                        f"{fewer['threads']}")
+    return found
+
+
+def run(options: Options, progress: bool = True, log: Callable[[str], None] | None = None,
         command: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark described by ``options``; return every result as one dict.
-
-    Parameters
-    ----------
-    options : plan.Options
-        Suite, thread counts, dtypes, repeats, backends, kernels, peers.
-    progress : bool
-        Show a progress bar (or plain progress lines without tqdm) on stderr.
-    log : callable, optional
-        Where status lines go (default: stderr).
-    command : list of str, optional
-        The command line, recorded in the results.
-
-    Returns
-    -------
-    dict
-        ``machine``, ``libraries``, ``workers``, ``workloads``, ``measurements``,
-        ``break_even``, ``notes`` and the run's ``options``: what ``results.json`` holds.
-    """
-    started = datetime.datetime.now(datetime.timezone.utc)
-    t0 = time.perf_counter()
-    runner = Runner(options, progress=progress, log=log)
+    """Run the benchmark ``options`` describe; return everything ``results.json`` holds."""
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    runner = Runner(options, progress)
     try:
-        return _run(runner, options, started, t0, command)
+        results = _run(runner, options, log)
     finally:
-        if runner.progress is not None:
-            runner.progress.close()
-        runner.close()
+        if runner.progress.bar is not None:
+            runner.progress.bar.close()
+        shutil.rmtree(runner.workdir, ignore_errors=True)
+    results.update(command=command, started=started.isoformat(timespec="seconds"),
+                   duration_seconds=time.perf_counter() - t0)
+    return results
 
 
-def _workloads(options: plan.Options) -> list[suites.Workload]:
-    """The suite's workloads, the Matrix Market file's, filtered by ``--only``."""
-    workloads = suites.workloads(options.suite, options.dtypes) if options.suite else []
-    if options.matrix:
-        a = read_matrix_market(options.matrix)
-        sparsity = 1 - a.nnz / (a.shape[0] * a.shape[1])
-        workloads += suites.file_workloads(str(Path(options.matrix).resolve()), a.shape,
-                                           sparsity, options.dtypes)
-    if options.only:
-        workloads = [wl for wl in workloads if any(text in wl.id for text in options.only)]
-        if not workloads:
-            raise ValueError(f"--only {','.join(options.only)} matches no workload of the suite")
-    return workloads
-
-
-def _library_info(options: plan.Options) -> dict[str, dict[str, Any]]:
-    """Each library's status (available, or skipped with the reason) and forms, decided
-    without importing it in this process."""
-    info: dict[str, dict[str, Any]] = {}
-    for name in ["scipy", "spmm", *options.peers]:
-        lib = libraries.get(name)
-        reason = libraries.not_installed_reason(lib)
-        info[name] = {"status": "skipped" if reason else "available", "reason": reason,
-                      "forms": dict(lib.forms),
-                      **({"variants": dict(lib.variants)} if name == "spmm" else {})}
-    return info
-
-
-def _case_of(record: dict[str, Any]) -> dict[str, Any]:
-    """The case a record measured, to measure it again."""
-    return {k: record[k] for k in ("workload", "library", "threads", "backend", "kernel",
-                                   "partition", "variant", "simd", "auto_check",
-                                   "budget_seconds", "key", "group")
-            if k in record}
-
-
-def _recheck_auto(runner: Runner, records: dict[str, dict[str, Any]],
-                  by_id: dict[str, suites.Workload],
-                  finished: Callable[[], list[dict[str, Any]]],
-                  check: dict[str, Any]) -> int:
-    """Measure ``auto`` and the fastest kernel once more, in a fresh process, on every
-    workload the ``auto`` check flags, so that one slowed sample series cannot make the flag;
-    the second figures replace the first (kept as ``auto_check_first``). Returns how many
-    workloads were re-checked."""
-    summary = autocheck.summarize(finished(), check["level"], check["simd"], check["backend"])
-    flagged = [row for row in summary["rows"] if row["flagged"]]
-    if not flagged:
-        return 0
-    keys = [row["keys"][name] for row in flagged for name in ("auto", row["fastest"])]
-    runner.log(f"re-checking auto on {len(flagged)} flagged workloads in a fresh process")
-    first = {key: records[key].get("median") for key in keys}
-    assert runner.progress is not None
-    runner.progress.add_total(len(keys))
-    runner.run_cases([_case_of(records[key]) for key in keys], by_id, records, attempt=3)
-    for key, median in first.items():
-        records[key]["auto_check_first"] = {"median": median}
-    return len(flagged)
-
-
-def _remeasure_disturbed(runner: Runner, records: dict[str, dict[str, Any]],
-                         by_id: dict[str, suites.Workload],
-                         finished: Callable[[], list[dict[str, Any]]]) -> dict[str, list[str]]:
-    """Re-measure every disturbed point once, each group in a fresh process; return the
-    points still disturbed afterwards (with their reasons)."""
-    found = disturbance.find(finished(), runner.cpus)
+def _workloads(o: Options) -> dict[str, suites.Workload]:
+    found = suites.workloads(o.suite, o.dtypes) if o.suite else []
+    if o.matrix:
+        a = read_matrix_market(o.matrix)
+        found += suites.file_workloads(str(Path(o.matrix).resolve()), a.shape,
+                                       1 - a.nnz / (a.shape[0] * a.shape[1]), o.dtypes)
+    found = [wl for wl in found if not o.only or any(text in wl.id for text in o.only)]
     if not found:
-        return {}
-    runner.log(f"re-measuring {len(found)} disturbed points in fresh processes")
-    first = {key: {"median": records[key].get("median"), "reasons": reasons}
-             for key, reasons in found.items()}
-    retry = [_case_of(records[key]) for key in found]
-    assert runner.progress is not None
-    runner.progress.add_total(len(retry))
-    runner.run_cases(retry, by_id, records, attempt=2)
-    for key, summary in first.items():
-        records[key]["first_attempt"] = summary
-        records[key]["remeasured"] = True
-    # Marked even when only a comparison with a re-measured point flags it now.
-    return disturbance.find(finished(), runner.cpus)
+        raise ValueError(f"--only {','.join(o.only)} matches no workload of the suite")
+    return {wl.id: wl for wl in found}
 
 
-def _run(runner: Runner, options: plan.Options, started: datetime.datetime,
-         t0: float, command: list[str] | None) -> dict[str, Any]:
-    workloads = _workloads(options)
-    by_id = {wl.id: wl for wl in workloads}
-    runner.log(f"spmm bench: {len(workloads)} workloads ({options.suite or 'matrix file'}), "
-               f"threads {options.threads}, dtypes {options.dtypes}; scratch {runner.workdir}")
-    facts = runner.store.prepare(workloads, on_matrix=lambda mid: runner.log(f"  generating {mid}"))
-    library_info = _library_info(options)
-
-    size = "tiny" if options.suite == "tiny" else "full"
-    machine_runs = len({1, *(t for t in options.threads + options.scaling_threads
-                             if t <= runner.cpus)})
-    runner.progress = Progress(machine_runs, enabled=runner.show_progress)
-    ceilings, spmm_facts = runner.measure_machine(options.dtypes, size)
-    available = spmm_facts.get("spmm_backends")
-    if available is None:
-        available = list(options.backends)
-        runner.notes.append(f"could not read spmm's backends: {spmm_facts.get('spmm_error')}")
-    backends = [b for b in options.backends if b in available]
-    for b in options.backends:
-        if b not in available:
-            runner.notes.append(f"backend {b!r} is not in this build of spmm ({available})")
-
-    simd_levels, default_simd = _simd_levels(spmm_facts)
-    records: dict[str, dict[str, Any]] = {}
-    to_run = []
-    for wl in workloads:
-        for case in plan.cases_for(wl, options, backends, simd_levels, default_simd):
-            info = library_info[case["library"]]
-            reason = (info["reason"] or libraries.get(case["library"]).skip_reason(wl)
-                      or autocheck.skip_reason(case, wl))
-            if reason:
-                records[case["key"]] = _skipped(case, reason)
-            else:
-                to_run.append(case)
-    runner.progress.add_total(len(to_run))
-    runner.run_cases(to_run, by_id, records)
-
-    def finished() -> list[dict[str, Any]]:
-        """Copies of the records with their workload's parameters filled in."""
-        out = []
-        for r in records.values():
-            wl = by_id[r["workload"]]
-            full = {**wl.describe(), **facts[wl.matrix.id]}
-            out.append({**dict.fromkeys(RECORD_DEFAULTS), **r, "workload_id": wl.id,
-                        "dtype": wl.dtype,
-                        "workload": {k: full[k] for k in RECORD_WORKLOAD_KEYS if k in full}})
-        return out
-
-    still = _remeasure_disturbed(runner, records, by_id, finished)
-    single = plan.one_thread_backend(backends) if backends else "serial"
-    best = simd_levels[-1] if simd_levels else default_simd
-    check = {"level": best, "simd": ablation.case_value(best, default_simd) if best else None,
-             "backend": single}
-    if _recheck_auto(runner, records, by_id, finished, check):
-        still = disturbance.find(finished(), runner.cpus)  # the re-checked points changed
-    order = {wid: i for i, wid in enumerate(by_id)}
-    # Records arrive group by group; the JSON and every table list them in suite order.
-    measurements = sorted(finished(), key=lambda r: order[r["workload_id"]])
-    for r in measurements:
-        r.setdefault("remeasured", False)
-        r["disturbed"] = r["key"] in still
-        r["disturbed_reasons"] = still.get(r["key"], [])
-        r["thread_limit_ok"] = disturbance.thread_limit_ok(r) if r["status"] == "ok" else None
-    all_workloads = {wid: {**wl.describe(), **facts[wl.matrix.id]} for wid, wl in by_id.items()}
-    metrics.enrich(measurements, ceilings, runner.cpus, all_workloads)
-
-    for info in runner.workers:
-        group = info["group"]
-        library = group.split("-")[0] if group.startswith("spmm-") else group
-        for name, version in (info.get("versions") or {}).items():
-            library_info.setdefault(library, {}).setdefault("versions", {})[name] = version
-    for name, info in library_info.items():
-        loaded = [r for r in measurements if r["library"] == name]
-        if info["status"] == "available" and loaded and all(
-                r["status"] == "skipped" for r in loaded):
-            info["status"], info["reason"] = "skipped", loaded[0]["reason"]
-
-    description = machine.describe()
-    description["measured"] = {str(t): c for t, c in sorted(ceilings.items())}
-    description["blas"] = _blas_libraries(runner.workers)
-    overridden = [v for v in UNSET_VARS if v in os.environ]
-    if overridden:
-        runner.notes.append(f"{', '.join(f'{v}={os.environ[v]}' for v in overridden)} set in "
-                            "this environment: unset for the benchmark workers")
-    description["worker_environment"] = {
-        "set": {v: "<threads>" for v in THREAD_VARS}, "unset": list(UNSET_VARS),
-        "mkl_rt": libraries.find_mkl_rt()}
-    return {
-        "schema": 1,
-        "command": command,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "duration_seconds": time.perf_counter() - t0,
-        "options": {**options.__dict__},
-        "machine": description,
-        "spmm": spmm_facts.get("spmm_config"),
-        "libraries": library_info,
-        "workers": runner.workers,
-        "workloads": all_workloads,
-        "measurements": measurements,
-        "break_even": metrics.break_even(measurements),
-        "ablation": ablation.summarize(measurements, simd_levels, default_simd, single),
-        "auto_check": autocheck.summarize(measurements, check["level"], check["simd"],
-                                          single),
-        "prepare_payoff": payoff.summarize(measurements),
-        "targets": targets.evaluate(measurements, ceilings, runner.cpus, options.threads,
-                                    library_info),
-        "notes": runner.notes,
-    }
-
-
-def _simd_levels(spmm_facts: dict[str, Any]) -> tuple[list[str], str | None]:
-    """spmm's instruction-set levels here (lowest first) and the one it uses by default, from
-    the ``show_config`` the machine worker recorded (empty and None when spmm failed there)."""
+def _run(runner: Runner, o: Options, log: Callable[[str], None]) -> dict[str, Any]:
+    workloads = _workloads(o)
+    log(f"spmm bench: {len(workloads)} workloads ({o.suite or 'matrix file'}), threads "
+        f"{o.threads}, dtypes {o.dtypes}, {o.rounds} rounds; scratch {runner.workdir}")
+    facts = Store(runner.workdir).prepare(list(workloads.values()), log)
+    counts = sorted({1, *(t for t in o.threads + o.scaling_threads if t <= runner.cpus)})
+    runner.progress.add(len(counts))
+    ceilings, spmm_facts = runner.ceilings(counts, o.dtypes)
+    available = spmm_facts.get("spmm_backends") or list(o.backends)
+    runner.notes += [f"backend {b!r} is not in this build of spmm ({available})"
+                     for b in o.backends if b not in available]
+    if spmm_facts.get("spmm_error"):
+        runner.notes.append(f"spmm could not be loaded: {spmm_facts['spmm_error']}")
     config = spmm_facts.get("spmm_config") or {}
-    levels = list((config.get("build") or {}).get("simd_levels") or [])
-    default = ((config.get("runtime") or {}).get("config") or {}).get("simd")
-    return levels, default
+    levels = config.get("build", {}).get("simd_levels") or []
+    missing = {name: peers.get(name).missing() for name in ("scipy", "spmm", *o.peers)}
+    records, to_run = {}, []
+    for wl in workloads.values():
+        for case in plan(wl, o, [b for b in o.backends if b in available], levels,
+                         config.get("runtime", {}).get("config", {}).get("simd")):
+            reason = skip_reason(case, wl, missing)
+            records[case["key"]] = {**case, "status": "skipped" if reason else "ok",
+                                    "reason": reason}
+            to_run += [] if reason else [case]
+    runner.progress.add(len(to_run) * o.rounds)
+    runner.measure(to_run, workloads, records, o.rounds, max(1, math.ceil(o.repeat / o.rounds)),
+                   1 if o.rounds >= 3 else 3)
+    for r in records.values():
+        _summarize(r)
+    again = disturbed(list(records.values()), runner.cpus)
+    for key in views.auto_check_suspects(list(records.values())):
+        again.setdefault(key, ["auto check flagged: measured again with its rival"])
+    if again:
+        log(f"measuring {len(again)} disturbed or flagged points again in fresh processes")
+        for key, reasons in again.items():
+            records[key] = {**{k: records[key][k] for k in CASE_KEYS}, "status": "ok",
+                            "reason": None, "first_attempt": {
+                                "median": records[key].get("median"), "reasons": reasons}}
+        runner.progress.add(len(again))
+        runner.measure([records[k] for k in again], workloads, records, 1, o.repeat, 3)
+        for key in again:
+            _summarize(records[key])
+    still = disturbed(list(records.values()), runner.cpus)
+    for r in records.values():
+        r["disturbed_reasons"] = still.get(r["key"], [])
+        r["disturbed"] = bool(r["disturbed_reasons"])
+    described = {wid: {**wl.describe(), **facts[wl.matrix.id]} for wid, wl in workloads.items()}
+    return assemble(o, list(records.values()), described, ceilings, spmm_facts, runner, missing)
+
+
+def assemble(o: Options, records: list[dict[str, Any]], workloads: dict[str, dict[str, Any]],
+             ceilings: dict[int, dict[str, Any]], spmm_facts: dict[str, Any], runner: Runner,
+             missing: dict[str, str | None]) -> dict[str, Any]:
+    """``results.json``'s content: the run, the machine, the records, every view, the goals."""
+    order = {w: i for i, w in enumerate(workloads)}
+    records.sort(key=lambda r: (order[r["workload"]], r["label"], r["threads"]))
+    views.enrich(records, workloads, ceilings, runner.cpus)
+    blas = {(p.get("internal_api"), p.get("version"), p.get("architecture")): p
+            for w in runner.workers for p in w.get("threadpool_info") or []
+            if p.get("user_api") == "blas"}
+    results = {
+        "schema": 2, "options": asdict(o), "notes": runner.notes,
+        "machine": {**machine.describe(), "ceilings": {str(t): c for t, c in ceilings.items()},
+                    "blas": [{k: p.get(k) for k in ("internal_api", "version", "architecture",
+                                                    "threading_layer", "filepath")}
+                             for p in blas.values()],
+                    "worker_environment": {"set_to_threads": machine.THREAD_VARS,
+                                           "unset": machine.UNSET_VARS}},
+        "spmm": spmm_facts.get("spmm_config"), "spmm_explain": spmm_facts.get("spmm_explain"),
+        "libraries": {name: {"status": "skipped" if missing[name] else "available",
+                             "reason": missing[name], "forms": peers.get(name).forms}
+                      for name in ("scipy", "spmm", *o.peers)},
+        "workers": runner.workers, "workloads": workloads, "measurements": records}
+    results["views"] = {"ablation": views.ablation(results),
+                        "auto_check": views.auto_check(records),
+                        "prepare_payoff": views.prepare_payoff(records),
+                        "break_even": views.break_even(results),
+                        "formats": views.formats(results)}
+    try:
+        with open(o.goals) as f:
+            spec = json.load(f)
+        results["goals"] = {"file": o.goals, "series": spec.get("series", {}),
+                            "rows": goals.evaluate(results, spec)}
+    except (OSError, ValueError, KeyError) as exc:
+        runner.notes.append(f"goals not evaluated: {type(exc).__name__}: {exc}")
+        results["goals"] = {"file": o.goals, "series": {}, "rows": []}
+    return results

@@ -1,63 +1,56 @@
-"""What each suite measures: its workloads, built from seeded matrix descriptions.
+"""The suites as data: which products are measured, and which series run on each.
 
-A workload is one product: ``X @ W`` (kind ``"xw"``: dense activations times sparse weights,
-the DNN case) or ``A @ B`` (kind ``"ab"``: sparse times dense, the scientific case). Tags mark
-the subsets that get extra measurements: ``ablation`` (the kernel waterfall on one thread:
-:mod:`ablation`), ``scaling`` (extra thread counts, oversubscription included),
-``partition`` (every work partition) and ``layout`` (structured weights: spmm's CSR kernel
-``tiled`` at every thread count besides ``auto``, which runs the structured layout that
-``spmm.prepare`` detects). Every workload also gets the ``auto`` check
-(:mod:`autocheck`): each explicit kernel on one thread.
+A suite is a list of :class:`Grid` entries; a grid is the cartesian product of its fields
+(matrix shapes x patterns x sparsities x dense widths x dtypes x operand formats). Entries
+that describe the same workload merge their ``series`` sets, so a subset gets extra series by
+being listed again (the ablation on one layer, the scaling on a few widths). Reading this file
+tells you everything a suite measures; :mod:`runner` turns the series sets into measurements.
+
+Series sets (what runs on a workload besides scipy, the reference):
+
+- ``peers``: the optional peers the grid names (dense, torch, torch-dense, mkl, graphblas).
+- ``backends``: spmm on ``spmm.prepare(a)`` with each backend explicitly, at each thread
+  count (serial at one), with the kernels of ``--kernels``.
+- ``default``: ``spmm.multiply(a, b)`` as a user writes it (no keywords) on the scipy
+  object and on ``spmm.prepare(a)``, and the one-time cost of ``spmm.prepare(a)``.
+- ``kernels``: ``auto`` and each explicit kernel, serial, one thread, prepared (the check of
+  ``auto``'s choice).
+- ``ablation``: the kernel waterfall (:func:`ablation_steps`), serial backend, one thread.
+- ``partition``: each work partition on the parallel backends at the most threads.
+- ``scaling``: the parallel backends at the ``--scaling-threads`` counts.
+- ``layout``: the CSR kernel ``tiled`` beside ``auto`` where ``prepare`` finds a structured
+  layout, on every backend and thread count.
+- ``formats``: ``spmm.multiply(a, b)`` on the scipy object in its format, and the default
+  call on ``spmm.prepare(a, layout="csr")``, at each thread count.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import itertools
+from dataclasses import dataclass, replace
 from typing import Any
 
-SUITES = ("quick", "dnn", "science", "structured", "all")
-HIDDEN_SUITES = ("tiny",)  # for the harness's own tests: seconds, not minutes
-
-DNN_SHAPES = ((1024, 1024), (1024, 4096), (4096, 1024))
-# 60 % is there so that issue 5's break-even target ("at most 60 %") is decided by a
-# measurement rather than read off between 50 and 70 %.
-DNN_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-DNN_BATCHES = (1, 16, 64, 256)
+SUITES = ("quick", "dnn", "science", "structured", "formats", "all")
+HIDDEN_SUITES = ("tiny",)  # the harness's own tests: seconds, not minutes
+PEERS = ("dense", "torch", "torch-dense", "mkl", "graphblas")
+REGULAR = ("peers", "backends", "default", "kernels")
 SCIENCE_ROWS = 2**17
-SCIENCE_PER_ROW = 16
-SCIENCE_WIDTHS = (1, 8, 64, 256)
-# The narrow product's bandwidth target needs a matrix much larger than the last-level cache
-# (260 MiB on the development VM): 2^23 rows of 16 entries move 1 GiB per float32 A x. Its
-# 2^17 columns keep x (512 KiB) in L2: with 2^23 columns every access to x was a TLB miss and
-# every library ran at 1.3 GB/s (scipy, MKL, spmm alike), measuring x's latency, not A's stream.
-BANDWIDTH_ROWS = 2**23
-# Issue 5 sets its science targets (against MKL) in float32 and float64 at these widths: they
-# get float64 workloads even when the run's dtypes are float32 only, so one run decides them.
-SCIENCE_FP64_TARGET_WIDTHS = (8, 64)
-STRUCTURED_SIDE = 4096
-# 50 % for issue 6's "tile-wise at 50 % no slower than dense" target, 75 % for its speedup
-# targets over dense, 90 % as the dnn suite's headline sparsity.
-STRUCTURED_SPARSITIES = (0.5, 0.75, 0.9)
-# nm4: N:M sparsity with groups of 4 inputs (2:4 at 50 %, 1:4 at 75 %), only at the
-# sparsities 4 (1 - s) makes whole.
-STRUCTURED_PATTERNS = ("uniform", "block32", "tilewise128", "nm4")
-STRUCTURED_BATCHES = (64, 256)
-MATRIX_FILE_WIDTHS = (1, 8, 64)
+SCIENCE_SPARSITY = 1 - 16 / SCIENCE_ROWS  # 16 stored entries per row on average
+BOTH = ("float32", "float64")
 
 
 @dataclass(frozen=True)
 class MatrixSpec:
-    """A sparse operand: its family, shape and pattern; enough to regenerate it exactly."""
+    """A sparse operand: enough to regenerate it exactly (its seed derives from its id)."""
 
-    family: str  # "dnn", "science", "structured", "tiny" or "file"
+    family: str  # dnn, science, structured, transformer, tiny, file
     shape: tuple[int, int]
-    pattern: str  # uniform, pruned, powerlaw, block32, tilewise128, nm4, file
-    sparsity: float  # target fraction of zeros (for "file": the file's)
-    path: str = ""  # Matrix Market file, for family "file"
+    pattern: str  # uniform, pruned, powerlaw, rows16, block<k>, tilewise<w>, nm<m>, file
+    sparsity: float  # the target fraction of zeros
+    path: str = ""  # the Matrix Market file of family "file"
 
     @property
     def id(self) -> str:
-        """``family/rowsxcols/pattern/s<sparsity %>`` (or ``file/<name>``)."""
         if self.family == "file":
             return f"file/{self.path.rsplit('/', 1)[-1]}"
         rows, cols = self.shape
@@ -66,163 +59,211 @@ class MatrixSpec:
 
 @dataclass(frozen=True)
 class Workload:
-    """One product of the suite: the sparse operand, the dense width and the dtype."""
+    """One product: ``X @ W`` (kind ``xw``, W sparse, n = batch) or ``A @ B`` (kind ``ab``)."""
 
     suite: str
-    kind: str  # "xw" (X @ W, W sparse) or "ab" (A @ B, A sparse)
+    kind: str
     matrix: MatrixSpec
-    n: int  # batch (rows of X) for "xw", columns of B for "ab"
+    n: int
     dtype: str
-    tags: tuple[str, ...] = field(default=())
+    # None: CSR, and every library takes it in its best form. A format name: the operand is
+    # handed over as that scipy object, which scipy and spmm's default call use as it is.
+    format: str | None = None
+    series: tuple[str, ...] = REGULAR
+    peers: tuple[str, ...] = PEERS
 
     @property
     def id(self) -> str:
-        """The matrix's id, then ``/batch<n>`` or ``/n<n>``, then the dtype."""
         width = "batch" if self.kind == "xw" else "n"
-        return f"{self.matrix.id}/{width}{self.n}/{self.dtype}"
+        tail = f"/{self.format}" if self.format else ""
+        return f"{self.matrix.id}/{width}{self.n}/{self.dtype}{tail}"
 
     @property
     def dense_shape(self) -> tuple[int, int]:
-        """Shape of the dense operand (X for "xw", B for "ab")."""
         rows, cols = self.matrix.shape
         return (self.n, rows) if self.kind == "xw" else (cols, self.n)
 
     @property
     def out_shape(self) -> tuple[int, int]:
-        """Shape of the product."""
         rows, cols = self.matrix.shape
         return (self.n, cols) if self.kind == "xw" else (rows, self.n)
 
     def describe(self) -> dict[str, Any]:
-        """The workload's parameters, as stored with every measurement."""
-        spec = asdict(self.matrix)
-        spec["shape"] = list(self.matrix.shape)
-        return {
-            "id": self.id,
-            "suite": self.suite,
-            "kind": self.kind,
-            "product": "X @ W" if self.kind == "xw" else "A @ B",
-            "matrix_id": self.matrix.id,
-            **{k: v for k, v in spec.items() if k != "path" or v},
-            "n": self.n,
-            "batch": self.n if self.kind == "xw" else None,
-            "dense_shape": list(self.dense_shape),
-            "out_shape": list(self.out_shape),
-            "dtype": self.dtype,
-            "tags": list(self.tags),
-        }
+        """The parameters stored with every measurement (and read back by the workers)."""
+        m = self.matrix
+        return {"id": self.id, "suite": self.suite, "kind": self.kind,
+                "product": "X @ W" if self.kind == "xw" else "A @ B", "matrix_id": m.id,
+                "family": m.family, "shape": list(m.shape), "pattern": m.pattern,
+                "sparsity": m.sparsity, "path": m.path, "n": self.n, "dtype": self.dtype,
+                "format": self.format, "series": list(self.series), "peers": list(self.peers),
+                "dense_shape": list(self.dense_shape), "out_shape": list(self.out_shape)}
 
 
-def _dnn(dtypes: list[str]) -> list[Workload]:
-    out = []
-    for shape in DNN_SHAPES:
-        for sparsity in DNN_SPARSITIES:
-            for pattern in ("uniform", "pruned"):
-                m = MatrixSpec("dnn", shape, pattern, sparsity)
-                for batch in DNN_BATCHES:
-                    tags = []
-                    if shape == (1024, 4096) and pattern == "uniform" and sparsity == 0.9:
-                        tags.append("ablation")
-                        if batch != 16:
-                            tags.append("scaling")
-                    for dtype in dtypes:
-                        out.append(Workload("dnn", "xw", m, batch, dtype, tuple(tags)))
-    return out
+def from_description(d: dict[str, Any]) -> Workload:
+    """The :class:`Workload` that :meth:`Workload.describe` described."""
+    m = MatrixSpec(d["family"], tuple(d["shape"]), d["pattern"], d["sparsity"], d["path"])
+    return Workload(d["suite"], d["kind"], m, d["n"], d["dtype"], d["format"],
+                    tuple(d["series"]), tuple(d["peers"]))
 
 
-def _science(dtypes: list[str], rows: int = SCIENCE_ROWS,
-             widths: tuple[int, ...] = SCIENCE_WIDTHS, suite: str = "science",
-             fp64_targets: bool = True) -> list[Workload]:
-    out = []
-    sparsity = 1 - SCIENCE_PER_ROW / rows
-    for pattern in ("uniform", "powerlaw"):
-        m = MatrixSpec("science", (rows, rows), pattern, sparsity)
-        for n in widths:
-            tags = ["partition"]
-            if pattern == "uniform":
-                tags.append("ablation")
-            if n in (8, 64):
-                tags.append("scaling")
-            for dtype in dtypes:
-                out.append(Workload(suite, "ab", m, n, dtype, tuple(tags)))
-            if fp64_targets and n in SCIENCE_FP64_TARGET_WIDTHS and "float64" not in dtypes:
-                out.append(Workload(suite, "ab", m, n, "float64", ("fp64-target",)))
-    if suite == "science" and 1 in widths:
-        big = MatrixSpec("science", (BANDWIDTH_ROWS, rows), "rows16", 1 - SCIENCE_PER_ROW / rows)
-        out += [Workload(suite, "ab", big, 1, dtype, ("bandwidth",)) for dtype in dtypes]
-    return out
+@dataclass(frozen=True)
+class Grid:
+    """The cartesian product of its fields; ``dtypes=None`` takes the run's ``--dtype``."""
+
+    family: str
+    kind: str
+    shapes: tuple[tuple[int, int], ...]
+    patterns: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    widths: tuple[int, ...]
+    series: tuple[str, ...] = REGULAR
+    dtypes: tuple[str, ...] | None = None
+    formats: tuple[str | None, ...] = (None,)
+    peers: tuple[str, ...] = PEERS
 
 
-def _structured(dtypes: list[str]) -> list[Workload]:
-    out = []
-    shape = (STRUCTURED_SIDE, STRUCTURED_SIDE)
-    for sparsity in STRUCTURED_SPARSITIES:
-        for pattern in STRUCTURED_PATTERNS:
-            if pattern == "nm4" and abs(4 * (1 - sparsity) - round(4 * (1 - sparsity))) > 1e-9:
-                continue
-            m = MatrixSpec("structured", shape, pattern, sparsity)
-            for batch in STRUCTURED_BATCHES:
-                tags = ("ablation",) if sparsity == 0.9 and batch == 64 else ()
-                if pattern != "uniform":
-                    tags += ("layout",)
-                for dtype in dtypes:
-                    out.append(Workload("structured", "xw", m, batch, dtype, tags))
-    return out
+def _science(rows: int = SCIENCE_ROWS, widths: tuple[int, ...] = (1, 8, 64, 256),
+             **kw: Any) -> list[Grid]:
+    sparsity = (1 - 16 / rows,)
+    uniform = Grid("science", "ab", ((rows, rows),), ("uniform", "powerlaw"), sparsity, widths,
+                   **kw)
+    return [uniform, replace(uniform, series=("partition",)),
+            replace(uniform, patterns=("uniform",), series=("ablation",)),
+            replace(uniform, widths=tuple(w for w in widths if w in (8, 64)),
+                    series=("scaling",))]
 
 
-def _quick(dtypes: list[str]) -> list[Workload]:
-    """A handful of representative points: one DNN layer at 90 % (batch 1 and 64, uniform and
-    pruned) and the science matrices scaled down to 2^15 rows at n = 8."""
-    w = MatrixSpec("dnn", (1024, 4096), "uniform", 0.9)
-    w_pruned = MatrixSpec("dnn", (1024, 4096), "pruned", 0.9)
-    out = []
-    for dtype in dtypes:
-        out += [
-            Workload("quick", "xw", w, 1, dtype, ("ablation",)),
-            Workload("quick", "xw", w, 64, dtype, ("ablation", "scaling")),
-            Workload("quick", "xw", w_pruned, 64, dtype, ()),
-        ]
-    rows = 2**15
-    out += [Workload("quick", wl.kind, wl.matrix, wl.n, wl.dtype,
-                     tuple(t for t in wl.tags if wl.matrix.pattern == "uniform" or t != "scaling"))
-            for wl in _science(dtypes, rows=rows, widths=(8,), suite="quick",
-                               fp64_targets=False)]
-    return out
+DNN_SHAPES = ((1024, 1024), (1024, 4096), (4096, 1024))
+LAYER = ((1024, 4096),)
+STRUCTURED = ((4096, 4096),)
+TRANSFORMER = ((384, 384), (384, 1536), (1536, 384))
+
+DEFINITIONS: dict[str, list[Grid]] = {
+    # 60 % decides the break-even goal ("at most 60 %") by a measurement.
+    "dnn": [Grid("dnn", "xw", DNN_SHAPES, ("uniform", "pruned"),
+                 (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99), (1, 16, 64, 256)),
+            Grid("dnn", "xw", LAYER, ("uniform",), (0.9,), (1, 16, 64, 256), ("ablation",)),
+            Grid("dnn", "xw", LAYER, ("uniform",), (0.9,), (1, 64, 256), ("scaling",))],
+    "science": [
+        *_science(),
+        # The science goals against MKL are set in float32 and float64.
+        Grid("science", "ab", ((SCIENCE_ROWS, SCIENCE_ROWS),), ("uniform", "powerlaw"),
+             (SCIENCE_SPARSITY,), (8, 64), dtypes=BOTH),
+        # Much larger than the last-level cache, so n = 1 streams A from memory; its 2^17
+        # columns keep x in L2 (with 2^23 columns every library measured x's TLB misses).
+        Grid("science", "ab", ((2**23, SCIENCE_ROWS),), ("rows16",), (SCIENCE_SPARSITY,), (1,),
+             ("peers", "backends", "default"))],
+    # nm4 exists only where 4 (1 - s) is whole: 2:4 at 50 %, 1:4 at 75 %.
+    "structured": [
+        Grid("structured", "xw", STRUCTURED, ("uniform",), (0.5, 0.75, 0.9), (64, 256)),
+        Grid("structured", "xw", STRUCTURED, ("block32", "tilewise128"), (0.5, 0.75, 0.9),
+             (64, 256), (*REGULAR, "layout")),
+        Grid("structured", "xw", STRUCTURED, ("nm4",), (0.5, 0.75), (64, 256),
+             (*REGULAR, "layout")),
+        Grid("structured", "xw", STRUCTURED, ("uniform", "block32", "tilewise128"), (0.9,),
+             (64,), ("ablation",))],
+    # spmm's default call on the very scipy object a user holds, in each format, against
+    # scipy on that object and spmm on the prepared CSR form; then pruned transformer layers.
+    "formats": [
+        Grid("science", "ab", ((SCIENCE_ROWS, SCIENCE_ROWS),), ("uniform",),
+             (SCIENCE_SPARSITY,), (1, 8, 64), ("formats",), BOTH, ("csr", "csc", "coo"), ()),
+        Grid("dnn", "ab", STRUCTURED, ("pruned",), (0.9,), (1, 8, 64), ("formats",), BOTH,
+             ("csr", "csc", "coo"), ()),
+        Grid("dnn", "ab", STRUCTURED, ("block4",), (0.9,), (1, 8, 64), ("formats",), BOTH,
+             ("bsr",), ()),
+        Grid("dnn", "xw", (*LAYER, *STRUCTURED), ("pruned",), (0.9,), (1, 16, 256),
+             ("formats",), BOTH, ("csr", "csc", "coo"), ()),
+        Grid("dnn", "xw", (*LAYER, *STRUCTURED), ("block4",), (0.9,), (1, 16, 256),
+             ("formats",), BOTH, ("bsr",), ()),
+        Grid("transformer", "xw", TRANSFORMER, ("pruned",), (0.9, 0.95), (16, 64, 256),
+             ("peers", "formats"), ("float32",), ("csr",), ("dense", "mkl"))],
+    # A handful of points: one layer at 90 % and the science matrices at 2^15 rows, n = 8.
+    "quick": [Grid("dnn", "xw", LAYER, ("uniform",), (0.9,), (1, 64),
+                   (*REGULAR, "ablation")),
+              Grid("dnn", "xw", LAYER, ("uniform",), (0.9,), (64,), ("scaling",)),
+              Grid("dnn", "xw", LAYER, ("pruned",), (0.9,), (64,)),
+              *_science(rows=2**15, widths=(8,))[:3],
+              Grid("science", "ab", ((2**15, 2**15),), ("uniform",), (1 - 16 / 2**15,), (8,),
+                   ("scaling",))],
+    # Seconds end to end. The tile-wise matrix is one spmm.prepare turns into its tile layout.
+    "tiny": [Grid("tiny", "xw", ((96, 160),), ("uniform",), (0.9,), (1,),
+                  (*REGULAR, "ablation")),
+             Grid("tiny", "xw", ((96, 160),), ("pruned",), (0.8,), (8,)),
+             Grid("tiny", "ab", ((600, 600),), ("powerlaw",), (1 - 8 / 600,), (4,),
+                  (*REGULAR, "ablation", "partition", "scaling")),
+             Grid("tiny", "xw", ((192, 256),), ("tilewise128",), (0.5,), (8,),
+                  (*REGULAR, "layout")),
+             Grid("tiny", "xw", ((64, 96),), ("block4",), (0.75,), (4,), ("formats",),
+                  formats=("csc", "bsr"), peers=())],
+}
+MATRIX_FILE = Grid("file", "ab", (), ("file",), (), (1, 8, 64),
+                   (*REGULAR, "ablation", "partition", "scaling"))
 
 
-def _tiny(dtypes: list[str]) -> list[Workload]:
-    """Seconds end to end: the harness's tests run it."""
-    w = MatrixSpec("tiny", (96, 160), "uniform", 0.9)
-    w_pruned = MatrixSpec("tiny", (96, 160), "pruned", 0.8)
-    a = MatrixSpec("tiny", (600, 600), "powerlaw", 1 - 8 / 600)
-    # Two tiles of 128 columns, half of each tile's rows kept: spmm.prepare finds the tile
-    # layout (where spmm has structured layouts), so the layout records are exercised.
-    tiles = MatrixSpec("tiny", (192, 256), "tilewise128", 0.5)
-    out = []
-    for dtype in dtypes:
-        out += [
-            Workload("tiny", "xw", w, 1, dtype, ("ablation",)),
-            Workload("tiny", "xw", w_pruned, 8, dtype, ()),
-            Workload("tiny", "ab", a, 4, dtype, ("ablation", "partition", "scaling")),
-            Workload("tiny", "xw", tiles, 8, dtype, ("layout",)),
-        ]
-    return out
+def expand(suite: str, grids: list[Grid], dtypes: list[str]) -> list[Workload]:
+    """The workloads of ``grids``, in order; entries for one workload merge their series."""
+    found: dict[str, Workload] = {}
+    for g in grids:
+        for shape, pattern, sparsity, n, dtype, fmt in itertools.product(
+                g.shapes, g.patterns, g.sparsities, g.widths, g.dtypes or dtypes, g.formats):
+            wl = Workload(suite, g.kind, MatrixSpec(g.family, shape, pattern, sparsity), n,
+                          dtype, fmt, g.series, g.peers)
+            old = found.get(wl.id)
+            if old is not None:
+                wl = replace(old, series=tuple(dict.fromkeys(old.series + g.series)),
+                             peers=tuple(dict.fromkeys(old.peers + g.peers)))
+            found[wl.id] = wl
+    return list(found.values())
+
+
+def workloads(suite: str, dtypes: list[str]) -> list[Workload]:
+    """The workloads of ``suite`` (one of :data:`SUITES` or ``tiny``)."""
+    if suite != "all" and suite not in DEFINITIONS:
+        raise ValueError(f"unknown suite {suite!r}; expected one of {SUITES}")
+    names = ("dnn", "science", "structured", "formats") if suite == "all" else (suite,)
+    merged: dict[str, Workload] = {}
+    for name in names:  # a workload in two suites is measured once, under the first
+        for wl in expand(name, DEFINITIONS[name], dtypes):
+            merged.setdefault(wl.id, wl)
+    return list(merged.values())
 
 
 def file_workloads(path: str, shape: tuple[int, int], sparsity: float,
                    dtypes: list[str]) -> list[Workload]:
-    """``A @ B`` for a Matrix Market file's matrix A, with B of 1, 8 and 64 columns."""
+    """``A @ B`` for a Matrix Market file's matrix A, B of 1, 8 and 64 columns."""
     m = MatrixSpec("file", shape, "file", sparsity, path)
-    return [Workload("matrix", "ab", m, n, dtype, ("ablation", "partition", "scaling"))
-            for n in MATRIX_FILE_WIDTHS for dtype in dtypes]
+    return [Workload("matrix", "ab", m, n, dtype, None, MATRIX_FILE.series)
+            for n in MATRIX_FILE.widths for dtype in dtypes]
 
 
-def workloads(suite: str, dtypes: list[str]) -> list[Workload]:
-    """The workloads of ``suite`` (one of :data:`SUITES` or ``"tiny"``) for each dtype."""
-    makers = {"quick": _quick, "dnn": _dnn, "science": _science, "structured": _structured,
-              "tiny": _tiny}
-    if suite == "all":
-        return _dnn(dtypes) + _science(dtypes) + _structured(dtypes)
-    if suite not in makers:
-        raise ValueError(f"unknown suite {suite!r}; expected one of {SUITES}")
-    return makers[suite](dtypes)
+def label(case: dict[str, Any]) -> str:
+    """The series a measurement belongs to: ``scipy``, ``mkl``, ``spmm`` (the default call on
+    the scipy object), ``spmm prepared-csr``, ``spmm openmp prepared``, ``spmm serial naive
+    scalar``, ...: spmm, then what differs from the default call."""
+    if case["library"] != "spmm":
+        return case["library"]
+    parts = (case["backend"], None if case["kernel"] in (None, "auto") else case["kernel"],
+             case["partition"] and f"{case['partition']}-partition",
+             None if case["operand"] == "given" else case["operand"], case["simd"])
+    return " ".join(["spmm", *(p for p in parts if p)])
+
+
+def ablation_steps(levels: list[str]) -> list[dict[str, str]]:
+    """The kernel waterfall: each step changes one thing (serial backend, one thread). Steps
+    before ``prepared`` multiply the scipy CSR itself, so for X @ W they convert W on every
+    call; without a level above ``scalar`` the SIMD steps are left out."""
+    best = levels[-1] if levels else "scalar"
+    steps = [("naive", "naive", "scalar", "given", "textbook loop order, portable code"),
+             ("reordered", "reordered", "scalar", "given", "contiguous innermost loop"),
+             ("tiled", "tiled", "scalar", "given", "reordered + cache tiling")]
+    if best != "scalar":
+        steps.append((f"SIMD ({best})", "reordered", best, "given",
+                      f"the reordered loop compiled for {best}, no register blocking"))
+        if best == "avx512" and "avx2" in levels:
+            steps.append(("register blocking (avx2)", "tiled", "avx2", "given",
+                          "the register-blocked kernel at AVX2 width"))
+        steps.append((f"register blocking ({best})", "tiled", best, "given",
+                      f"the register-blocked tiled kernel for {best}"))
+    steps.append(("prepared", "tiled", best, "prepared", "on spmm.prepare(a): no conversion"))
+    keys = ("name", "kernel", "simd", "operand", "meaning")
+    return [dict(zip(keys, s, strict=True)) for s in steps]
