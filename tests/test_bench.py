@@ -52,9 +52,14 @@ def two_threads() -> dict[str, Any]:
 
 
 def test_tiny_suite_runs_end_to_end_in_limited_worker_processes(tmp_path: Path) -> None:
+    goal = {"name": "tiny-vs-scipy", "description": "spmm's default call against scipy",
+            "numerator": "spmm", "denominator": "scipy", "at_least": 1e-9,
+            "workloads": {"suite": "tiny"}}
+    (tmp_path / "goals.json").write_text(json.dumps({"goals": [goal]}))
     code = cli.main(["--suite", "tiny", "--threads", "1", "--peers", "dense", "--repeat", "2",
-                     "--rounds", "1", "--budget", "0.02", "--out", str(tmp_path),
-                     "--no-progress"])
+                     "--rounds", "1", "--budget", "0.02", "--out", str(tmp_path / "out"),
+                     "--goals", str(tmp_path / "goals.json"), "--no-progress"])
+    tmp_path = tmp_path / "out"
     assert code == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"machine", "spmm", "libraries", "workers", "workloads", "measurements", "views",
@@ -71,7 +76,8 @@ def test_tiny_suite_runs_end_to_end_in_limited_worker_processes(tmp_path: Path) 
     assert "Model name" in results["machine"]["lscpu"] or "lscpu" in results["machine"]["lscpu"]
     assert results["spmm"]["version"] and results["spmm"]["build"]["simd_levels"]
     assert results["machine"]["ceilings"]["1"]["peak_gflops"]["float32"] > 0
-    assert results["goals"]["rows"]  # evaluated (not measured: the goals name other suites)
+    (row,) = results["goals"]["rows"]
+    assert row["name"] == "tiny-vs-scipy" and row["workloads"] > 0
     text = (tmp_path / "report.md").read_text()
     for section in ("## Machine", "## Goals", "## Kernel ablation waterfall",
                     "## `auto` against every kernel", "## `spmm.prepare`",

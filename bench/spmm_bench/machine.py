@@ -37,7 +37,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 # ceilings); unset for the benchmark's processes only, never in tests or CI. SPMM_BACKEND and
 # SPMM_KERNEL would change what "the default call" means.
 UNSET_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SPMM_BACKEND", "SPMM_KERNEL")
-GEMM_SECONDS = 0.2
+GEMM_SECONDS = 0.1
 GEMM_MAX_N = 8192
 STREAM_MIN_BYTES = 256 * 2**20
 STREAM_CAP_BYTES = 2 * 2**30

@@ -3,9 +3,9 @@
 A :class:`Peer` binds a workload's operands into a call: what the library needs is built once,
 before timing, in its fastest form (:attr:`Peer.forms`), with the output preallocated where
 the library accepts one. A library that is missing, or cannot take a case, is skipped with the
-reason, never faked. For ``X @ W`` the sparse peers are fastest on ``Wᵀ`` in CSR times ``Xᵀ``:
+reason, never faked. For ``X @ W`` the sparse peers are fastest on ``Wᵀ`` in CSR times ``Xᵀ``;
 their natural calls (``dot_product_mkl(X, W)``, GraphBLAS's ``X.mxm(W)``, torch's
-``X @ W_csr``, which converts on every call) were 1.5-17x slower on the quick suite's layer.
+``X @ W_csr``, which converts W on every call) are slower, some by an order of magnitude.
 :data:`PEERS` is looked up at run time: the tests replace entries.
 """
 

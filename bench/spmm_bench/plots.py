@@ -73,7 +73,7 @@ def speedup_vs_sparsity(results: dict[str, Any], plt: Any, out: Path) -> Path | 
 def peers(results: dict[str, Any], plt: Any, out: Path) -> list[Path]:
     """One bar per library per workload, useful GFLOP/s, one figure per suite."""
     W, top = results["workloads"], max(results["options"]["threads"])
-    rs = _main(results, top)
+    rs = [r for r in _main(results, top) if views.compared(W[r["workload"]])]
     written = []
     for suite in dict.fromkeys(W[r["workload"]]["suite"] for r in rs):
         ids = [w for w in dict.fromkeys(r["workload"] for r in rs) if W[w]["suite"] == suite]
@@ -181,7 +181,7 @@ def break_even(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
 
 def roofline(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
     """Every sparse point of the first dtype under the ceilings measured in the run, and the
-    waterfall's steps of the first ablation workload joined in order."""
+    waterfall's steps of the widest ablation workload joined in order."""
     import numpy as np
 
     dtype, ceilings = results["options"]["dtypes"][0], results["machine"]["ceilings"]
@@ -205,8 +205,9 @@ def roofline(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
                    color=_color(base if base in COLORS else f"{base} prepared"),
                    label=base if base not in seen else None)
         seen.add(base)
-    steps = next((row for row in results["views"]["ablation"]["workloads"]
-                  if W[row["workload"]]["dtype"] == dtype), None)
+    steps = max((row for row in results["views"]["ablation"]["workloads"]
+                 if W[row["workload"]]["dtype"] == dtype), key=lambda row: W[row["workload"]]["n"],
+                default=None)
     if steps:
         pts = [(s["arithmetic_intensity"], s["gflops"], s["name"]) for s in steps["steps"]
                if s["gflops"] and s["arithmetic_intensity"]]
@@ -229,7 +230,9 @@ def formats(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
     if not rows:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    cats = sorted({(r["kind"], r["format"]) for r in rows})
+    order = ("csr", "csc", "coo", "bsr")
+    cats = sorted({(r["kind"], r["format"]) for r in rows}, key=lambda c: (
+        c[0], order.index(c[1]) if c[1] in order else len(order)))
     threads = sorted({r["threads"] for r in rows})
     for ax, (num, den, goal, title) in zip(axes, (
             ("scipy_seconds", "spmm_seconds", 1.0, "spmm's speed over scipy's (higher: faster)"),

@@ -21,7 +21,9 @@ def name(wl: dict[str, Any]) -> str:
     """``dnn 1024x4096 uniform 90% b64``, ``science 131072x131072 powerlaw n=8 f64 csc``."""
     head = (wl["path"].rsplit("/", 1)[-1] if wl["family"] == "file" else
             f"{wl['family']} {wl['shape'][0]}x{wl['shape'][1]} {wl['pattern']}")
-    width = f"{wl['sparsity'] * 100:g}% b{wl['n']}" if wl["kind"] == "xw" else f"n={wl['n']}"
+    width = f"b{wl['n']}" if wl["kind"] == "xw" else f"n={wl['n']}"
+    if wl["family"] not in ("science", "file"):
+        width = f"{wl['sparsity'] * 100:g}% {width}"
     return " ".join([head, width] + ["f64"] * (wl["dtype"] == "float64")
                     + [wl["format"]] * bool(wl["format"]))
 
@@ -67,7 +69,7 @@ def summary(results: dict[str, Any], threads: int) -> tuple[list[str], list[list
     W = results["workloads"]
     shown = [r for r in results["measurements"] if r.get("gflops") and views.main_series(r)
              and (r["threads"] == threads or r["library"] == "scipy")
-             and "formats" not in W[r["workload"]]["series"]]
+             and views.compared(W[r["workload"]])]
     cols, rows = pivot(shown, lambda r: (r["workload"],), lambda r: r["label"], _gflops)
     by = {(r["workload"], r["label"]): r for r in shown}
     for line in rows:
@@ -131,7 +133,10 @@ def _machine(results: dict[str, Any]) -> list[str]:
 
 
 def _goals(results: dict[str, Any]) -> list[str]:
-    rows, W = results["goals"]["rows"], results["workloads"]
+    W, absent = results["workloads"], "no such workload in this run"
+    rows = [r for r in results["goals"]["rows"] if r["reason"] != absent]
+    elsewhere = sorted({r["name"] for r in results["goals"]["rows"] if r["reason"] == absent}
+                       - {r["name"] for r in rows})
     if not rows:
         return []
     count = Counter(r["status"] for r in rows)
@@ -149,7 +154,8 @@ def _goals(results: dict[str, Any]) -> list[str]:
             "numerator's speed over the denominator's on each workload; *measured* is the worst "
             f"workload's (or the median). {aliases}.", "",
             f"{count['met']} met, {count['missed']} missed, {count['not measured']} not "
-            "measured.", "", table(["goal", "threads", "measured", "target", "", "passing",
+            "measured. Without a workload in this run: " + (", ".join(elsewhere) or "none")
+            + ".", "", table(["goal", "threads", "measured", "target", "", "passing",
                                     "worst workload", "notes"], body), "",
             *(f"- {d}." for d in described), ""]
 

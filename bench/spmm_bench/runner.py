@@ -365,7 +365,7 @@ def _run(runner: Runner, o: Options, log: Callable[[str], None]) -> dict[str, An
     facts = Store(runner.workdir).prepare(list(workloads.values()), log)
     counts = sorted({1, *(t for t in o.threads + o.scaling_threads if t <= runner.cpus)})
     runner.progress.add(len(counts))
-    ceilings, spmm_facts = runner.ceilings(counts, o.dtypes)
+    ceilings, spmm_facts = runner.ceilings(counts, sorted({wl.dtype for wl in workloads.values()}))
     available = spmm_facts.get("spmm_backends") or list(o.backends)
     runner.notes += [f"backend {b!r} is not in this build of spmm ({available})"
                      for b in o.backends if b not in available]

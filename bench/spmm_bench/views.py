@@ -163,6 +163,12 @@ def prepare_payoff(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def compared(wl: dict[str, Any]) -> bool:
+    """Whether a workload is in the peer tables and plots (a formats-only workload is in the
+    formats table instead)."""
+    return "peers" in wl["series"] or "formats" not in wl["series"]
+
+
 def main_series(r: dict[str, Any]) -> bool:
     """The series the summary tables, the peer plots and the break-even compare: every
     library's best form, spmm's default call, and spmm's backends on a prepared matrix."""
@@ -217,7 +223,8 @@ def formats(results: dict[str, Any]) -> list[dict[str, Any]]:
             if t != 1:  # only the serial libraries stand at every count
                 cell = {k: v for k, v in cell.items() if v["threads"] == t or k == "scipy"}
             scipy, spmm, prepared = (cell.get(k) for k in ("scipy", "spmm", "spmm prepared-csr"))
-            others = [r for k, r in cell.items() if not k.startswith("spmm") and _ok(r)]
+            others = [r for k, r in cell.items() if r["library"] not in ("spmm", "scipy")
+                      and _ok(r)]
             best = min(others, key=lambda r: r["median"]) if others else None
             explain = (spmm or {}).get("explain") or {}
             rows.append({
