@@ -31,7 +31,8 @@ import scipy.sparse as sp
 from spmm_bench.worker import median_call_seconds
 
 import spmm
-from spmm import _api, _spmm_ext
+from spmm import _spmm_ext
+from spmm._testing import parallel_min_work
 
 REPEAT = 301  # calls per median: tiny calls, so many are cheap
 ROWS = tuple(round(2 ** (e / 2)) for e in range(6, 29))  # 8 .. 16384 rows, steps of sqrt(2)
@@ -61,11 +62,8 @@ def sweep(rounds: int, backends: list[str]) -> tuple[list[int], dict[str, list[f
 
     def forced(backend: str) -> Callable:
         def call(a: sp.csr_array, b: np.ndarray, out: np.ndarray) -> None:
-            saved, _api._parallel_min_work = _api._parallel_min_work, 0
-            try:
+            with parallel_min_work(0):
                 spmm.multiply(a, b, out=out, backend=backend, num_threads=threads)
-            finally:
-                _api._parallel_min_work = saved
         return call
 
     variants: dict[str, Callable] = {

@@ -128,7 +128,8 @@ def test_structured_layout_recorded_beside_its_csr_form(two_threads: dict[str, A
 def test_explain_is_recorded_when_spmm_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import spmm
 
-    said = {"kernel": "tiled", "layout": "csr", "partition": "nnz", "num_threads": 1,
+    said = {"kernel": "csr_rows.tiled", "family": "csr_rows", "layout": "csr",
+            "partition": "nnz", "num_threads": 1,
             "backend": "serial", "simd": "avx2", "reason": "the test's explanation"}
     monkeypatch.setattr(spmm, "explain", lambda a, b, **kw: {**said, "keywords": sorted(kw)},
                         raising=False)
@@ -136,7 +137,7 @@ def test_explain_is_recorded_when_spmm_has_it(monkeypatch: pytest.MonkeyPatch) -
     default = [r for r in of(results, "spmm") if r["label"] == "spmm"]
     assert default and all(r["explain"]["reason"] == said["reason"] for r in default)
     assert all(r["explain"]["keywords"] == [] for r in default)  # the default call's keywords
-    assert all(r["kernel"] == "tiled" for r in results["views"]["formats"])
+    assert all(r["kernel"] == "csr_rows.tiled" for r in results["views"]["formats"])
     assert "the test's explanation" in report.markdown(results, [])
 
 

@@ -111,7 +111,8 @@ class Peer:
             f" ({self.install})" if self.install else "")
 
 
-def _seconds(fn: Callable[[], Any]) -> float:
+def call_seconds(fn: Callable[[], Any]) -> float:
+    """Wall time of one call of ``fn``."""
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -135,7 +136,7 @@ class Scipy(Peer):
         # to 1.2x at 16 and 64 (the quick suite's layer, form_used in each record).
         s_csc = ops.memo("csc", lambda: sp.csc_array(s))
         forms = {"W as CSR": lambda: d @ s, "W as CSC": lambda: d @ s_csc}
-        chosen = min(forms, key=lambda f: min(_seconds(forms[f]) for _ in range(3)))
+        chosen = min(forms, key=lambda f: min(call_seconds(forms[f]) for _ in range(3)))
         return Bound(forms[chosen], np.asarray, {"form_used": chosen})
 
 
@@ -202,27 +203,29 @@ class Spmm(Peer):
             left, right = (ops.dense, matrix) if xw else (matrix, ops.dense)
             call, output = (lambda: spmm.multiply(left, right)), np.asarray
         else:
-            keywords = {"backend": backend, "kernel": case["kernel"],
-                        "num_threads": 1 if backend == "serial" else case["threads"]}
             dense = ops.memo("x_f", lambda: np.asfortranarray(ops.dense)) if xw else ops.dense
             left, right = (dense, matrix) if xw else (matrix, dense)
-            out = ops.empty_out()
+            keywords = {"out": ops.empty_out(), "backend": backend, "kernel": case["kernel"],
+                        "num_threads": 1 if backend == "serial" else case["threads"]}
             if case["partition"]:
-                from spmm._api import multiply_with_partition
+                from spmm._pipeline import multiply_with_partition
 
                 call = lambda: multiply_with_partition(  # noqa: E731
-                    left, right, out=out, partition=case["partition"], **keywords)
+                    left, right, partition=case["partition"], **keywords)
             else:
-                call = lambda: spmm.multiply(left, right, out=out, **keywords)  # noqa: E731
-            output = lambda _: out  # noqa: E731
+                call = lambda: spmm.multiply(left, right, **keywords)  # noqa: E731
+            output = lambda _: keywords["out"]  # noqa: E731
         explain = getattr(spmm, "explain", None)
-        details["explain"] = explain(left, right, **keywords) if explain else None
-        # Without explain: a structured layout serves only x @ p with the default kernel.
+        said = details["explain"] = explain(left, right, **keywords) if explain else None
+        # A structured layout serves only x @ p with the default kernel; explain names the
+        # kernel family that reads it (anything but csr_rows for a prepared matrix).
         layout = getattr(matrix, "layout", "csr")
         if not xw or case["kernel"] not in (None, "auto"):
             layout = "csr"
-        details["layout_used"] = (details["explain"] or {}).get("layout", layout)
-        details["kernel_used"] = (details["explain"] or {}).get("kernel")
+        if said:
+            layout = said["layout"] if said.get("family") not in (
+                None, "csr_rows") and said["layout"] in ("tile", "block", "n_m") else "csr"
+        details.update(layout_used=layout, kernel_used=said and said.get("kernel"))
         return Bound(call, output, details)
 
 
@@ -238,11 +241,12 @@ def find_mkl_rt() -> str | None:
 
 
 class Mkl(Peer):
+    """Intel MKL's sparse BLAS (``mkl_sparse_?_mm`` on CSR x row-major) via sparse_dot_mkl."""
+
     name, module, uses_blas = "mkl", "sparse_dot_mkl", True
     install = "pip install sparse-dot-mkl mkl"
     forms: ClassVar[dict[str, str]] = {
-        "xw": "dot_product_mkl(Wt, Xt, out=Ct, out_scalar=0): Wᵀ a scipy CSR, Xᵀ "
-              "C-contiguous (MKL's mkl_sparse_?_mm on CSR x row-major); C = Ctᵀ",
+        "xw": "dot_product_mkl(Wt, Xt, out=Ct, out_scalar=0): Wᵀ a scipy CSR; C = Ctᵀ",
         "ab": "dot_product_mkl(A, B, out=C, out_scalar=0): A a scipy CSR"}
 
     def load(self, threads: int) -> None:

@@ -82,12 +82,7 @@ def median_call_seconds(fn: Callable[[], Any], repeat: int) -> float:
     """Median wall time of one call over ``repeat`` calls after a warm-up (for the small
     scripts, which time single calls, per-call overhead included)."""
     fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(peers.call_seconds(fn) for _ in range(repeat))
 
 
 def _error(exc: BaseException) -> str:
