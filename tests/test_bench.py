@@ -108,6 +108,19 @@ def test_every_spmm_series_of_the_grid_is_measured(two_threads: dict[str, Any]) 
     assert all(r["spmm_seconds"] and r["prepared_seconds"] and r["scipy_seconds"] for r in formats)
 
 
+def test_each_spmm_point_records_what_spmm_explain_said(two_threads: dict[str, Any]) -> None:
+    import spmm
+
+    timed = [r for r in of(two_threads, "spmm") if r["operand"] != "prepare"]
+    if not hasattr(spmm, "explain"):
+        assert all(r["explain"] is None for r in timed)
+        return
+    keys = {"kernel", "layout", "partition", "num_threads", "backend", "simd", "reason"}
+    assert all(keys <= set(r["explain"]) and r["kernel_used"] == r["explain"]["kernel"]
+               for r in timed)
+    assert all(r["kernel"] for r in two_threads["views"]["formats"])
+
+
 def test_forced_instruction_sets_reach_spmm(two_threads: dict[str, Any]) -> None:
     forced = [r for r in of(two_threads, "spmm") if r["simd"]]
     assert forced and all(r["simd_used"] == r["simd"] for r in forced)

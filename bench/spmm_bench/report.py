@@ -36,6 +36,13 @@ def ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1e3:.3g}"
 
 
+def nbytes(n: int | None) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n is not None and n >= size:
+            return f"{n / size:.3g} {unit}"
+    return "—" if n is None else f"{n} B"
+
+
 def ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
@@ -217,8 +224,8 @@ def _kernels(results: dict[str, Any]) -> list[str]:
                  ms(r["unprepared_seconds"]), ms(r["prepared_seconds"]),
                  fmt(r["calls_to_pay_off"], 1) if r["calls_to_pay_off"] else
                  "never" if r["pays_off"] is False else "—",
-                 *(f"{r[k] / 2**20:.3g} MiB" if r.get(k) else "—"
-                   for k in ("prepared", "scipy_csr", "dense"))] for r in payoff]
+                 *(nbytes(r.get(k)) for k in ("prepared", "scipy_csr", "dense"))]
+                for r in payoff]
         lines += ["## `spmm.prepare`: cost, payoff, footprint (milliseconds)", "",
                   "Calls to pay off = prepare / (the default call on the scipy object - the "
                   "default call on the prepared matrix), at the same thread count.", "",
@@ -234,14 +241,16 @@ def _pivots(results: dict[str, Any]) -> list[str]:
             and r["operand"] == "prepared" and not r["simd"]]
     lines = []
     for title, heads, records, row, col in (
-            ("Work partition", ["workload", "backend", "threads"],
+            ("Work partition (useful GFLOP/s)", ["workload", "backend", "threads"],
              [r for r in spmm if "partition" in W[r["workload"]]["series"] and r["threads"] == top],
              lambda r: (name(W[r["workload"]]), r["backend"], r["threads"]),
              lambda r: r["partition"] or "auto"),
-            ("Thread scaling (more threads than CPUs oversubscribe)", ["workload", "backend"],
+            ("Thread scaling (useful GFLOP/s; beyond the CPUs: oversubscribed)",
+             ["workload", "backend"],
              [r for r in spmm if "scaling" in W[r["workload"]]["series"] and not r["partition"]],
              lambda r: (name(W[r["workload"]]), r["backend"]), lambda r: r["threads"]),
-            ("Structured weights: spmm's layout [in brackets] against its CSR form `tiled`",
+            ("Structured weights: spmm's layout [in brackets] against its CSR form `tiled` "
+             "(useful GFLOP/s)",
              ["workload", "threads"], [r for r in ok if "layout" in W[r["workload"]]["series"]
                                        and (views.main_series(r) or "tiled prep" in r["label"])],
              lambda r: (name(W[r["workload"]]), r["threads"]),
@@ -249,8 +258,7 @@ def _pivots(results: dict[str, Any]) -> list[str]:
              else f"{r['label']} [{r['layout_used']}]")):
         cols, body = pivot(records, row, col, _gflops)
         if len(cols) > 1:
-            lines += [f"## {title} (useful GFLOP/s)", "", table([*heads, *map(str, cols)], body),
-                      ""]
+            lines += [f"## {title}", "", table([*heads, *map(str, cols)], body), ""]
     entries = [e for e in results["views"]["break_even"] if len(e["sparsities"]) > 1]
     if entries:
         cols, body = pivot(

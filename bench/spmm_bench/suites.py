@@ -250,8 +250,9 @@ def label(case: dict[str, Any]) -> str:
 
 def ablation_steps(levels: list[str]) -> list[dict[str, str]]:
     """The kernel waterfall: each step changes one thing (serial backend, one thread). Steps
-    before ``prepared`` multiply the scipy CSR itself, so for X @ W they convert W on every
-    call; without a level above ``scalar`` the SIMD steps are left out."""
+    before ``prepared`` multiply the scipy CSR object as it is stored (the kernel family that
+    reads it is in each record's ``explain``); without a level above ``scalar`` the SIMD steps
+    are left out."""
     best = levels[-1] if levels else "scalar"
     steps = [("naive", "naive", "scalar", "given", "textbook loop order, portable code"),
              ("reordered", "reordered", "scalar", "given", "contiguous innermost loop"),
@@ -264,6 +265,6 @@ def ablation_steps(levels: list[str]) -> list[dict[str, str]]:
                           "the register-blocked kernel at AVX2 width"))
         steps.append((f"register blocking ({best})", "tiled", best, "given",
                       f"the register-blocked tiled kernel for {best}"))
-    steps.append(("prepared", "tiled", best, "prepared", "on spmm.prepare(a): no conversion"))
+    steps.append(("prepared", "tiled", best, "prepared", "on spmm.prepare(a): its CSR form"))
     keys = ("name", "kernel", "simd", "operand", "meaning")
     return [dict(zip(keys, s, strict=True)) for s in steps]

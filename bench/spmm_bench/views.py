@@ -135,6 +135,7 @@ def ablation(results: dict[str, Any]) -> dict[str, Any]:
             r = index.get((wid, suites.label(case), 1))
             g = r["gflops"] if r and _ok(r) else None
             got.append({"name": s["name"], "gflops": g, "median": r and r.get("median"),
+                        "kernel_used": r and r.get("kernel_used"),
                         "status": r["status"] if r else "missing",
                         "disturbed": bool(r and r.get("disturbed")),
                         "arithmetic_intensity": r and r.get("arithmetic_intensity"),
