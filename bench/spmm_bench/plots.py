@@ -154,13 +154,16 @@ def waterfall(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
 
 
 def break_even(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
-    """The lowest sparsity from which each library beats dense, against the batch."""
+    """The lowest sparsity from which each library beats dense, against the batch: a panel
+    per layer shape (columns) and thread count (rows)."""
     entries = [e for e in results["views"]["break_even"] if len(e["sparsities"]) > 1]
     if not entries:
         return None
-    panels = sorted({(tuple(e["shape"]), e["threads"]) for e in entries})
-    fig, axes = plt.subplots(1, len(panels), squeeze=False, sharey=True,
-                             figsize=(4 * len(panels), 3.6))
+    shapes = sorted({tuple(e["shape"]) for e in entries})
+    threads = sorted({e["threads"] for e in entries})
+    batches = sorted({e["batch"] for e in entries})
+    fig, axes = plt.subplots(len(threads), len(shapes), squeeze=False, sharey=True,
+                             figsize=(4 * len(shapes), 3 * len(threads) + 0.5))
     top = max(max(e["sparsities"]) for e in entries) * 100 + 1.5
     lines: dict[tuple, list] = defaultdict(list)
     for e in entries:
@@ -168,11 +171,14 @@ def break_even(results: dict[str, Any], plt: Any, out: Path) -> Path | None:
         lines[(tuple(e["shape"]), e["threads"], e["library"], e["pattern"])].append(
             (e["batch"], top if s is None else s * 100))
     for (shape, t, lib, pattern), pts in sorted(lines.items()):
-        ax = axes[0][panels.index((shape, t))]
+        ax = axes[threads.index(t)][shapes.index(shape)]
         ax.plot(*zip(*sorted(pts), strict=True), STYLES.get(pattern, "-"), marker="o",
                 color=_color(lib), label=f"{lib}, {pattern}")
-    for ax, (shape, t) in zip(axes[0], panels, strict=True):
+    for (i, t), (j, shape) in ((a, b) for a in enumerate(threads) for b in enumerate(shapes)):
+        ax = axes[i][j]
         ax.set(xscale="log", xlabel="batch", title=f"W {shape[0]}x{shape[1]}, {t} thread(s)")
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.minorticks_off()
         ax.axhline(top, color="gray", ls=":", lw=0.6)
     axes[0][0].set_ylabel("break-even sparsity (%); top line: never")
     axes[0][-1].legend(fontsize=6)
