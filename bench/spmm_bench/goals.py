@@ -18,6 +18,7 @@ import numpy as np
 
 from .views import _ok, ceiling
 
+ABSENT = "no such workload in this run"
 TWIN_KEYS = ("family", "kind", "shape", "pattern", "sparsity", "n", "dtype", "format")
 
 
@@ -118,8 +119,7 @@ def _row(goal: dict[str, Any], t: int, group: dict[str, Any],
            "passing": None, "measured": None, "worst": None, "status": "not measured",
            "reason": None, "details": details}
     if not measured:
-        row["reason"] = "; ".join(sorted({d["reason"] for d in details})) or (
-            "no such workload in this run")
+        row["reason"] = "; ".join(sorted({d["reason"] for d in details})) or ABSENT
         return row
     passed = [meets(d["value"], goal) and not d.get("miss_reason") for d in measured]
     worst = max(measured, key=lambda d: _shortfall(d["value"], goal))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import views
+from . import goals, views
 
 ORDER = ("scipy", "dense", "torch-dense", "spmm", "spmm prepared", "spmm serial prepared",
          "spmm openmp prepared", "spmm threads prepared", "torch", "mkl", "graphblas")
@@ -102,7 +102,8 @@ def terminal(results: dict[str, Any]) -> str:
             "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
             for r in [headers, *rows]] * bool(rows)
     status = Counter(r["status"] for r in results["measurements"])
-    met = Counter(r["status"] for r in results["goals"]["rows"])
+    met = Counter(r["status"] for r in results["goals"]["rows"]
+                  if r["reason"] != goals.ABSENT)
     parts.append(f"\n{status['ok']} measured, {status['failed']} failed, {status['skipped']} "
                  f"skipped, {sum(r['disturbed'] for r in results['measurements'])} disturbed; "
                  f"goals: {met['met']} met, {met['missed']} missed, {met['not measured']} not "
@@ -140,7 +141,7 @@ def _machine(results: dict[str, Any]) -> list[str]:
 
 
 def _goals(results: dict[str, Any]) -> list[str]:
-    W, absent = results["workloads"], "no such workload in this run"
+    W, absent = results["workloads"], goals.ABSENT
     rows = [r for r in results["goals"]["rows"] if r["reason"] != absent]
     elsewhere = sorted({r["name"] for r in results["goals"]["rows"] if r["reason"] == absent}
                        - {r["name"] for r in rows})
