@@ -284,6 +284,8 @@ def test_a_goal_is_the_speed_ratio_of_two_series_at_each_thread_count() -> None:
 def test_a_goal_whose_peer_was_skipped_is_not_measured_never_passed() -> None:
     (row,) = evaluate(goal(workloads={"pattern": "powerlaw"}, threads=[1]))
     assert row["status"] == "not measured" and "not installed" in row["reason"]
+    (shaped,) = evaluate(goal(workloads={"shape": [8, 8], "pattern": "uniform"}, threads=[1]))
+    assert shaped["workloads"] == 1  # a list-valued field is compared whole
     (none,) = evaluate(goal(workloads={"family": "dnn"}, threads=[1]))
     assert none["status"] == "not measured" and none["reason"] == goals.ABSENT
 

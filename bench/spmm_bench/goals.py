@@ -29,14 +29,16 @@ def _equal(have: Any, want: Any) -> bool:
 
 
 def matches(wl: dict[str, Any], conditions: dict[str, Any]) -> bool:
-    """Whether ``wl`` meets every condition: a value, a list of values, or {min, max}."""
+    """Whether ``wl`` meets every condition: a value, a list of values (for a field that is
+    not itself a list, like ``shape``), or {min, max}."""
     for key, want in conditions.items():
         have = wl.get(key)
         if isinstance(want, dict):
             if have is None or not want.get("min", have) - 1e-9 <= have <= want.get(
                     "max", have) + 1e-9:
                 return False
-        elif not any(_equal(have, w) for w in (want if isinstance(want, list) else [want])):
+        elif not any(_equal(have, w) for w in (
+                want if isinstance(want, list) and not isinstance(have, list) else [want])):
             return False
     return True
 
@@ -158,7 +160,9 @@ def evaluate(results: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, An
         for t in threads:
             for group, wids in (groups or {(): []}).items():
                 details = [_value(view, by, goal, w, t, spec.get("series", {})) for w in wids]
+                kept = [d for d in details if "excluded" not in d]
                 names = goal.get("each", []) if group else []
-                rows.append(_row(goal, t, dict(zip(names, group, strict=True)),
-                                 [d for d in details if "excluded" not in d]))
+                rows.append(_row(goal, t, dict(zip(names, group, strict=True)), kept))
+                if details and not kept:
+                    rows[-1]["reason"] = f"no workload qualifies: {details[0]['excluded']}"
     return rows

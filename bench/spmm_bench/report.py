@@ -115,7 +115,8 @@ def terminal(results: dict[str, Any]) -> str:
 
 
 def _machine(results: dict[str, Any]) -> list[str]:
-    m, dtypes = results["machine"], results["options"]["dtypes"]
+    m = results["machine"]
+    dtypes = list(next(iter(m["ceilings"].values()))["peak_gflops"])
     facts = [line.split(":", 1) for line in m["lscpu"].splitlines() if line.startswith((
         "Model name", "CPU(s)", "L1d", "L2", "L3", "Hypervisor")) and ":" in line]
     facts += [["memory", f"{(m['memory_bytes'] or 0) / 2**30:.1f} GiB"],
