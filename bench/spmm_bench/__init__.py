@@ -12,6 +12,7 @@ Modules, in the order a run uses them:
 - ``peers``: one class per library: its best form, set up before timing.
 - ``worker``: inside a worker process: check against scipy, then time.
 - ``views``: what is derived from the grid: GFLOP/s, roofline, the kernel waterfall, the
-  ``auto`` check, ``prepare``'s payoff, break-even, the formats table, the goals.
+  ``auto`` check, ``prepare``'s payoff, break-even, the formats table.
+- ``goals``: the goals of ``bench/goals.json``, measured / target.
 - ``report``, ``plots``: results.json, report.md, auto_check.csv, the PNG plots.
 """

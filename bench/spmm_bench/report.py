@@ -241,6 +241,8 @@ def _pivots(results: dict[str, Any]) -> list[str]:
     ok = [r for r in results["measurements"] if r.get("gflops")]
     spmm = [r for r in ok if r["backend"] in ("openmp", "threads") and r["kernel"] == "auto"
             and r["operand"] == "prepared" and not r["simd"]]
+    layout = [r for r in ok if "layout" in W[r["workload"]]["series"]
+              and (views.main_series(r) or "tiled prep" in r["label"])]
     lines = []
     for title, heads, records, row, col in (
             ("Work partition (useful GFLOP/s)", ["workload", "backend", "threads"],
@@ -252,13 +254,10 @@ def _pivots(results: dict[str, Any]) -> list[str]:
              [r for r in spmm if "scaling" in W[r["workload"]]["series"] and not r["partition"]],
              lambda r: (name(W[r["workload"]]), r["backend"]), lambda r: r["threads"]),
             ("Structured weights: spmm's layout [in brackets] against its CSR form `tiled` "
-             "(useful GFLOP/s)",
-             ["workload", "threads"], [r for r in ok if "layout" in W[r["workload"]]["series"]
-                                       and (views.main_series(r) or "tiled prep" in r["label"])],
-             lambda r: (name(W[r["workload"]]), r["threads"]),
-             lambda r: r["label"] if r.get("layout_used") in (None, "csr")
-             else f"{r['label']} [{r['layout_used']}]")):
-        cols, body = pivot(records, row, col, _gflops)
+             "(useful GFLOP/s)", ["workload", "threads"], layout,
+             lambda r: (name(W[r["workload"]]), r["threads"]), lambda r: r["label"])):
+        cols, body = pivot(records, row, col, lambda r: _gflops(r) + (
+            f" [{r['layout_used']}]" if r.get("layout_used") not in (None, "csr") else ""))
         if len(cols) > 1:
             lines += [f"## {title}", "", table([*heads, *map(str, cols)], body), ""]
     entries = [e for e in results["views"]["break_even"] if len(e["sparsities"]) > 1]
