@@ -20,7 +20,8 @@ from . import _spmm_ext
 
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_F32, _F64, _I64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_I32, _I64 = np.dtype(np.int32), np.dtype(np.int64)
 
 # Formats whose stored arrays the kernels read directly; LIL and DOK are converted to CSR, as
 # scipy's own product does.
@@ -137,6 +138,9 @@ def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype) -> Csr:
 def kernel_ready(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``x`` as a contiguous, aligned, native array of ``dtype``: as it is when it already is
     one (the kernels read each element as a C++ ``I`` or ``T``), else a copy."""
+    flags = x.flags
+    if x.dtype == dtype and flags.c_contiguous and flags.aligned:  # equal dtypes: both native
+        return x
     return np.require(x, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
@@ -284,7 +288,7 @@ def aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
     """An uninitialized 1-D array of ``count`` elements starting on a cache line."""
     dtype = np.dtype(dtype)
     buffer = np.empty(count * dtype.itemsize + SIMD_ALIGNMENT, dtype=np.uint8)
-    start = -buffer.ctypes.data % SIMD_ALIGNMENT
+    start = -_spmm_ext.data_address(buffer) % SIMD_ALIGNMENT
     return buffer[start:start + count * dtype.itemsize].view(dtype)
 
 
@@ -292,12 +296,12 @@ def aligned_result(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialized C-contiguous array for a result, starting on a cache line: numpy's own
     allocations start 16 bytes past one, so that every other row of a narrow result would
     straddle two lines, and a kernel that writes rows in random order (a column-driven one)
-    would pay for two lines on each of them. Small results are numpy's (the alignment pays
-    nothing there and costs an allocation)."""
+    would pay for two lines on each of them. Results that stay in L1 are numpy's (the
+    alignment pays nothing there and costs a little per call)."""
     count = 1
     for extent in shape:
         count *= extent
-    if count * dtype.itemsize < 4096:
+    if count * dtype.itemsize < 65536:
         return np.empty(shape, dtype)
     return aligned_empty(count, dtype).reshape(shape)
 
@@ -333,11 +337,12 @@ def kernel_dense(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     when the dtype differs, or when elements are misaligned, byte-swapped or not a whole
     number of elements apart.
     """
-    if b.dtype != dtype or not b.dtype.isnative or not b.flags.aligned:
+    if b.dtype != dtype or not b.flags.aligned:  # equal dtypes: both native
         return aligned_copy(b, dtype)  # a misaligned element cannot be read as a T
     itemsize = b.itemsize
-    if any(stride % itemsize for stride in b.strides):
-        return aligned_copy(b, dtype)
+    for stride in b.strides:
+        if stride % itemsize:
+            return aligned_copy(b, dtype)
     return b
 
 
@@ -402,9 +407,13 @@ def _two(kind: str, a: Any, b: Any) -> TypeError:
         "for dense @ dense use numpy")
 
 
+# What the pipeline takes as the sparse operand: spmm's own and scipy's (sp.issparse's types).
+_SPARSE_TYPES = (SparseOperand, sp.sparray, sp.spmatrix)
+
+
 def is_sparse(x: object) -> bool:
     """Whether ``x`` is a sparse operand: a scipy.sparse matrix/array or a PreparedMatrix."""
-    return isinstance(x, SparseOperand) or sp.issparse(x)
+    return isinstance(x, _SPARSE_TYPES)
 
 
 def sparse_kind(m: Any, where: str = "multiply") -> tuple[str, np.dtype]:
@@ -423,24 +432,26 @@ def sparse_kind(m: Any, where: str = "multiply") -> tuple[str, np.dtype]:
 
 def normalize(a: Any, b: Any, out: Any, where: str = "multiply") -> Product:
     """Check the operands of ``a @ b`` and describe the product (nothing is converted yet)."""
-    a_sparse, b_sparse = is_sparse(a), is_sparse(b)
-    if a_sparse == b_sparse:
+    a_sparse = isinstance(a, _SPARSE_TYPES)
+    if a_sparse == isinstance(b, _SPARSE_TYPES):
         raise _two("sparse" if a_sparse else "dense", a, b)
     sparse, given, transposed = (a, b, False) if a_sparse else (b, a, True)
     kind, sparse_dtype = sparse_kind(sparse, where)
     dense = given if type(given) is _NDARRAY and 1 <= given.ndim <= 2 else as_dense(given, where)
-    ndim = dense.ndim
-    rows, cols = sparse.shape
+    two_d = dense.ndim == 2
+    dense_shape = dense.shape
+    sparse_shape = sparse.shape
+    rows, cols = sparse_shape
     if transposed:
-        if dense.shape[-1] != rows:
-            raise _shape_error(dense.shape, sparse.shape)
-        n = dense.shape[0] if ndim == 2 else 1
-        shape = (n, cols) if ndim == 2 else (cols,)
+        if dense_shape[-1] != rows:
+            raise _shape_error(dense_shape, sparse_shape)
+        n = dense_shape[0] if two_d else 1
+        shape = (n, cols) if two_d else (cols,)
     else:
-        if dense.shape[0] != cols:
-            raise _shape_error(sparse.shape, dense.shape)
-        n = dense.shape[1] if ndim == 2 else 1
-        shape = (rows, n) if ndim == 2 else (rows,)
+        if dense_shape[0] != cols:
+            raise _shape_error(sparse_shape, dense_shape)
+        n = dense_shape[1] if two_d else 1
+        shape = (rows, n) if two_d else (rows,)
     dtype = result_dtype(sparse_dtype, dense.dtype, where)
     if out is not None:
         out = check_out(out, shape, dtype, (dense, *stored_arrays(sparse)), where)
@@ -460,23 +471,27 @@ def index_arrays(*arrays: np.ndarray, name: str = "indices") -> tuple[np.ndarray
     or all int64. Arrays already so are returned as they are; others are converted to int64
     (a copy; any out-of-range value is then caught where the kernels read it)."""
     first = arrays[0].dtype
-    if first in INDEX_DTYPES and all(
-            x.dtype == first and x.flags.c_contiguous and x.flags.aligned and x.ndim == 1
-            for x in arrays):
-        return arrays
+    if first == _I32 or first == _I64:
+        for x in arrays:
+            flags = x.flags
+            if x.dtype != first or not flags.c_contiguous or not flags.aligned or x.ndim != 1:
+                break
+        else:
+            return arrays
     for x in arrays:
         if x.dtype.kind not in "iu" or x.ndim != 1:
             raise _corrupt(f"{name} must be 1-D integer arrays, got {x.ndim}-D {x.dtype}")
     return tuple(np.require(x, _I64, ["C_CONTIGUOUS", "ALIGNED"]) for x in arrays)
 
 
-def compressed_arrays(m: Any, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr, indices, data) of a CSR or CSC matrix, ready for the kernels."""
+def compressed_arrays(m: Any, dtype: np.dtype, kind: str) -> tuple[np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+    """(indptr, indices, data) of a CSR or CSC matrix (``kind``), ready for the kernels."""
     indptr, indices = index_arrays(m.indptr, m.indices)
-    major = m.shape[0] if m.format == "csr" else m.shape[1]
+    major = m.shape[0 if kind == "csr" else 1]
     if len(indptr) != major + 1:
         raise _corrupt(f"indptr has {len(indptr)} entries, expected {major + 1} for {major} "
-                       f"{'rows' if m.format == 'csr' else 'columns'}")
+                       f"{'rows' if kind == 'csr' else 'columns'}")
     data = m.data
     if data.ndim != 1:
         raise _corrupt("data must be 1-D")

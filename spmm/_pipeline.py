@@ -10,6 +10,7 @@ path; ``explain`` stops before the last step.
 from __future__ import annotations
 
 import warnings
+from sys import modules as _modules
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,7 +116,7 @@ def multiply(
     True
     """
     config = _config.resolve_values(backend, num_threads, kernel)
-    if _torch_bridge.has_tensor(a, b, out):
+    if "torch" in _modules and _torch_bridge.has_tensor(a, b, out):
         return _torch_bridge.multiply(_product, a, b, out, config=config,
                                       partition=DEFAULT_PARTITION)
     return _product(a, b, out=out, config=config, partition=DEFAULT_PARTITION)
@@ -202,7 +203,7 @@ def _plan(product: Product, config: tuple[str, int, str, str],
     m, kind = product.sparse, product.kind
     if kind == "csr" or kind == "csc":
         indptr = m.indptr
-        entries = int(indptr[-1]) if len(indptr) else 0
+        entries = int(indptr[-1]) if indptr.size else 0
     elif kind == "prepared":
         entries = m.nnz
     elif kind == "coo":
@@ -229,7 +230,7 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
     dtype, transposed, m, kind = product.dtype, product.transposed, product.sparse, product.kind
     out = product.out if product.out is not None else aligned_result(product.shape, dtype)
     dense = kernel_dense(product.dense, dtype)
-    codes = plan.codes(_policy.min_work)
+    codes = plan.codes
     rows, cols = m.shape
     if kind == "prepared":
         form = m.form(plan.family, transposed, dtype)
@@ -247,7 +248,7 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
         check_structure(m)
         m, kind = m.tocsr(), "csr"
     if kind == "csr" or kind == "csc":
-        indptr, indices, data = compressed_arrays(m, dtype)
+        indptr, indices, data = compressed_arrays(m, dtype, kind)
         if transposed:
             rows, cols = cols, rows
         _spmm_ext.csr_product(indptr, indices, data, rows, cols, plan.family == "csc_columns",

@@ -50,8 +50,9 @@ ROWDOT_MIN_ENTRIES_PER_ROW = 12
 
 class Plan(NamedTuple):
     """What a product will run: its kernel ``family``, the ``kernel`` variant (``auto``
-    resolved), the ``partition``, the threads it uses, the backend and the configured
-    instruction set."""
+    resolved), the ``partition``, the threads it uses, the backend, the configured instruction
+    set, and ``codes``: the same as the C++ call takes them, (kernel, backend, threads,
+    partition, simd, minimum work)."""
 
     family: str
     kernel: str
@@ -59,11 +60,7 @@ class Plan(NamedTuple):
     num_threads: int
     backend: str
     simd: str
-
-    def codes(self, min_work: int) -> tuple[int, int, int, int, int, int]:
-        """(kernel, backend, threads, partition, simd, min_work): the C++ call's codes."""
-        return (KERNEL_CODES[self.kernel], BACKEND_CODES[self.backend], self.num_threads,
-                PARTITION_CODES[self.partition], SIMD_CODES[self.simd], min_work)
+    codes: tuple[int, int, int, int, int, int]
 
     def body(self) -> tuple[str, str]:
         """What the registry runs for this plan: (body, its instruction set), e.g.
@@ -111,22 +108,39 @@ def family_of(kind: str, layout: str, transposed: bool, kernel: str) -> str:
     return FAMILIES[(form, transposed)]
 
 
+# Plans already made, keyed by everything a plan depends on: a loop of products of one shape
+# makes the same plan every time, and looking it up costs a fraction of making it (which counts
+# on tiny products). Bounded: cleared when full.
+_PLANS: dict[tuple, Plan] = {}
+_PLANS_MAX = 4096
+
+
 def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: int,
          entries: int, config: tuple[str, int, str, str], partition: str) -> Plan:
     """The plan of a product whose sparse operand is stored as ``kind`` (``csr``, ``csc``,
     ``coo``, ``bsr``, ``dia``, ``prepared``; ``layout`` a prepared matrix's layout), on the
     left (``transposed`` False: A @ B) or the right (X @ W), of ``shape``, times ``n`` dense
     columns (B's columns, X's rows), with ``entries`` multiply-adds per dense column."""
+    key = (kind, layout, transposed, shape, n, entries, config, partition, min_work)
+    found = _PLANS.get(key)
+    if found is not None:
+        return found
     backend, threads, kernel, simd = config
     family = family_of(kind, layout, transposed, kernel)
     out_rows = shape[1] if transposed else shape[0]
     rows_read = shape[1] if (family == "csr_rows") == transposed else shape[0]
     kernel = choose_kernel(kernel, family, n, entries / max(1, rows_read))
     partition = choose_partition(partition, family, n)
+    backend_code = BACKEND_CODES[backend]
     if threads > 1:
-        threads = _spmm_ext.threads_used(entries, out_rows, n, BACKEND_CODES[backend],
-                                         threads, min_work)
-    return Plan(family, kernel, partition, threads, backend, simd)
+        threads = _spmm_ext.threads_used(entries, out_rows, n, backend_code, threads, min_work)
+    codes = (KERNEL_CODES[kernel], backend_code, threads, PARTITION_CODES[partition],
+             SIMD_CODES[simd], min_work)
+    made = Plan(family, kernel, partition, threads, backend, simd, codes)
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = made
+    return made
 
 
 def reason(plan: Plan, kind: str, transposed: bool, n: int, out_rows: int, itemsize: int,

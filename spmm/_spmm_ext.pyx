@@ -169,6 +169,12 @@ cdef inline bint overlaps(intptr_t lo, intptr_t hi, object x):
     return meet(lo, hi, x_lo, x_hi)
 
 
+def data_address(cnp.ndarray x):
+    """The address of ``x``'s first element (``x.ctypes.data``, without building a ctypes
+    object)."""
+    return <intptr_t>cnp.PyArray_DATA(x)
+
+
 def shares_memory(object x, tuple arrays):
     """Whether the ndarray ``x`` may share memory with one of ``arrays`` (ndarrays): the
     bounds check of ``numpy.may_share_memory``, without its per-call cost."""
@@ -244,8 +250,11 @@ cdef int read_operands(object b, object c, int typenum, bint transposed, tuple s
         raise ValueError("out does not have the dense operand's width")
     cdef intptr_t lo, hi
     array_bounds(<cnp.ndarray>c, &lo, &hi)
-    if overlaps(lo, hi, b) or any(overlaps(lo, hi, x) for x in sparse):
+    if overlaps(lo, hi, b):
         raise ValueError("out must not share memory with an input operand")
+    for x in sparse:
+        if overlaps(lo, hi, x):
+            raise ValueError("out must not share memory with an input operand")
     return 0
 
 

@@ -21,7 +21,7 @@ backend = {backend!r}
 rng = np.random.default_rng(0)
 a = sp.random_array((2**18, 2**16), density=24 / 2**16, format="csr", dtype=np.float32,
                     rng=rng)
-b = rng.standard_normal((2**16, 48)).astype(np.float32)
+b = rng.standard_normal((2**16, 96)).astype(np.float32)
 operands = {{
     "csr A @ B": (a, b), "csc A @ B": (a.tocsc(), b), "coo A @ B": (a.tocoo(), b),
     "csr X @ W": (b.T.copy(), a.T.tocsr()), "prepared A @ B": (spmm.prepare(a), b),

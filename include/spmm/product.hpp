@@ -216,6 +216,7 @@ void multiply_bsr_rows(const BsrView<I, T>& a, const DenseView<T>& b, const OutV
     if (a.block_rows == 0 || b.cols == 0) return;
     check_first_pointer(a.indptr);
     auto rows = [&](std::int64_t i0, std::int64_t i1) {
+        if (c.rows_contiguous()) return fn(a, b, RowsView<T>{c.data, c.rows, c.cols, c.row_stride}, i0, i1, 0, b.cols);
         const RowsOut<T> out(c, i0 * a.r, i1 * a.r, 0, b.cols);
         fn(a, b, out.view(), i0, i1, 0, b.cols);
         out.store(i0 * a.r, i1 * a.r);
@@ -290,6 +291,13 @@ void run_columns(std::int64_t out_rows, const OutView<T>& c, const Call& k, int 
                  std::int64_t pieces, Split&& split, Body&& body) {
     const std::int64_t n = c.cols;
     constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+    if (t == 1 && pieces == 1 && c.rows_contiguous()) {  // C itself, in one go
+        const RowsView<T> out{c.data, c.rows, c.cols, c.row_stride};
+        for (std::int64_t r = 0; r < out_rows; ++r) std::fill(out.row(r), out.row(r) + n, T(0));
+        const std::vector<std::int64_t> all = split(1);
+        body(all.front(), all.back(), 0, n, out);
+        return;
+    }
     if (columns_split<T>(out_rows, n, t, c.rows_contiguous())) {
         // Column ranges of whole cache lines, so no two threads write one line of a C row.
         const std::int64_t lines = (n + kLanes - 1) / kLanes;
