@@ -112,9 +112,7 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
     const std::vector<std::int64_t> bounds =
         given.data != nullptr ? std::vector<std::int64_t>(given.data, given.data + given.size)
                               : partition_rows(a.indptr, a.rows, nthreads, partition);
-    if (bounds.size() < 2 || bounds.front() != 0 || bounds.back() != a.rows) {
-        throw std::invalid_argument("multiply_csr: slice bounds do not cover the rows");
-    }
+    validate_slice_bounds(bounds, a.rows);
     run_slices(bounds, backend, nthreads, partition, [&](std::int64_t r0, std::int64_t r1) {
         rows_kernel(a, b, c, r0, r1);
     });

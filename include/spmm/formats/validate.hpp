@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace spmm {
 
@@ -45,6 +46,26 @@ void validate_csr(const I* indptr, const I* indices, std::int64_t rows, std::int
                                         " at position " + std::to_string(p) +
                                         " is out of range for dimension " + std::to_string(cols) +
                                         " (valid: 0 to " + std::to_string(cols - 1) + ")");
+        }
+    }
+}
+
+// Slice boundaries handed over for a matrix of `rows` rows (a prepared matrix's cached
+// partition, which a kernel trusts as row ranges): at least two, the first 0, the last rows,
+// each in [0, rows] and none below the one before. Checking only the ends would let one bad
+// bound in between send a thread to rows outside the matrix. O(bounds), no allocation.
+inline void validate_slice_bounds(const std::vector<std::int64_t>& bounds, std::int64_t rows) {
+    const auto fail = [&](const std::string& what) {
+        throw std::invalid_argument("slice bounds do not cover the rows 0 to " +
+                                    std::to_string(rows) + ": " + what);
+    };
+    if (bounds.size() < 2) fail(std::to_string(bounds.size()) + " bounds, fewer than 2");
+    if (bounds.front() != 0) fail("the first is " + std::to_string(bounds.front()));
+    if (bounds.back() != rows) fail("the last is " + std::to_string(bounds.back()));
+    for (std::size_t s = 1; s < bounds.size(); ++s) {
+        if (bounds[s] < bounds[s - 1] || bounds[s] > rows) {
+            fail("bound " + std::to_string(s) + " is " + std::to_string(bounds[s]) +
+                 " after " + std::to_string(bounds[s - 1]));
         }
     }
 }
