@@ -4,8 +4,8 @@ For ``X @ W`` with W (inputs x outputs) pruned in a structured way, ``prepare`` 
 *panels* (``include/spmm/formats/structured.hpp``): W's columns are cut into tiles of
 ``width`` outputs; in each tile, the kept input rows come in *units* of ``run`` consecutive
 rows (1 for tile-wise sparsity, the block height for block sparsity) whose whole segment in
-the tile is stored densely. The kernel then computes every tile as a gather of X's kept columns and a small dense
-product, with no index per stored entry.
+the tile is stored densely. The kernel then computes every tile as a gather of X's kept
+columns and a small dense product, with no index per stored entry.
 
 A layout *fits* a matrix when every segment it stores is fully stored in the matrix (no zero
 fill): ``layout="auto"`` only picks a fitting one, so its products are exactly scipy's. A
