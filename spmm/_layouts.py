@@ -140,8 +140,9 @@ class NmWeights:
     offsets : ndarray of uint8, same shape
         The position of each of those weights inside its group.
     fits : bool
-        Whether every column keeps exactly ``n`` (``min(n, rows left)`` in a last, shorter
-        group): no zero fill.
+        Whether every slot holds a stored weight: every column keeps exactly ``n`` in every
+        group, the last, shorter one included (a zero-filled slot multiplies a real row of X,
+        so 0 x inf there would give NaN).
     """
 
     shape: tuple[int, int]
@@ -198,7 +199,9 @@ def _group_counts(csr: Csr, row_of: np.ndarray, m: int) -> np.ndarray:
 
 def _fitting_n_m(csr: Csr, row_of: np.ndarray) -> tuple[int, int] | None:
     """The (n, m) with the smallest m of NM_GROUPS for which every output column keeps exactly
-    n < m weights in every group of m inputs (min(n, rows left) in a last, shorter group)."""
+    n < m weights in every group of m inputs (min(n, rows left) in a last, shorter group), and
+    the form needs no zero fill: a last group shorter than n would leave slots whose zero
+    meets a real row of X, where an inf or NaN gives NaN, not scipy's result."""
     rows, cols = csr.shape
     if rows * cols == 0 or csr.nnz < _NM_MIN_DENSITY * rows * cols:
         return None
@@ -209,7 +212,7 @@ def _fitting_n_m(csr: Csr, row_of: np.ndarray) -> tuple[int, int] | None:
         counts = _group_counts(csr, row_of, m)
         n = int(counts.max())
         sizes = np.minimum(m, rows - np.arange(groups) * m)
-        if n < m and np.all(counts == np.minimum(n, sizes)[:, None]):
+        if n < m and sizes[-1] >= n and np.all(counts == np.minimum(n, sizes)[:, None]):
             return (n, m)
     return None
 
@@ -249,8 +252,7 @@ def build_n_m(csr: Csr, n: int, m: int) -> NmWeights:
     where = (col_of // NM_CHUNK, group_of * n + slot, col_of % NM_CHUNK)
     values[where] = csr.data
     offsets[where] = row_of - group_of * m
-    sizes = np.minimum(m, rows - np.arange(groups) * m)
-    fits = bool(csr.nnz == int(np.minimum(n, sizes).sum()) * cols)
+    fits = bool(csr.nnz == groups * n * cols)  # every slot a stored weight
     return NmWeights((rows, cols), n, m, read_only(values), read_only(offsets), fits)
 
 

@@ -16,6 +16,9 @@ from conftest import BACKENDS, KERNELS, make_csr, outcome, run_in_forked_child
 import spmm
 from spmm._api import multiply_with_partition
 
+# Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
+pytestmark = pytest.mark.asan
+
 A = sp.csr_array(np.arange(12.0).reshape(4, 3))
 
 

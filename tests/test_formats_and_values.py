@@ -21,6 +21,9 @@ from conftest import (
 
 import spmm
 
+# Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
+pytestmark = pytest.mark.asan
+
 SPARSE_CLASSES = {"sparray": sp.csr_array, "spmatrix": sp.csr_matrix}
 
 

@@ -416,3 +416,16 @@ def test_a_declared_unit_larger_than_the_matrix_is_clamped_to_it(kwargs, block, 
     assert p.nbytes < 4096
     x = make_dense((3, 4), np.float32, rng)
     assert_product_matches_scipy(x @ p, x, w)
+
+
+def test_auto_stores_no_zero_in_a_short_last_n_m_group(rng):
+    """13 inputs in groups of 4: the last group is row 12 alone, keeping 1 where the others
+    keep 2. An N:M form would zero fill its second slot, and that zero would meet x[12]: with
+    x[12] = inf, NaN instead of scipy's inf. auto keeps such a matrix in CSR."""
+    w = n_m_sparse((13, 8), 2, 4, np.float64, rng)
+    p = spmm.prepare(w)
+    x = make_dense((3, 13), np.float64, rng)
+    x[:, 12] = [np.inf, -np.inf, np.nan]
+    assert_product_matches_scipy(x @ p, x, w)
+    # A last group of 2 rows keeps 2 as the others do: no zero, the N:M form is exact.
+    assert spmm.prepare(n_m_sparse((14, 8), 2, 4, np.float64, rng)).n_m == (2, 4)

@@ -10,6 +10,9 @@ from conftest import INDEX_DTYPES, ids
 
 from spmm import _spmm_ext
 
+# Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
+pytestmark = pytest.mark.asan
+
 ROWS, NNZ, DYNAMIC = 0, 1, 2
 CODES = {"rows": ROWS, "nnz": NNZ, "dynamic": DYNAMIC}
 THREADS = (1, 2, 3, 4, 7, 16, 64)

@@ -21,6 +21,9 @@ from conftest import make_csr, make_dense, outcome, run_in_forked_child
 import spmm
 from spmm._operands import Csr
 
+# Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
+pytestmark = pytest.mark.asan
+
 TWO_THREADS = {"backend": "threads", "num_threads": 2}
 NARROW = (30, 21)  # 16-bit column indices
 WIDE = (12, 70_000)  # more than 65,536 columns: int32 indices
