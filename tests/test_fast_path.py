@@ -186,7 +186,7 @@ def test_out_sharing_memory_with_a_prepared_matrix_s_other_form_is_an_error(rng)
     p @ np.ones(4)  # builds nothing: the transposed form is made by x @ p
     np.ones(4) @ p
     transposed_data = p.stored_arrays()[-1]
-    with pytest.raises(ValueError, match="read-only|share memory"):
+    with pytest.raises(ValueError, match=r"read-only|share memory"):
         spmm.multiply(p, np.ones((4, 4)), out=transposed_data.reshape(4, 4))
 
 

@@ -155,7 +155,7 @@ def test_out_sharing_memory_with_a_prepared_matrix_is_an_error():
     be an out."""
     p = spmm.prepare(sp.csr_array(np.arange(1.0, 17.0).reshape(4, 4)))
     out = p.to_scipy().data.reshape(4, 4)
-    with pytest.raises(ValueError, match="read-only|share memory"):
+    with pytest.raises(ValueError, match=r"read-only|share memory"):
         spmm.multiply(p, np.ones((4, 4)), out=out)
 
 
