@@ -51,4 +51,5 @@ def test_the_harness_sees_a_crash_as_a_crash():
         verdict = harness.run_isolated(CASES[0][1] if CASES else {})
     finally:
         harness.check = original
-    assert verdict == {"status": "crash", "why": "killed by SIGSEGV"}
+    # (Under AddressSanitizer, its handler reports the signal and ends the child itself.)
+    assert verdict["status"] == "crash", verdict

@@ -1095,8 +1095,11 @@ def run_isolated(recipe: dict, timeout: float = CHILD_SECONDS) -> dict:
         try:
             import resource
 
-            limit = 8 * 2**30  # keep a runaway allocation from taking the machine
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            # Keep a runaway allocation from taking the machine (not under AddressSanitizer,
+            # which maps terabytes of address space for its shadow memory).
+            if "ASAN_OPTIONS" not in os.environ:
+                limit = 8 * 2**30
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ImportError, ValueError, OSError):
             pass
         try:
@@ -1147,6 +1150,15 @@ def save(recipe: dict, verdict: dict, directory: Path = CORPUS) -> Path:
 def load_corpus(directory: Path = CORPUS) -> list[tuple[str, dict]]:
     return [(p.name, json.loads(p.read_text())["recipe"])
             for p in sorted(directory.glob("*.json"))]
+
+
+def signature(recipe: dict, verdict: dict) -> tuple:
+    """What tells one failure from another: its status, the operand's kind and format, the
+    corruption's kind and the start of its message without numbers."""
+    s = recipe["sparse"]
+    why = "".join(ch for ch in str(verdict.get("why"))[:40] if not ch.isdigit())
+    return (verdict["status"], s["kind"], s["format"] if s["kind"] == "scipy" else "",
+            (s.get("pickle") or {}).get("kind", ""), why)
 
 
 def describe(recipe: dict) -> str:

@@ -4,7 +4,9 @@ Draws recipes (``harness.recipes``) with Hypothesis, runs each in a forked child
 (``harness.run_isolated``) and, on a failure (a crash, a hang, a wrong answer, an exception
 other than TypeError/ValueError, a valid input refused), lets Hypothesis shrink it and writes
 the smallest failing recipe to the corpus (``tests/fuzz/corpus/``), which the test suite
-replays (``tests/test_fuzz_corpus.py``): commit it with the fix. Prints the executions, the
+replays (``tests/test_fuzz_corpus.py``): commit it with the fix. A failure of a kind already
+found (``harness.signature``) is counted but not shrunk again, so that one frequent failure
+does not hide the others. Prints the executions, the
 time taken and what failed; exits 1 if anything did.
 
 Run it with the installed package, as the test suite runs (not from the repository root,
@@ -41,6 +43,7 @@ def main() -> int:
     last: dict = {}
     failures: list[tuple[Path, dict]] = []
     known: dict[str, int] = {}
+    reported: dict[tuple, int] = {}  # failures found, by signature: how often seen again
 
     @settings(max_examples=args.round, database=None, deadline=None, derandomize=False,
               phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck),
@@ -53,6 +56,10 @@ def main() -> int:
             name = verdict["why"].split(":")[0]
             known[name] = known.get(name, 0) + 1
         if verdict["status"] in harness.FAILURES:
+            signature = harness.signature(recipe, verdict)
+            if signature in reported:  # found and shrunk already: look for other failures
+                reported[signature] += 1
+                return
             last["recipe"], last["verdict"] = recipe, verdict
             raise AssertionError(f"{verdict['status']}: {verdict.get('why')}")
 
@@ -63,6 +70,7 @@ def main() -> int:
             case()
         except Exception:  # a failure (shrunk), or Hypothesis' own complaint about one
             if last:
+                reported[harness.signature(last["recipe"], last["verdict"])] = 0
                 path = harness.save(last["recipe"], last["verdict"], args.corpus)
                 failures.append((path, last["verdict"]))
                 print(f"FAILURE {last['verdict']['status']}: {last['verdict'].get('why')}\n"
