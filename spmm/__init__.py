@@ -17,8 +17,8 @@ except ImportError as exc:  # pragma: no cover - depends on how spmm was (not) b
         f"{_os.path.dirname(__file__)}"
     ) from exc
 
-from ._api import multiply
 from ._config import available_backends, config_context, get_config, set_config
+from ._pipeline import explain, multiply
 from ._prepared import PreparedMatrix, prepare
 from ._prune import prune, prune_mask
 from ._show import show_config
@@ -31,6 +31,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "config_context",
+    "explain",
     "get_config",
     "multiply",
     "prepare",

@@ -31,8 +31,16 @@ def codes(kind: str) -> dict[str, int]:
     ``"partition"`` or ``"simd"``)."""
     return {name: code for code, name in enumerate(VOCABULARY[kind])}
 
-# The C++ layer counts threads in an int; far more than any machine can run anyway.
-MAX_THREADS = 2**31 - 1
+# The largest num_threads: 64 threads per CPU of the machine (os.cpu_count(), not the
+# affinity mask, so the bound does not move when the mask does), and never more than 4096.
+# 64 per CPU leaves room to study oversubscription; beyond it a thread count is a mistake
+# (a typo, a size passed for a count) that would try to start that many OS threads: libgomp
+# then ends the process with exit() when it cannot create them, and the threads backend
+# would hold them. 4096 caps what the bound allows on the largest machines: each thread
+# reserves a stack (8 MiB of address space by default), 32 GiB at 4096, and containers often
+# limit a process to a few thousand threads (pids.max). Even below the bound, a process
+# limit can stop thread creation: the threads backend then raises RuntimeError.
+MAX_THREADS: int = min(4096, 64 * (os.cpu_count() or 1))
 
 ENV_VARS = {
     "backend": "SPMM_BACKEND",
@@ -72,14 +80,16 @@ _SIMD_LEVELS = tuple(_spmm_ext.simd_levels())  # asked once: the CPU does not ch
 
 
 def default_num_threads() -> int:
-    """The CPUs this process may run on (its affinity mask), at least 1."""
+    """The CPUs this process may run on (its affinity mask), at least 1 and at most
+    :data:`MAX_THREADS`."""
     cpus = _spmm_ext.affinity_cpus()  # read on every call: the mask may change at run time
-    if cpus > 0:
+    if cpus > 0:  # a cpu_set_t's worth of CPUs at most: within the bound
         return cpus
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_THREADS))
 
 
 def _local() -> dict[str, Any]:
@@ -115,7 +125,8 @@ def validate_kernel(value: Any, source: str) -> str:
 
 
 def validate_num_threads(value: Any, source: str) -> int:
-    """Return ``value`` if it is a positive int (bools excluded), else raise ValueError."""
+    """Return ``value`` if it is an int from 1 to :data:`MAX_THREADS` (bools excluded), else
+    raise ValueError."""
     if type(value) is int and 1 <= value <= MAX_THREADS:  # the common case, checked cheaply
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -123,7 +134,9 @@ def validate_num_threads(value: Any, source: str) -> int:
     if int(value) < 1:
         raise ValueError(f"{source} must be a positive integer (1 or more); got {value!r}")
     if int(value) > MAX_THREADS:
-        raise ValueError(f"{source} must be at most {MAX_THREADS}; got {value!r}")
+        raise ValueError(
+            f"{source} must be at most {MAX_THREADS} (64 threads per CPU of this machine's "
+            f"{os.cpu_count() or 1}, and never more than 4096); got {value!r}")
     return int(value)
 
 
@@ -276,8 +289,10 @@ def set_config(
         Threading backend. Global default: ``SPMM_BACKEND``, else ``"openmp"`` when built
         with OpenMP, else ``"threads"``.
     num_threads : int, optional
-        Positive number of threads. Global default: ``SPMM_NUM_THREADS``, else the CPUs this
-        process may run on. More than the CPUs is allowed (oversubscription).
+        Number of threads, from 1 to 64 per CPU of the machine (as counted by
+        ``os.cpu_count()``, whatever the affinity mask) and never more than 4096. Global default:
+        ``SPMM_NUM_THREADS``, else the CPUs this process may run on. More than the CPUs is
+        allowed (oversubscription).
     kernel : {"auto", "naive", "reordered", "tiled"}, optional
         Kernel variant. Global default: ``SPMM_KERNEL``, else ``"auto"``.
 

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _config
-from ._api import multiply
+from ._pipeline import multiply
 from ._prepared import prepare
 
 # Pause before each measurement: OpenMP (libgomp) and OpenBLAS workers keep spinning for a

@@ -190,38 +190,42 @@ _CHECKS = {"coo": coo_arrays, "bsr": bsr_arrays, "dia": dia_entries, "lil": lil_
            "dok": dok_entries}
 
 
-def as_csr(a: sp.spmatrix | sp.sparray) -> sp.csr_array:
-    """``a`` (COO, BSR, DIA, LIL or DOK) as a scipy CSR array, from its checked arrays.
+def as_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype | None = None) -> sp.csr_array:
+    """``a`` (COO, BSR, DIA, LIL or DOK) as a scipy CSR array, from its checked arrays, its
+    values converted to ``dtype`` (float32 or float64) when given.
 
-    The same entries as scipy's ``tocsr`` finds: duplicates summed in the values' dtype for
-    COO and DOK, kept apart for DIA (a repeated offset), stored zeros dropped for DIA only.
-    DIA and DOK are converted from their checked int64 coordinates (scipy's own DIA
-    conversion overflows, and its DOK one trusts the keys); COO and BSR by scipy from their
-    checked arrays; LIL by scipy once it is checked. Values scipy cannot hold, which a user
-    can assign to ``data`` (float16, a byte-swapped dtype), are converted first (exactly).
+    Its entries are those scipy's ``tocsr`` finds (DIA's stored zeros dropped), and repeated
+    coordinates add up as in scipy's ``a @ b``: a COO's duplicates are summed in ``dtype``,
+    not in their own (scipy's ``tocsr`` sums two True as True, two int8 100s as -56). DIA and
+    DOK are converted from their checked int64 coordinates (scipy's own DIA conversion
+    overflows, and its DOK one trusts the keys); COO and BSR by scipy from their checked
+    arrays; LIL by scipy once it is checked. Values scipy cannot hold, which a user can assign
+    to ``data`` (float16, a byte-swapped dtype), are converted first (exactly).
     """
     shape = checked_shape(a)
-    if a.format in ("dok", "coo"):  # summed in their dtype, as scipy's tocsr sums them
+    if a.format in ("dok", "coo"):
         row, col, data = (dok_entries if a.format == "dok" else coo_arrays)(a)
-        return sp.csr_array((_storable(data), (row, col)), shape=shape)
+        return sp.csr_array((_storable(data, dtype), (row, col)), shape=shape)
     if a.format == "dia":  # a repeated offset's entries kept apart, as scipy's tocsr keeps them
         row, col, data = dia_entries(a)
         order = np.lexsort((col, row))
         indptr = np.zeros(shape[0] + 1, dtype=np.int64)
         np.cumsum(np.bincount(row, minlength=shape[0]), out=indptr[1:])
-        return sp.csr_array((_storable(data[order]), col[order], indptr), shape=shape)
+        return sp.csr_array((_storable(data[order], dtype), col[order], indptr), shape=shape)
     if a.format == "bsr":
         indptr, indices, data = bsr_arrays(a)
         blocks = int(indptr[-1])  # (scipy may keep spare capacity beyond it)
-        return sp.bsr_array((_storable(data[:blocks]), indices[:blocks], indptr),
+        return sp.bsr_array((_storable(data[:blocks], dtype), indices[:blocks], indptr),
                             shape=shape).tocsr()
     check(a)
     return a.tocsr()
 
 
-def _storable(data: np.ndarray) -> np.ndarray:
-    """``data`` in a dtype scipy's sparse classes accept: native byte order, and float16
-    widened to float32 (both exact)."""
+def _storable(data: np.ndarray, dtype: np.dtype | None) -> np.ndarray:
+    """``data`` as ``dtype`` when given, else in a dtype scipy's sparse classes accept: native
+    byte order, and float16 widened to float32 (both exact)."""
+    if dtype is not None:
+        return data.astype(dtype)
     if data.dtype == np.float16:
         return data.astype(np.float32)
     return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))

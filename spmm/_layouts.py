@@ -110,13 +110,13 @@ class Panels:
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.unit_ptr, self.unit_row, self.values)
 
-    def multiply_into(self, x: np.ndarray, y: np.ndarray, codes: tuple[int, int, int, int],
-                      min_work: int) -> None:
-        """y = x @ W (2-D, see ``spmm._spmm_ext.panels_times_dense``); codes: backend, threads,
-        partition, SIMD level."""
+    def multiply_into(self, x: np.ndarray, y: np.ndarray,
+                      codes: tuple[int, int, int, int, int, int]) -> None:
+        """y = x @ W (2-D, see ``spmm._spmm_ext.panels_times_dense``); codes: kernel,
+        backend, threads, partition, SIMD level, minimum work (``spmm._policy.Plan.codes``)."""
         rows, cols = self.shape
         _spmm_ext.panels_times_dense(rows, cols, self.width, self.run, self.unit_ptr,
-                                     self.unit_row, self.values, x, y, *codes, min_work)
+                                     self.unit_row, self.values, x, y, *codes[1:])
 
     def astype(self, dtype: np.dtype) -> Panels:
         """The same panels with values of ``dtype`` (converted once and kept)."""
@@ -163,12 +163,13 @@ class NmWeights:
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.values, self.offsets)
 
-    def multiply_into(self, x: np.ndarray, y: np.ndarray, codes: tuple[int, int, int, int],
-                      min_work: int) -> None:
-        """y = x @ W (2-D, see ``spmm._spmm_ext.nm_times_dense``)."""
+    def multiply_into(self, x: np.ndarray, y: np.ndarray,
+                      codes: tuple[int, int, int, int, int, int]) -> None:
+        """y = x @ W (2-D, see ``spmm._spmm_ext.nm_times_dense``); codes as for
+        :meth:`Panels.multiply_into`."""
         rows, cols = self.shape
         _spmm_ext.nm_times_dense(rows, cols, self.n, self.m, self.values, self.offsets, x, y,
-                                 *codes, min_work)
+                                 *codes[1:])
 
     def astype(self, dtype: np.dtype) -> NmWeights:
         """The same weights with values of ``dtype`` (converted once and kept)."""

@@ -1,14 +1,17 @@
-"""Checking and converting the operands of a product.
+"""Checking and normalizing the operands of a product.
 
-Everything the C++ kernels assume is established here: which operand is sparse, that the
-shapes agree, a common float dtype, CSR arrays of one index dtype with a valid structure, a
-dense operand of that dtype, and a usable ``out``. Conversions are the cheapest
-correct ones: arrays already in a supported form are passed on without a copy.
+Everything the kernels assume about their operands is established here, once per call: which
+operand is sparse and in which stored format, that the shapes agree, the dtype the product is
+computed in, a usable ``out``, and arrays the kernels can read as they are. Conversions are the
+cheapest correct ones: arrays already in a supported form are passed on without a copy. The
+structure of a user's scipy matrix (its pointers and indices) is checked by the kernels
+themselves, where they read it (``include/spmm/formats/views.hpp``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +20,19 @@ from . import _formats, _spmm_ext
 
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_SINGLE = (np.dtype(np.float16), np.dtype(np.float32))
+_F32, _F64, _I64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
+
+# Formats whose stored arrays the kernels read directly; LIL and DOK are converted to CSR, as
+# scipy's own product does.
+DIRECT_FORMATS = ("csr", "csc", "coo", "bsr", "dia")
+CONVERTED_FORMATS = ("lil", "dok")
+
+
+class SparseOperand:
+    """Base class of spmm's own sparse operands (:class:`spmm.PreparedMatrix`): what the
+    pipeline recognizes as sparse besides scipy's matrices, without importing them."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -61,20 +76,37 @@ class Csr:
         return bounds
 
 
-def result_dtype(left: np.dtype, right: np.dtype, where: str = "multiply") -> np.dtype:
-    """The computation dtype: float32 when both are float16/float32, else float64.
+def _dtype_error(side: str, dt: np.dtype, where: str) -> TypeError:
+    return TypeError(
+        f"{where}: unsupported {side} operand dtype {dt}; spmm computes in float32 or float64 "
+        "and accepts bool, integer and real floating dtypes of up to 64 bits"
+    )
 
-    Integers and bools are converted; complex, object and other kinds are a TypeError.
+
+_RESULT_DTYPES: dict[tuple[np.dtype, np.dtype], np.dtype] = {}
+
+
+def result_dtype(left: np.dtype, right: np.dtype, where: str = "multiply") -> np.dtype:
+    """The dtype a product is computed in and returned as.
+
+    ``numpy.result_type`` of the two when that is float32 or float64, as ``a @ b`` gives
+    (float32 with bool, 8- or 16-bit integers or float16 stays float32); float32 when it is
+    float16; float64 when it is an integer or bool. Byte order never matters. Complex,
+    longdouble, object and other kinds are a TypeError.
     """
+    key = (left, right)
+    found = _RESULT_DTYPES.get(key)
+    if found is not None:
+        return found
+    native = []
     for side, dt in (("sparse", left), ("dense", right)):
-        if dt.kind not in "biuf":
-            raise TypeError(
-                f"{where}: unsupported {side} operand dtype {dt}; spmm computes in float32 or "
-                "float64 and accepts bool, integer and real floating dtypes"
-            )
-    if left in _SINGLE and right in _SINGLE:
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+        if dt.kind not in "biuf" or dt.itemsize > 8:
+            raise _dtype_error(side, dt, where)
+        native.append(dt.newbyteorder("="))
+    common = np.result_type(*native)
+    found = (_F32 if common.itemsize <= 4 else _F64) if common.kind == "f" else _F64
+    _RESULT_DTYPES[key] = found
+    return found
 
 
 def check_sparse(a: object, where: str = "multiply") -> None:
@@ -90,35 +122,28 @@ def check_sparse(a: object, where: str = "multiply") -> None:
     _formats.checked_shape(a)
 
 
-def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype, transpose: bool = False) -> Csr:
-    """CSR arrays of ``a`` (or of ``a.T``), validated, with values of ``dtype``.
+def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype) -> Csr:
+    """CSR arrays of ``a``, validated, with values of ``dtype``.
 
-    CSR input (CSC input when ``transpose``) is used as it is: its arrays are not copied when
-    their dtypes are supported. The kernels sum whatever is stored, so unsorted or duplicate
-    indices need no conversion either. CSR and CSC arrays are validated, then transposed when
-    needed by the extension (a counting sort, as scipy's ``tocsc`` does). Other formats are
-    converted to CSR by ``spmm._formats.as_csr``, never from an unchecked structure (scipy's
-    conversion routines trust it and crash on a corrupt one).
+    CSR input is used as it is: its arrays are not copied when their dtypes are supported.
+    Other formats are converted to CSR, never from an unchecked structure (scipy's conversion
+    routines trust it and crash on a corrupt one): CSC by scipy once it is checked, the others
+    by ``spmm._formats.as_csr``.
     """
-    m = a if a.format in ("csr", "csc") else _formats.as_csr(a)
-    # The compressed arrays of m: the CSR arrays of A, or of A^T for CSC (its CSC arrays).
-    holds = (m.shape[1], m.shape[0]) if m.format == "csc" else m.shape
-    indptr, indices, data = _checked_compressed(m, holds)
-    data = kernel_ready(data, dtype)
-    if (m.format == "csc") == transpose:
-        return Csr(indptr, indices, data, holds)
-    arrays = _spmm_ext.csr_transpose(indptr, indices, data, holds[0], holds[1], False)
-    if arrays is None:  # row numbers beyond int32: transposed with int64 indices
-        wide = np.dtype(np.int64)
-        arrays = _spmm_ext.csr_transpose(indptr.astype(wide), indices.astype(wide), data,
-                                         holds[0], holds[1], False)
-    return Csr(*arrays, (holds[1], holds[0]))
+    if a.format == "csc":
+        check_structure(a)
+    m = a if a.format == "csr" else a.tocsr() if a.format == "csc" else _formats.as_csr(a, dtype)
+    indptr, indices, data = _checked_compressed(m, m.shape)
+    return Csr(indptr, indices, kernel_ready(data, dtype), m.shape)
 
 
 def kernel_ready(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``x`` as a contiguous, aligned, native array of ``dtype``: as it is when it already is
     one (the kernels read each element as a C++ ``I`` or ``T``), else a copy."""
     return np.require(x, dtype, ["C_CONTIGUOUS", "ALIGNED"])
+
+
+_corrupt = _formats.corrupt
 
 
 def check_structure(a: sp.spmatrix | sp.sparray) -> None:
@@ -225,7 +250,7 @@ def read_only(x: np.ndarray) -> np.ndarray:
 
 # Copies the kernels read start on a cache line and pad each row to a whole number of cache
 # lines, so every row starts aligned and the SIMD kernels' loads never straddle two lines.
-SIMD_ALIGNMENT = 64
+SIMD_ALIGNMENT = _spmm_ext.cache_line_bytes()
 
 
 def aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
@@ -237,9 +262,13 @@ def aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
 
 
 def aligned_copy(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A 2-D copy of ``b`` as ``dtype`` starting on a cache line, whose rows never straddle
-    two cache lines more than they must: a row of up to 64 bytes is padded to the next power
-    of two (so it sits inside one line), a longer one to a whole number of lines."""
+    """A copy of ``b`` (1-D or 2-D) as ``dtype`` starting on a cache line, whose rows never
+    straddle two cache lines more than they must: a row of up to a line is padded to the next
+    power of two (so it sits inside one line), a longer one to a whole number of lines."""
+    if b.ndim == 1:
+        out = aligned_empty(len(b), dtype)
+        np.copyto(out, b, casting="unsafe")
+        return out
     rows, cols = b.shape
     itemsize = np.dtype(dtype).itemsize
     row_bytes = cols * itemsize
@@ -288,9 +317,168 @@ def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype,
         raise ValueError(f"{where}: out must be C-contiguous")
     if not out.flags.writeable:
         raise ValueError(f"{where}: out is read-only")
+    if not out.flags.aligned or not out.dtype.isnative:
+        raise ValueError(f"{where}: out must be aligned and in native byte order")
     for arr in inputs:
         # Bounds-only check: exact overlap solving can be exponentially slow, and an out that
         # merely interleaves with an input is not a use worth supporting.
         if np.may_share_memory(out, arr):
             raise ValueError(f"{where}: out must not share memory with an input operand")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# One product's operands, normalized.
+
+_CSR = (sp.csr_array, sp.csr_matrix)
+_NDARRAY = np.ndarray
+
+
+class Product:
+    """A product's operands, checked: the sparse operand and its stored ``kind`` (a scipy
+    format, or ``"prepared"``), the dense operand as a numpy array, the orientation
+    (``transposed``: X @ W, computed as Yᵀ = Wᵀ Xᵀ), the dtype it is computed in, the result's
+    shape, ``out`` (checked) or None, and ``n``, the dense operand's columns in the computed
+    product (B's columns, or X's rows; 1 for a 1-D operand)."""
+
+    __slots__ = ("dense", "dtype", "kind", "n", "out", "shape", "sparse", "transposed")
+
+    def __init__(self, sparse: Any, kind: str, dense: np.ndarray, transposed: bool,
+                 dtype: np.dtype, shape: tuple[int, ...], out: np.ndarray | None,
+                 n: int) -> None:
+        self.sparse, self.kind, self.dense, self.transposed = sparse, kind, dense, transposed
+        self.dtype, self.shape, self.out, self.n = dtype, shape, out, n
+
+
+def _two(kind: str, a: Any, b: Any) -> TypeError:
+    if kind == "sparse":
+        return TypeError(
+            "multiply: exactly one operand must be sparse, got two sparse operands "
+            f"({type(a).__name__}, {type(b).__name__}); for sparse @ sparse use scipy")
+    return TypeError(
+        "multiply: exactly one operand must be a scipy.sparse matrix/array or a "
+        f"PreparedMatrix, got two dense operands ({type(a).__name__}, {type(b).__name__}); "
+        "for dense @ dense use numpy")
+
+
+def is_sparse(x: object) -> bool:
+    """Whether ``x`` is a sparse operand: a scipy.sparse matrix/array or a PreparedMatrix."""
+    return isinstance(x, SparseOperand) or sp.issparse(x)
+
+
+def sparse_kind(m: Any, where: str = "multiply") -> tuple[str, np.dtype]:
+    """The stored kind of the sparse operand ``m`` and the dtype of its values; a TypeError
+    for a sparse array that is not 2-D or a format spmm does not know, a ValueError for a
+    shape that is not two integers >= 0 (an overwritten ``_shape``)."""
+    if isinstance(m, SparseOperand):
+        return "prepared", m.dtype
+    if m.ndim != 2:
+        raise TypeError(f"{where}: sparse operands must be 2-D; got a {m.ndim}-D "
+                        f"{type(m).__name__} of shape {m.shape}")
+    _formats.checked_shape(m)
+    kind = m.format
+    if kind not in DIRECT_FORMATS and kind not in CONVERTED_FORMATS:
+        raise TypeError(f"{where}: unsupported sparse format {kind!r}")
+    return kind, m.dtype
+
+
+def normalize(a: Any, b: Any, out: Any, where: str = "multiply") -> Product:
+    """Check the operands of ``a @ b`` and describe the product (nothing is converted yet)."""
+    a_sparse, b_sparse = is_sparse(a), is_sparse(b)
+    if a_sparse == b_sparse:
+        raise _two("sparse" if a_sparse else "dense", a, b)
+    sparse, given, transposed = (a, b, False) if a_sparse else (b, a, True)
+    kind, sparse_dtype = sparse_kind(sparse, where)
+    dense = given if type(given) is _NDARRAY and 1 <= given.ndim <= 2 else as_dense(given, where)
+    ndim = dense.ndim
+    rows, cols = sparse.shape
+    if transposed:
+        if dense.shape[-1] != rows:
+            raise _shape_error(dense.shape, sparse.shape)
+        n = dense.shape[0] if ndim == 2 else 1
+        shape = (n, cols) if ndim == 2 else (cols,)
+    else:
+        if dense.shape[0] != cols:
+            raise _shape_error(sparse.shape, dense.shape)
+        n = dense.shape[1] if ndim == 2 else 1
+        shape = (rows, n) if ndim == 2 else (rows,)
+    dtype = result_dtype(sparse_dtype, dense.dtype, where)
+    if out is not None:
+        out = check_out(out, shape, dtype, (dense, *stored_arrays(sparse)), where)
+    return Product(sparse, kind, dense, transposed, dtype, shape, out, n)
+
+
+def _shape_error(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> ValueError:
+    return ValueError(
+        f"multiply: shape mismatch: a has shape {a_shape} and b has shape {b_shape}; "
+        f"for a @ b the last dimension of a ({a_shape[-1]}) must equal the first "
+        f"dimension of b ({b_shape[0]})"
+    )
+
+
+def index_arrays(*arrays: np.ndarray, name: str = "indices") -> tuple[np.ndarray, ...]:
+    """Index arrays the kernels read as they are: 1-D, contiguous, aligned, native, all int32
+    or all int64. Arrays already so are returned as they are; others are converted to int64
+    (a copy; any out-of-range value is then caught where the kernels read it)."""
+    first = arrays[0].dtype
+    if first in INDEX_DTYPES and all(
+            x.dtype == first and x.flags.c_contiguous and x.flags.aligned and x.ndim == 1
+            for x in arrays):
+        return arrays
+    for x in arrays:
+        if x.dtype.kind not in "iu" or x.ndim != 1:
+            raise _corrupt(f"{name} must be 1-D integer arrays, got {x.ndim}-D {x.dtype}")
+    return tuple(np.require(x, _I64, ["C_CONTIGUOUS", "ALIGNED"]) for x in arrays)
+
+
+def compressed_arrays(m: Any, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, indices, data) of a CSR or CSC matrix, ready for the kernels."""
+    indptr, indices = index_arrays(m.indptr, m.indices)
+    major = m.shape[0] if m.format == "csr" else m.shape[1]
+    if len(indptr) != major + 1:
+        raise _corrupt(f"indptr has {len(indptr)} entries, expected {major + 1} for {major} "
+                       f"{'rows' if m.format == 'csr' else 'columns'}")
+    data = m.data
+    if data.ndim != 1:
+        raise _corrupt("data must be 1-D")
+    return indptr, indices, kernel_ready(data, dtype)
+
+
+def coo_arrays(m: Any, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, data) of a COO matrix, ready for the kernels."""
+    coords = m.coords
+    data = m.data
+    if len(coords) != 2 or data.ndim != 1 or any(len(c) != len(data) for c in coords):
+        raise _corrupt(f"COO coordinates must be two 1-D integer arrays as long as data "
+                       f"({len(data)})")
+    row, col = index_arrays(*coords, name="COO coordinates")
+    return row, col, kernel_ready(data, dtype)
+
+
+def bsr_arrays(m: Any, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, indices, data) of a BSR matrix, ready for the kernels (data: blocks x r x c,
+    C-contiguous)."""
+    data = m.data
+    if data.ndim != 3:
+        raise _corrupt("BSR data must be 3-D (blocks x block rows x block columns)")
+    r, c = data.shape[1:]
+    rows, cols = m.shape
+    if r == 0 or c == 0 or rows % r or cols % c:
+        raise _corrupt(f"BSR blocks of {r} x {c} do not tile the shape {m.shape}")
+    indptr, indices = index_arrays(m.indptr, m.indices)
+    if len(indptr) != rows // r + 1:
+        raise _corrupt(f"BSR indptr must have {rows // r + 1} entries, one per block row + 1")
+    return indptr, indices, kernel_ready(data, dtype)
+
+
+def dia_arrays(m: Any, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets as int64, data: diagonals x width, C-contiguous) of a DIA matrix."""
+    offsets, data = m.offsets, m.data
+    if data.ndim != 2 or offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise _corrupt("DIA data must be 2-D and offsets a 1-D integer array")
+    if len(offsets) != data.shape[0]:
+        raise _corrupt(f"DIA has {len(offsets)} offsets for {data.shape[0]} diagonals")
+    if offsets.dtype.kind == "u":  # an offset beyond int64 lies outside any matrix
+        offsets = np.minimum(offsets, np.uint64(2**62)).astype(_I64)
+    return (np.require(offsets, _I64, ["C_CONTIGUOUS", "ALIGNED"]),
+            kernel_ready(data, dtype))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _formats, _layouts
-from ._operands import Csr, check_sparse, read_only, result_dtype, to_csr
+from . import _config, _formats, _layouts, _policy, _spmm_ext
+from ._operands import Csr, SparseOperand, check_sparse, read_only, result_dtype, to_csr
+from ._pipeline import multiply
+
+# The largest N:M group: offsets inside a group are one byte (include/spmm/formats/structured.hpp).
+MAX_GROUP = _spmm_ext.max_group()
 
 # Column indices fit in 16 bits up to this many columns: half the index bytes of int32, which
 # the narrow (bandwidth-bound) products stream with every stored entry.
@@ -35,7 +40,7 @@ def compressed(csr: Csr) -> Csr:
                read_only(csr.indices.astype(index_dtype)), read_only(csr.data), csr.shape, {})
 
 
-class PreparedMatrix:
+class PreparedMatrix(SparseOperand):
     """A sparse matrix converted once, for many products with dense operands.
 
     Created by :func:`spmm.prepare`. It owns its arrays: later changes to the matrix it was
@@ -157,7 +162,7 @@ class PreparedMatrix:
         if self._csr_t is None:
             with self._lock:
                 if self._csr_t is None:
-                    transposed = to_csr(self.to_scipy(), self.dtype, transpose=True)
+                    transposed = to_csr(self.to_scipy().T.tocsr(), self.dtype)
                     self._csr_t = compressed(transposed)
         if self._csr_t.data.dtype == dtype:
             return self._csr_t
@@ -177,6 +182,13 @@ class PreparedMatrix:
                                base.shape, base.slices)
                     self._converted[key] = form
         return form
+
+    def form(self, family: str, transposed: bool, dtype: np.dtype) -> Any:
+        """The stored form a kernel family reads, with values of ``dtype``: the CSR form (for
+        ``p @ x``), that of the transpose (``x @ p``), or the structured layout."""
+        if family == "csr_rows":
+            return self.csr_transposed(dtype) if transposed else self.csr(dtype)
+        return self.structured(dtype)
 
     def to_scipy(self) -> sp.csr_array:
         """The matrix as a scipy ``csr_array``, in canonical form.
@@ -222,15 +234,11 @@ class PreparedMatrix:
                 "PreparedMatrix @ sparse is not supported: spmm multiplies one sparse and one "
                 f"dense operand (got {type(other).__name__}); for sparse @ sparse use scipy"
             )
-        from ._api import multiply
-
         return multiply(self, other)
 
     def __rmatmul__(self, other: object) -> np.ndarray:
         if sp.issparse(other) or isinstance(other, PreparedMatrix):
             return NotImplemented
-        from ._api import multiply
-
         return multiply(other, self)
 
     def __repr__(self) -> str:
@@ -251,7 +259,8 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     ----------
     a : scipy.sparse matrix or array, 2-D, any format
         The matrix, typically pruned weights used at every inference step. Its values are
-        stored as float32 when they are float16/float32, else as float64.
+        stored as float32 when float32 holds them exactly (float16, float32, bool, integers of
+        up to 16 bits: numpy's result type with float32 is float32), else as float64.
     layout : {"auto", "csr", "tile", "block", "n_m"}, default "auto"
         The form ``x @ p`` (``a`` as the weights W of ``X @ W``, shape (inputs, outputs)) is
         computed with. ``"tile"``: tile-wise sparsity (Guo et al., SC 2020): in each tile of
@@ -271,9 +280,10 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     block : (int, int), optional
         The block shape for ``layout="block"``; default: the largest that fits, else (32, 32).
     n_m : (int, int), optional
-        ``(n, m)`` for ``layout="n_m"`` (m at most 255; the SIMD kernels hold a group in a
-        register: m up to 16 floats / 8 doubles with AVX-512, 8 / 4 with AVX2, others run a
-        portable loop); default: the one that fits (an error if none does).
+        ``(n, m)`` for ``layout="n_m"`` (m at most 255, offsets being one byte; the SIMD
+        kernels hold a group in a register: m up to 16 floats / 8 doubles with AVX-512, 8 / 4
+        with AVX2, others run a portable loop); default: the one that fits (an error if none
+        does).
 
     Returns
     -------
@@ -377,7 +387,8 @@ def from_state(state: object) -> PreparedMatrix:
     if (block, n_m) != parameters[layout] or not _valid_parameters(layout, block, n_m):
         raise _bad_state(f"layout {layout!r} with block={block!r}, n_m={n_m!r}; expected "
                          "block=(1, width) for 'tile', (rows >= 2, columns) for 'block', "
-                         "n_m=(n, m) with 1 <= n <= m <= 255 for 'n_m', the others None")
+                         f"n_m=(n, m) with 1 <= n <= m <= {MAX_GROUP} for 'n_m', the others "
+                         "None")
     canonical = Csr(indptr, indices, data, (rows, cols))
     tile = block[1] if layout == "tile" else None
     try:
@@ -433,7 +444,7 @@ def _valid_parameters(layout: str, block: object, n_m: object) -> bool:
         return first == 1
     if layout == "block":
         return first >= 2
-    return first <= second <= 255
+    return first <= second <= MAX_GROUP
 
 
 def _state_of_forms(state: Mapping) -> dict:
@@ -453,21 +464,18 @@ def _state_of_forms(state: Mapping) -> dict:
 def _partition_for_default_threads(csr: Csr) -> None:
     """Compute the slices the default partition uses for the configured thread count ahead
     of any product: nnz-balanced, and the dynamic partition's chunks (one dense column;
-    ``spmm._api.choose_partition``).
+    ``spmm._policy.choose_partition``).
 
     Other thread counts and partitions are computed on first use and kept as well. An invalid
     ``SPMM_*`` variable is reported by the first product, not here.
     """
-    from . import _config
-    from ._api import _PARTITION_CODES
-
     try:
         threads = _config.resolve()["num_threads"]
     except ValueError:
         return
     if threads > 1:
         for partition in ("nnz", "dynamic"):
-            csr.slice_bounds(threads, _PARTITION_CODES[partition])
+            csr.slice_bounds(threads, _policy.PARTITION_CODES[partition])
 
 
 def _check_layout(layout: object, tile: object, block: object, n_m: object) -> None:
@@ -483,9 +491,9 @@ def _check_layout(layout: object, tile: object, block: object, n_m: object) -> N
         raise ValueError(
             f"prepare: block must be a tuple of two positive ints (rows, columns); got {block!r}")
     if n_m is not None and not (isinstance(n_m, tuple) and len(n_m) == 2
-                                and all(map(_positive_int, n_m)) and n_m[0] <= n_m[1] <= 255):
+                                and all(map(_positive_int, n_m)) and n_m[0] <= n_m[1] <= MAX_GROUP):
         raise ValueError(
-            f"prepare: n_m must be a tuple of two ints (n, m) with 1 <= n <= m <= 255; "
+            f"prepare: n_m must be a tuple of two ints (n, m) with 1 <= n <= m <= {MAX_GROUP}; "
             f"got {n_m!r}")
 
 

@@ -96,7 +96,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"  simd:               {config['simd']}",
         f"  available backends: {', '.join(runtime['available_backends'])}",
         f"  cpus available:     {runtime['cpus_available']}",
-        f"  pool workers:       {runtime['pool_workers_started']} started",
+        f"  pool workers:       {runtime['pool_workers_started']} running",
         f"  python:             {runtime['python']} on {runtime['platform']}",
         f"  numpy / scipy:      {runtime['numpy']} / {runtime['scipy']}",
         "thread pools (threadpoolctl):",

@@ -6,7 +6,8 @@
 This layer only converts: numpy arrays in, raw pointers and sizes out, the GIL released
 around every C++ call, and C++ exceptions turned into Python ones (``std::invalid_argument``
 becomes ``ValueError``). Every decision (which kernel, backend, thread count, layout) is made
-by the Python layer before it calls here.
+by the Python layer before it calls here. One entry point per kernel family
+(``include/spmm/names.hpp``).
 
 The product entry points read numpy's array structs directly rather than through typed
 memoryviews: acquiring a memoryview and dispatching a fused ``def`` on its dtype cost several
@@ -14,7 +15,7 @@ microseconds per call, as much as a whole small product.
 """
 
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport getenv
 from libcpp cimport bool as cbool
 from libcpp.string cimport string
@@ -30,31 +31,36 @@ ctypedef fused value_t:
     float
     double
 
-# A CSR's row pointers and column indices: int32/int32, int64/int64, or int64/uint16 (a
-# prepared matrix with at most 65,536 columns). Other pairs never reach C++.
-ctypedef fused offset_t:
-    int32_t
-    int64_t
-
-ctypedef fused column_t:
-    int32_t
-    int64_t
-    uint16_t
-
 
 cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
-    void c_csr_times_strided_dense "spmm::csr_times_strided_dense"[O, I, T](
+    cdef struct Dense:
+        const void* data
+        int64_t rows, cols, row_stride, col_stride
+    cdef struct Out:
+        void* data
+        int64_t rows, cols, row_stride, col_stride
+    cdef struct Config:
+        int kernel, backend, nthreads, partition, simd
+        int64_t min_work
+    void c_csr_product "spmm::csr_product"[O, I, T](
         const O* indptr, const I* indices, const T* data, int64_t rows, int64_t cols,
-        const T* b, int64_t b_cols, int64_t b_row_stride, int64_t b_col_stride,
-        T* c, int64_t c_row_stride, int64_t c_col_stride,
-        int kernel, int backend, int nthreads, int partition, int simd,
-        const int64_t* bounds, int64_t nbounds, int64_t parallel_min_work) except +
+        int64_t stored, cbool by_columns, cbool check, const Dense& b, const Out& c,
+        const Config& k, const int64_t* bounds, int64_t nbounds) except +
+    void c_coo_product "spmm::coo_product"[I, T](
+        const I* row, const I* col, const T* data, int64_t nnz, int64_t rows, int64_t cols,
+        cbool transposed, const Dense& b, const Out& c, const Config& k) except +
+    void c_bsr_product "spmm::bsr_product"[I, T](
+        const I* indptr, const I* indices, const T* data, int64_t block_rows,
+        int64_t block_cols, int64_t r, int64_t c_, int64_t stored, cbool by_columns,
+        const Dense& b, const Out& c, const Config& k) except +
+    void c_dia_product "spmm::dia_product"[T](
+        const int64_t* offsets, const T* data, int64_t diagonals, int64_t width, int64_t ld,
+        int64_t rows, int64_t cols, cbool transposed, const Dense& b, const Out& c,
+        const Config& k) except +
+    vector[string] c_kernel_body "spmm::kernel_body"(int family, int kernel, int simd) except +
     void c_validate_csr "spmm::validate_csr"[I](
         const I* indptr, const I* indices, int64_t rows, int64_t cols,
         int64_t nnz_stored) except +
-    void c_csr_transpose "spmm::csr_transpose"[I, T](
-        const I* indptr, const I* indices, const T* data, int64_t rows, int64_t cols,
-        I* out_indptr, I* out_indices, T* out_data)
     vector[int64_t] c_partition_bounds "spmm::partition_bounds"[I](
         const I* indptr, int64_t rows, int nthreads, int partition) except +
     void c_panels_times_dense "spmm::panels_times_dense"[T](
@@ -69,6 +75,12 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         int64_t x_col_stride, T* y, int64_t ldy, int backend, int nthreads, int partition,
         int simd, int64_t parallel_min_work) except +
     int64_t c_parallel_min_work "spmm::parallel_min_work"()
+    int c_threads_used "spmm::threads_used"(int64_t entries, int64_t out_rows, int64_t n,
+                                            int backend, int nthreads, int64_t min_work)
+    cbool c_splits_columns "spmm::splits_columns"(int64_t out_rows, int64_t n, int nthreads,
+                                                  cbool rows_contiguous, int itemsize)
+    int64_t c_max_group "spmm::max_group"()
+    int64_t c_cache_line_bytes "spmm::cache_line_bytes"()
     int c_affinity_cpus "spmm::affinity_cpus"()
     cbool c_has_openmp "spmm::has_openmp"()
     cbool c_openmp_usable "spmm::openmp_usable"()
@@ -76,21 +88,15 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     string c_compiler_version "spmm::compiler_version"()
     string c_compile_args "spmm::compile_args"()
     size_t c_pool_workers "spmm::pool_workers"() except +
+    vector[uint64_t] c_pool_calls_taken "spmm::pool_calls_taken"() except +
     vector[string] c_simd_levels "spmm::simd_levels"() except +
     vector[vector[string]] c_vocabulary "spmm::vocabulary"() except +
 
 
 # --------------------------------------------------------------------------------------------
-# Reading operands from numpy's structs. Each check answers "can the kernels use this array as
-# it is?"; a "no" is never an error here: the product entry points then return False and the
-# Python layer converts the operands (or reports what is wrong with them) and calls again.
-
-cdef struct Dense:
-    char* data
-    int64_t rows, cols            # a 1-D array is one column
-    int64_t row_stride, col_stride  # in elements
-    intptr_t lo, hi               # the bytes it spans, [lo, hi), for the overlap check
-
+# Reading operands from numpy's structs. The Python layer (spmm/_operands.py) hands over only
+# arrays the kernels can read as they are; these checks guard that promise, and a broken one
+# is a ValueError naming the operand, never a crash.
 
 cdef inline void array_bounds(cnp.ndarray arr, intptr_t* lo, intptr_t* hi):
     """The bytes [lo, hi) an array spans (empty when it has no element)."""
@@ -106,59 +112,6 @@ cdef inline void array_bounds(cnp.ndarray arr, intptr_t* lo, intptr_t* hi):
         else:
             hi[0] += extent
     hi[0] += cnp.PyArray_ITEMSIZE(arr)
-
-
-cdef inline bint is_float(cnp.ndarray arr):
-    cdef int t = cnp.PyArray_TYPE(arr)
-    return t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE
-
-
-cdef inline int vector_itemsize(object x, bint index):
-    """The item size of ``x`` if it is a 1-D, contiguous, aligned, native-endian ndarray of
-    a signed integer dtype or uint16 (``index``), or of float32/float64, else 0."""
-    if not cnp.PyArray_Check(x):
-        return 0
-    cdef cnp.ndarray arr = <cnp.ndarray>x
-    if cnp.PyArray_NDIM(arr) != 1:
-        return 0
-    if index:
-        if not (cnp.PyArray_ISSIGNED(arr) or cnp.PyArray_TYPE(arr) == cnp.NPY_UINT16):
-            return 0
-    elif not is_float(arr):
-        return 0
-    if not cnp.PyArray_CHKFLAGS(arr, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED):
-        return 0
-    if not cnp.PyArray_ISNOTSWAPPED(arr):
-        return 0
-    return <int>cnp.PyArray_ITEMSIZE(arr)
-
-
-cdef inline bint read_dense(object x, int64_t itemsize, bint writable, Dense* d):
-    """Describe ``x`` in ``d`` if it is a 1-D or 2-D aligned, native-endian float ndarray of
-    ``itemsize`` whose strides are whole elements (and writable when asked)."""
-    if not cnp.PyArray_Check(x):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>x
-    cdef int ndim = cnp.PyArray_NDIM(arr)
-    if ndim != 1 and ndim != 2:
-        return False
-    if not is_float(arr) or cnp.PyArray_ITEMSIZE(arr) != itemsize:
-        return False
-    if not cnp.PyArray_ISALIGNED(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
-        return False
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        return False
-    cdef int64_t row_bytes = cnp.PyArray_STRIDE(arr, 0)
-    cdef int64_t col_bytes = cnp.PyArray_STRIDE(arr, 1) if ndim == 2 else itemsize
-    if row_bytes % itemsize != 0 or col_bytes % itemsize != 0:
-        return False
-    d.data = <char*>cnp.PyArray_DATA(arr)
-    d.rows = cnp.PyArray_DIM(arr, 0)
-    d.cols = cnp.PyArray_DIM(arr, 1) if ndim == 2 else 1
-    d.row_stride = row_bytes // itemsize
-    d.col_stride = col_bytes // itemsize
-    array_bounds(arr, &d.lo, &d.hi)
-    return True
 
 
 cdef inline bint meet(intptr_t lo, intptr_t hi, intptr_t x_lo, intptr_t x_hi):
@@ -184,212 +137,312 @@ def shares_memory(object x, tuple arrays):
     return False
 
 
-cdef struct Call:
-    # What a product needs besides A's three arrays, whose element types vary.
-    int64_t nnz_stored, data_len  # the lengths of indices and data
-    int64_t rows, cols            # A's shape
-    Dense b, c
-    bint check
-    const int64_t* bounds
-    int64_t nbounds, parallel_min_work
-    int kernel, backend, nthreads, partition, simd
+cdef int vector_type(object x, str name) except -1:
+    """The numpy type number of ``x``, a 1-D, contiguous, aligned, native-endian ndarray."""
+    if not cnp.PyArray_Check(x):
+        raise TypeError(f"{name} must be a numpy array")
+    cdef cnp.ndarray arr = <cnp.ndarray>x
+    if cnp.PyArray_NDIM(arr) != 1 or not cnp.PyArray_CHKFLAGS(
+            arr, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED) or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise ValueError(f"{name} must be 1-D, contiguous, aligned and native-endian")
+    return cnp.PyArray_TYPE(arr)
 
 
-cdef int product(const offset_t* indptr, const column_t* indices, const value_t* data,
-                 const Call* k) except -1 nogil:
-    """Check A's structure if asked, then write A @ B into C. Returns 1 when done, 0 when data
-    is shorter than indptr[rows] (the Python layer reports it)."""
-    cdef int64_t i, j
-    cdef value_t* out = <value_t*>k.c.data
-    cdef const value_t* b = <const value_t*>k.b.data
-    if k.check:
-        if (offset_t is int32_t and column_t is int32_t) or (
-                offset_t is int64_t and column_t is int64_t):
-            c_validate_csr(indptr, indices, k.rows, k.cols, k.nnz_stored)
-        else:
-            return 0  # 16-bit indices are a prepared matrix's, checked when it was made
-    if k.rows > 0 and <int64_t>indptr[k.rows] > k.data_len:
-        return 0
-    if k.rows == 0 or k.c.cols == 0:
+cdef inline int64_t stride_of(cnp.ndarray arr, int d, int64_t itemsize) except? -1:
+    """The stride of axis d in elements; any stride of an axis of size 0 or 1 reads as 1 (it
+    is never used, and numpy may report anything for it)."""
+    if cnp.PyArray_DIM(arr, d) <= 1:
         return 1
-    if k.cols == 0:  # inner dimension 0 (so no stored entries): the product is all zeros
-        for i in range(k.rows):
-            for j in range(k.c.cols):
-                out[i * k.c.row_stride + j * k.c.col_stride] = 0
-        return 1
-    if (offset_t is int32_t and column_t is int32_t) or (
-            offset_t is int64_t and (column_t is int64_t or column_t is uint16_t)):
-        c_csr_times_strided_dense(
-            indptr, indices, data, k.rows, k.cols,
-            b, k.b.cols, k.b.row_stride, k.b.col_stride,
-            out, k.c.row_stride, k.c.col_stride, k.kernel, k.backend, k.nthreads,
-            k.partition, k.simd, k.bounds, k.nbounds, k.parallel_min_work)
-        return 1
-    return 0  # not a pair of index types a CSR has here: never called so
+    cdef int64_t b = cnp.PyArray_STRIDE(arr, d)
+    if b % itemsize:
+        raise ValueError("strides must be whole elements")
+    return b // itemsize
 
 
-def csr_times_dense(object indptr, object indices, object data, int64_t cols, object b,
-                    object c, int kernel, int backend, int nthreads, int partition, int simd,
-                    object bounds=None, bint check=False, int64_t parallel_min_work=-1):
-    """Write ``A @ b`` into ``c``, A being the CSR matrix (indptr, indices, data) of ``cols``
-    columns and ``len(indptr) - 1`` rows.
+cdef int read_matrix(object x, int typenum, bint writable, bint transposed, int64_t* rows,
+                     int64_t* cols, int64_t* row_stride, int64_t* col_stride,
+                     char** data, str name) except -1:
+    """Describe the 1-D (a column) or 2-D ndarray ``x`` of type ``typenum``, transposed when
+    asked (X of X @ W read as Xᵀ)."""
+    if not cnp.PyArray_Check(x):
+        raise TypeError(f"{name} must be a numpy array")
+    cdef cnp.ndarray arr = <cnp.ndarray>x
+    cdef int ndim = cnp.PyArray_NDIM(arr)
+    cdef int64_t itemsize = cnp.PyArray_ITEMSIZE(arr)
+    if ndim != 1 and ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D")
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISALIGNED(arr) \
+            or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise ValueError(f"{name} must be aligned, native-endian, of the product's dtype")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writable")
+    cdef int64_t r = cnp.PyArray_DIM(arr, 0)
+    cdef int64_t c = cnp.PyArray_DIM(arr, 1) if ndim == 2 else 1
+    cdef int64_t rs = stride_of(arr, 0, itemsize)
+    cdef int64_t cs = stride_of(arr, 1, itemsize) if ndim == 2 else 1
+    if transposed and ndim == 2:
+        r, c, rs, cs = c, r, cs, rs
+    rows[0], cols[0], row_stride[0], col_stride[0] = r, c, rs, cs
+    data[0] = <char*>cnp.PyArray_DATA(arr)
+    return 0
 
-    Parameters
-    ----------
-    indptr, indices, data : numpy.ndarray
-        A's arrays, each 1-D, contiguous, aligned and native-endian: indptr and indices both
-        int32 or both int64, or (a prepared matrix's) int64 and uint16; data float32 or
-        float64.
-    cols : int
-        A's column count.
-    b : numpy.ndarray
-        cols x n (or 1-D, one column), of data's dtype, any strides (whole elements). When
-        its rows are not contiguous, or when an aligned copy pays (``worth_packing`` in
-        ``include/spmm/formats/pack.hpp``), a packed copy is made outside the GIL.
-    c : numpy.ndarray
-        rows x n (or 1-D), writable, any strides, sharing no memory with the other operands.
-    kernel, backend, nthreads, partition, simd : int
-        The C++ enum codes of the configuration (the Python layer maps names to them).
-    bounds : numpy.ndarray, optional
-        int64 slice boundaries from :func:`partition_bounds` for this matrix, ``nthreads``
-        and ``partition`` (a prepared matrix keeps them), or None to compute them.
-    check : bool
-        Check A's structure first (a ValueError if it is corrupt): for a matrix the user
-        holds; a PreparedMatrix's was checked once.
-    parallel_min_work : int
-        Products doing less work run on the calling thread; negative means the built-in
-        threshold (:func:`parallel_min_work`), 0 lets every product use the backend.
 
-    Returns
-    -------
-    bool
-        True when ``c`` holds the product. False, with nothing written, when an operand does
-        not meet the conditions above: the caller converts it, or reports what is wrong.
+cdef int read_operands(object b, object c, int typenum, bint transposed, tuple sparse,
+                       Dense* dense, Out* out) except -1:
+    """Describe B and C, and refuse a C that shares memory with B or a sparse array."""
+    cdef char* p
+    read_matrix(b, typenum, False, transposed, &dense.rows, &dense.cols, &dense.row_stride,
+                &dense.col_stride, &p, "the dense operand")
+    dense.data = p
+    read_matrix(c, typenum, True, transposed, &out.rows, &out.cols, &out.row_stride,
+                &out.col_stride, &p, "out")
+    out.data = p
+    if out.cols != dense.cols:
+        raise ValueError("out does not have the dense operand's width")
+    cdef intptr_t lo, hi
+    array_bounds(<cnp.ndarray>c, &lo, &hi)
+    if overlaps(lo, hi, b) or any(overlaps(lo, hi, x) for x in sparse):
+        raise ValueError("out must not share memory with an input operand")
+    return 0
+
+
+cdef Config read_config(tuple config) except *:
+    """(kernel, backend, nthreads, partition, simd, min_work): the codes of names.hpp."""
+    cdef Config k
+    k.kernel, k.backend, k.nthreads, k.partition, k.simd, k.min_work = config
+    return k
+
+
+cdef int value_type(object data) except -1:
+    cdef int t = vector_type(data, "data") if cnp.PyArray_NDIM(<cnp.ndarray?>data) == 1 \
+        else cnp.PyArray_TYPE(<cnp.ndarray>data)
+    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+        raise ValueError("stored values must be float32 or float64")
+    return t
+
+
+def csr_product(object indptr, object indices, object data, int64_t rows, int64_t cols,
+                bint by_columns, bint check, object b, object c, bint transposed,
+                tuple config, object bounds=None):
+    """Write ``A @ B`` into ``c`` for A of ``rows`` x ``cols`` given by CSR arrays.
+
+    ``indptr`` (rows + 1), ``indices`` and ``data``: 1-D contiguous arrays, indptr and indices
+    both int32 or both int64, or int64 and uint16 (a prepared matrix); data float32/float64.
+    ``by_columns``: the arrays are those of Aᵀ, read by the column-driven kernels (A in CSC,
+    or W in CSR for X @ W). ``check``: a user's matrix, checked where it is read (ValueError if
+    corrupt). ``b`` and ``c``: B (cols x n) and C (rows x n), 1-D or 2-D, of data's dtype, any
+    strides; with ``transposed`` they are X and Y of X @ W, read as Xᵀ and Yᵀ. ``config``:
+    (kernel, backend, threads, partition, simd, min_work) codes. ``bounds``: a prepared
+    matrix's cached slice bounds (int64), checked in full, or None.
     """
-    cdef int offset_size = vector_itemsize(indptr, True)
-    cdef int column_size = vector_itemsize(indices, True)
-    cdef int value_size = vector_itemsize(data, False)
-    cdef Call k
-    cdef bint narrow = column_size == 2  # a prepared matrix's uint16 indices
-    if narrow and cnp.PyArray_TYPE(<cnp.ndarray>indices) != cnp.NPY_UINT16:
-        return False
-    if not ((offset_size == column_size and (offset_size == 4 or offset_size == 8))
-            or (offset_size == 8 and narrow)):
-        return False
-    if value_size != 4 and value_size != 8:
-        return False
-    if not read_dense(b, value_size, False, &k.b) or not read_dense(c, value_size, True, &k.c):
-        return False
-    k.rows = cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) - 1
-    k.cols = cols
-    if k.rows < 0 or k.b.rows != cols or k.c.rows != k.rows or k.c.cols != k.b.cols:
-        return False
-    if (overlaps(k.c.lo, k.c.hi, indptr) or overlaps(k.c.lo, k.c.hi, indices)
-            or overlaps(k.c.lo, k.c.hi, data) or meet(k.c.lo, k.c.hi, k.b.lo, k.b.hi)):
-        return False
-    k.bounds = NULL
-    k.nbounds = 0
+    cdef int tp = vector_type(indptr, "indptr")
+    cdef int ti = vector_type(indices, "indices")
+    cdef int tv = value_type(data)
+    cdef Dense dense
+    cdef Out out
+    read_operands(b, c, tv, transposed, (indptr, indices, data), &dense, &out)
+    cdef int64_t a_rows = cols if by_columns else rows
+    cdef int64_t a_cols = rows if by_columns else cols
+    if cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) != a_rows + 1 or a_rows < 0 or a_cols < 0:
+        raise ValueError(f"indptr must have {a_rows + 1} entries")
+    if dense.rows != cols or out.rows != rows:
+        raise ValueError("operand shapes do not match")
+    cdef Config k = read_config(config)
+    cdef int64_t stored = min(cnp.PyArray_DIM(<cnp.ndarray>indices, 0),
+                              cnp.PyArray_DIM(<cnp.ndarray>data, 0))
+    cdef const int64_t* bp = NULL
+    cdef int64_t nb = 0
     if bounds is not None:
-        if vector_itemsize(bounds, True) != 8:
-            return False
-        k.nbounds = cnp.PyArray_DIM(<cnp.ndarray>bounds, 0)
-        k.bounds = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>bounds)
-    k.nnz_stored = cnp.PyArray_DIM(<cnp.ndarray>indices, 0)
-    k.data_len = cnp.PyArray_DIM(<cnp.ndarray>data, 0)
-    k.check, k.parallel_min_work = check, parallel_min_work
-    k.kernel, k.backend, k.nthreads, k.partition, k.simd = (kernel, backend, nthreads,
-                                                            partition, simd)
+        if vector_type(bounds, "bounds") != cnp.NPY_INT64:
+            raise ValueError("bounds must be int64")
+        nb = cnp.PyArray_DIM(<cnp.ndarray>bounds, 0)
+        bp = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>bounds)
     cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>indptr)
     cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
     cdef void* v = cnp.PyArray_DATA(<cnp.ndarray>data)
-    cdef int done
-    with nogil:
-        if column_size == 4 and value_size == 4:
-            done = product(<const int32_t*>p, <const int32_t*>q, <const float*>v, &k)
-        elif column_size == 4:
-            done = product(<const int32_t*>p, <const int32_t*>q, <const double*>v, &k)
-        elif column_size == 8 and value_size == 4:
-            done = product(<const int64_t*>p, <const int64_t*>q, <const float*>v, &k)
-        elif column_size == 8:
-            done = product(<const int64_t*>p, <const int64_t*>q, <const double*>v, &k)
-        elif value_size == 4:
-            done = product(<const int64_t*>p, <const uint16_t*>q, <const float*>v, &k)
-        else:
-            done = product(<const int64_t*>p, <const uint16_t*>q, <const double*>v, &k)
-    return done == 1
+    cdef bint f32 = tv == cnp.NPY_FLOAT
+    if not check and not by_columns and tp == cnp.NPY_INT64 and ti == cnp.NPY_UINT16:
+        with nogil:
+            if f32:
+                c_csr_product(<const int64_t*>p, <const uint16_t*>q, <const float*>v, a_rows,
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+            else:
+                c_csr_product(<const int64_t*>p, <const uint16_t*>q, <const double*>v, a_rows,
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+    elif tp == ti == cnp.NPY_INT32:
+        with nogil:
+            if f32:
+                c_csr_product(<const int32_t*>p, <const int32_t*>q, <const float*>v, a_rows,
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+            else:
+                c_csr_product(<const int32_t*>p, <const int32_t*>q, <const double*>v, a_rows,
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+    elif tp == ti == cnp.NPY_INT64:
+        with nogil:
+            if f32:
+                c_csr_product(<const int64_t*>p, <const int64_t*>q, <const float*>v, a_rows,
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+            else:
+                c_csr_product(<const int64_t*>p, <const int64_t*>q, <const double*>v, a_rows,
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+    else:
+        raise ValueError("indptr and indices must both be int32 or both int64")
+    return c
 
 
-cdef int transpose(const index_t* indptr, const index_t* indices, int64_t nnz_stored,
-                   const value_t* data, int64_t data_len, int64_t rows, int64_t cols,
-                   bint check, index_t* out_indptr, index_t* out_indices,
-                   value_t* out_data) except -1 nogil:
-    if check:
-        c_validate_csr(indptr, indices, rows, cols, nnz_stored)
-    if <int64_t>indptr[rows] > data_len:
-        return 0
-    c_csr_transpose(indptr, indices, data, rows, cols, out_indptr, out_indices, out_data)
-    return 1
+def coo_product(object row, object col, object data, int64_t rows, int64_t cols, object b,
+                object c, bint transposed, tuple config):
+    """Write ``A @ B`` into ``c`` for A (rows x cols) in COO: ``row``, ``col`` (both int32 or
+    both int64) and ``data``, equally long. For X @ W pass Wᵀ's view (row and col swapped,
+    shape swapped) with ``transposed``. Coordinates are checked where they are read."""
+    cdef int tr = vector_type(row, "row")
+    cdef int tc = vector_type(col, "col")
+    cdef int tv = value_type(data)
+    cdef Dense dense
+    cdef Out out
+    read_operands(b, c, tv, transposed, (row, col, data), &dense, &out)
+    cdef int64_t nnz = cnp.PyArray_DIM(<cnp.ndarray>data, 0)
+    if cnp.PyArray_DIM(<cnp.ndarray>row, 0) != nnz or cnp.PyArray_DIM(<cnp.ndarray>col, 0) != nnz:
+        raise ValueError("COO coordinates and data must be equally long")
+    if dense.rows != cols or out.rows != rows:
+        raise ValueError("operand shapes do not match")
+    cdef Config k = read_config(config)
+    cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>row)
+    cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>col)
+    cdef void* v = cnp.PyArray_DATA(<cnp.ndarray>data)
+    cdef bint f32 = tv == cnp.NPY_FLOAT
+    if tr == tc == cnp.NPY_INT32:
+        with nogil:
+            if f32:
+                c_coo_product(<const int32_t*>p, <const int32_t*>q, <const float*>v, nnz, rows, cols, transposed, dense, out, k)
+            else:
+                c_coo_product(<const int32_t*>p, <const int32_t*>q, <const double*>v, nnz, rows, cols, transposed, dense, out, k)
+    elif tr == tc == cnp.NPY_INT64:
+        with nogil:
+            if f32:
+                c_coo_product(<const int64_t*>p, <const int64_t*>q, <const float*>v, nnz, rows, cols, transposed, dense, out, k)
+            else:
+                c_coo_product(<const int64_t*>p, <const int64_t*>q, <const double*>v, nnz, rows, cols, transposed, dense, out, k)
+    else:
+        raise ValueError("COO coordinates must both be int32 or both int64")
+    return c
 
 
-def csr_transpose(object indptr, object indices, object data, int64_t rows, int64_t cols,
-                  bint check):
-    """The CSR arrays ``(indptr, indices, data)`` of A^T, A being rows x cols in CSR.
-
-    The operands are as for :func:`csr_times_dense`; with ``check``, A's structure is checked
-    first (a ValueError if it is corrupt). The arrays returned are new, of A's dtypes, and
-    hold A^T's stored entries in row order within each column, as scipy's ``tocsc`` does.
-    None, with nothing done, when an operand does not meet those conditions or when A's row
-    numbers would not fit in its index dtype.
-    """
-    cdef int index_size = vector_itemsize(indptr, True)
-    if (index_size != 4 and index_size != 8) or vector_itemsize(indices, True) != index_size:
-        return None
-    cdef int value_size = vector_itemsize(data, False)
-    if value_size != 4 and value_size != 8:
-        return None
-    if cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) != rows + 1 or rows < 0 or cols < 0:
-        return None
-    if index_size == 4 and rows > 2**31 - 1:
-        return None
-    cdef int64_t nnz_stored = cnp.PyArray_DIM(<cnp.ndarray>indices, 0)
-    cdef int64_t data_len = cnp.PyArray_DIM(<cnp.ndarray>data, 0)
-    # Sized by indptr[-1] (at most the stored length), so read it only once validated.
-    cdef cnp.npy_intp n_indptr = cols + 1
-    cdef cnp.npy_intp n_stored = min(nnz_stored, data_len)
-    cdef cnp.ndarray t_indptr = cnp.PyArray_EMPTY(1, &n_indptr,
-                                                  cnp.PyArray_TYPE(<cnp.ndarray>indptr), 0)
-    cdef cnp.ndarray t_indices = cnp.PyArray_EMPTY(1, &n_stored,
-                                                   cnp.PyArray_TYPE(<cnp.ndarray>indices), 0)
-    cdef cnp.ndarray t_data = cnp.PyArray_EMPTY(1, &n_stored,
-                                                cnp.PyArray_TYPE(<cnp.ndarray>data), 0)
+def bsr_product(object indptr, object indices, object data, int64_t rows, int64_t cols,
+                bint by_columns, object b, object c, bint transposed, tuple config):
+    """Write ``A @ B`` (or, ``by_columns``, ``Aᵀ @ B``) into ``c`` for A (rows x cols) in BSR:
+    ``indptr`` and ``indices`` (both int32 or both int64) over blocks, ``data`` of shape
+    (blocks, r, c), C-contiguous. Block pointers and indices are checked where read."""
+    cdef int tp = vector_type(indptr, "indptr")
+    cdef int ti = vector_type(indices, "indices")
+    if not cnp.PyArray_Check(data) or cnp.PyArray_NDIM(<cnp.ndarray>data) != 3 or \
+            not cnp.PyArray_CHKFLAGS(<cnp.ndarray>data, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED):
+        raise ValueError("BSR data must be a C-contiguous 3-D array")
+    cdef int tv = value_type(data)
+    cdef int64_t r = cnp.PyArray_DIM(<cnp.ndarray>data, 1)
+    cdef int64_t cw = cnp.PyArray_DIM(<cnp.ndarray>data, 2)
+    if r < 1 or cw < 1 or rows % r or cols % cw:
+        raise ValueError(f"BSR blocks of {r} x {cw} do not tile a {rows} x {cols} matrix")
+    cdef int64_t block_rows = rows // r, block_cols = cols // cw
+    if cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) != block_rows + 1:
+        raise ValueError(f"BSR indptr must have {block_rows + 1} entries")
+    cdef Dense dense
+    cdef Out out
+    read_operands(b, c, tv, transposed, (indptr, indices, data), &dense, &out)
+    if dense.rows != (rows if by_columns else cols) or out.rows != (cols if by_columns else rows):
+        raise ValueError("operand shapes do not match")
+    cdef Config k = read_config(config)
+    cdef int64_t stored = min(cnp.PyArray_DIM(<cnp.ndarray>indices, 0),
+                              cnp.PyArray_DIM(<cnp.ndarray>data, 0))
     cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>indptr)
     cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
     cdef void* v = cnp.PyArray_DATA(<cnp.ndarray>data)
-    cdef void* tp = cnp.PyArray_DATA(t_indptr)
-    cdef void* tq = cnp.PyArray_DATA(t_indices)
-    cdef void* tv = cnp.PyArray_DATA(t_data)
-    cdef int done
+    cdef bint f32 = tv == cnp.NPY_FLOAT
+    if tp == ti == cnp.NPY_INT32:
+        with nogil:
+            if f32:
+                c_bsr_product(<const int32_t*>p, <const int32_t*>q, <const float*>v, block_rows,
+                              block_cols, r, cw, stored, by_columns, dense, out, k)
+            else:
+                c_bsr_product(<const int32_t*>p, <const int32_t*>q, <const double*>v, block_rows,
+                              block_cols, r, cw, stored, by_columns, dense, out, k)
+    elif tp == ti == cnp.NPY_INT64:
+        with nogil:
+            if f32:
+                c_bsr_product(<const int64_t*>p, <const int64_t*>q, <const float*>v, block_rows,
+                              block_cols, r, cw, stored, by_columns, dense, out, k)
+            else:
+                c_bsr_product(<const int64_t*>p, <const int64_t*>q, <const double*>v, block_rows,
+                              block_cols, r, cw, stored, by_columns, dense, out, k)
+    else:
+        raise ValueError("BSR indptr and indices must both be int32 or both int64")
+    return c
+
+
+def dia_product(object offsets, object data, int64_t rows, int64_t cols, bint dia_transposed,
+                object b, object c, bint transposed, tuple config):
+    """Write ``A @ B`` (or, ``dia_transposed``, ``Aᵀ @ B``) into ``c`` for A (rows x cols) in
+    DIA: ``offsets`` (int64, one per diagonal) and ``data`` (diagonals x width, C-contiguous,
+    scipy's layout). Any offset is valid; entries outside the matrix do not exist."""
+    if vector_type(offsets, "offsets") != cnp.NPY_INT64:
+        raise ValueError("DIA offsets must be int64")
+    if not cnp.PyArray_Check(data) or cnp.PyArray_NDIM(<cnp.ndarray>data) != 2 or \
+            not cnp.PyArray_CHKFLAGS(<cnp.ndarray>data, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED):
+        raise ValueError("DIA data must be a C-contiguous 2-D array")
+    cdef int tv = value_type(data)
+    cdef int64_t diagonals = cnp.PyArray_DIM(<cnp.ndarray>data, 0)
+    cdef int64_t width = cnp.PyArray_DIM(<cnp.ndarray>data, 1)
+    if cnp.PyArray_DIM(<cnp.ndarray>offsets, 0) != diagonals:
+        raise ValueError(f"DIA has {cnp.PyArray_DIM(<cnp.ndarray>offsets, 0)} offsets for "
+                         f"{diagonals} diagonals")
+    cdef Dense dense
+    cdef Out out
+    read_operands(b, c, tv, transposed, (offsets, data), &dense, &out)
+    if dense.rows != (rows if dia_transposed else cols) or \
+            out.rows != (cols if dia_transposed else rows):
+        raise ValueError("operand shapes do not match")
+    cdef Config k = read_config(config)
+    cdef const int64_t* o = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>offsets)
+    cdef void* v = cnp.PyArray_DATA(<cnp.ndarray>data)
     with nogil:
-        if index_size == 4 and value_size == 4:
-            done = transpose(<const int32_t*>p, <const int32_t*>q, nnz_stored, <const float*>v,
-                             data_len, rows, cols, check, <int32_t*>tp, <int32_t*>tq,
-                             <float*>tv)
-        elif index_size == 4:
-            done = transpose(<const int32_t*>p, <const int32_t*>q, nnz_stored, <const double*>v,
-                             data_len, rows, cols, check, <int32_t*>tp, <int32_t*>tq,
-                             <double*>tv)
-        elif value_size == 4:
-            done = transpose(<const int64_t*>p, <const int64_t*>q, nnz_stored, <const float*>v,
-                             data_len, rows, cols, check, <int64_t*>tp, <int64_t*>tq,
-                             <float*>tv)
+        if tv == cnp.NPY_FLOAT:
+            c_dia_product(o, <const float*>v, diagonals, width, width, rows, cols,
+                          dia_transposed, dense, out, k)
         else:
-            done = transpose(<const int64_t*>p, <const int64_t*>q, nnz_stored, <const double*>v,
-                             data_len, rows, cols, check, <int64_t*>tp, <int64_t*>tq,
-                             <double*>tv)
-    if not done:
-        return None
-    nnz = int(t_indptr[cols])
-    return t_indptr, t_indices[:nnz], t_data[:nnz]
+            c_dia_product(o, <const double*>v, diagonals, width, width, rows, cols,
+                          dia_transposed, dense, out, k)
+    return c
+
+
+def kernel_body(int family, int kernel, int simd):
+    """What the registry runs for a kernel family, variant and SIMD level (codes of
+    names.hpp): ``(body, level)``, e.g. ``("tiled", "avx512")``."""
+    body, level = c_kernel_body(family, kernel, simd)
+    return body.decode(), level.decode()
+
+
+def threads_used(int64_t entries, int64_t out_rows, int64_t n, int backend, int nthreads,
+                 int64_t min_work):
+    """The threads a product of ``entries`` multiply-adds per dense column, ``out_rows`` output
+    rows and ``n`` dense columns uses: 1 below the minimum work, as every driver decides."""
+    return c_threads_used(entries, out_rows, n, backend, nthreads, min_work)
+
+
+def splits_columns(int64_t out_rows, int64_t n, int nthreads, bint rows_contiguous,
+                   int itemsize):
+    """Whether a column-driven product splits the dense columns among its threads (else A's
+    entries, each thread with a private output summed at the end)."""
+    return c_splits_columns(out_rows, n, nthreads, rows_contiguous, itemsize)
+
+
+def max_group():
+    """The largest N:M group ``m`` (its offsets are stored in one byte)."""
+    return int(c_max_group())
+
+
+def cache_line_bytes():
+    """Bytes of a cache line: what copies the kernels read are aligned and padded to."""
+    return int(c_cache_line_bytes())
 
 
 cdef inline object environment_value(const char* name):
@@ -470,7 +523,7 @@ def nm_times_dense(int64_t rows, int64_t cols, int64_t n, int64_t m,
     cdef int64_t groups = (rows + m - 1) // m if m > 0 else -1
     if (values.shape[0] != offsets.shape[0] or values.shape[1] != offsets.shape[1]
             or values.shape[2] != offsets.shape[2] or chunk < 64 or chunk % 64
-            or values.shape[0] != (cols + chunk - 1) // chunk or m < 1 or m > 255
+            or values.shape[0] != (cols + chunk - 1) // chunk or m < 1 or m > c_max_group()
             or n < 0 or n > m or values.shape[1] != groups * n):
         raise ValueError("nm_times_dense: the layout's arrays do not fit its shape")
     cdef Py_ssize_t size = sizeof(value_t)
@@ -523,9 +576,9 @@ def partition_bounds(const index_t[::1] indptr, int nthreads, int partition):
 def vocabulary():
     """The names of spmm's kernels, backends, partitions and SIMD levels, each list in the
     order of its C++ enum codes (``include/spmm/names.hpp``), keyed ``"kernel"``,
-    ``"backend"``, ``"partition"`` and ``"simd"``."""
+    ``"backend"``, ``"partition"``, ``"simd"`` and ``"family"``."""
     lists = [tuple(name.decode() for name in names) for names in c_vocabulary()]
-    return dict(zip(("kernel", "backend", "partition", "simd"), lists))
+    return dict(zip(("kernel", "backend", "partition", "simd", "family"), lists, strict=True))
 
 
 def simd_levels():
@@ -559,8 +612,17 @@ def compile_args():
 
 
 def pool_workers():
-    """Worker threads the ``threads`` backend's persistent pool has started so far."""
+    """Worker threads of the ``threads`` backend's persistent pool running now."""
     cdef size_t n
     with nogil:
         n = c_pool_workers()
     return int(n)
+
+
+def pool_calls_taken():
+    """A testing aid: for each worker of the ``threads`` backend's pool, in order, how many
+    calls it has taken up (worker ``i`` serves calls of more than ``i + 1`` threads)."""
+    cdef vector[uint64_t] counts
+    with nogil:
+        counts = c_pool_calls_taken()
+    return [int(c) for c in counts]

@@ -36,21 +36,30 @@ def multiply(product: Callable[..., Any], a: Any, b: Any, out: Any, **options: A
     """
     torch = sys.modules["torch"]
     a_tensor, b_tensor = isinstance(a, torch.Tensor), isinstance(b, torch.Tensor)
-    if a_tensor and b_tensor:
-        raise TypeError(
-            "multiply: exactly one operand must be a scipy.sparse matrix/array or a "
-            "PreparedMatrix, got two torch tensors; for dense @ dense use torch.matmul"
-        )
-    a_arr = _as_numpy(torch, a, "the dense operand") if a_tensor else a
-    b_arr = _as_numpy(torch, b, "the dense operand") if b_tensor else b
-    out_tensor = isinstance(out, torch.Tensor)
-    out_arr = _as_numpy(torch, out, "out") if out_tensor else out
+    a_arr, b_arr, out_arr = as_numpy(a, b, out)
+    out_tensor = out_arr is not out
     result = product(a_arr, b_arr, out=out_arr, **options)
     if out is not None:
         if out_tensor:
             _mark_written(torch, out)
         return out
     return torch.from_numpy(result) if a_tensor or b_tensor else result
+
+
+def as_numpy(a: Any, b: Any, out: Any) -> tuple[Any, Any, Any]:
+    """``a``, ``b`` and ``out`` with every CPU tensor replaced by the numpy array sharing its
+    memory (the others as they are); a TypeError or ValueError for a tensor numpy cannot view
+    in place, or one that requires grad while autograd records."""
+    torch = sys.modules["torch"]
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        raise TypeError(
+            "multiply: exactly one operand must be a scipy.sparse matrix/array or a "
+            "PreparedMatrix, got two torch tensors; for dense @ dense use torch.matmul"
+        )
+    a = _as_numpy(torch, a, "the dense operand") if isinstance(a, torch.Tensor) else a
+    b = _as_numpy(torch, b, "the dense operand") if isinstance(b, torch.Tensor) else b
+    out = _as_numpy(torch, out, "out") if isinstance(out, torch.Tensor) else out
+    return a, b, out
 
 
 def _as_numpy(torch: Any, t: Any, role: str) -> Any:

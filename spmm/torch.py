@@ -20,7 +20,7 @@ except ImportError as exc:
         "tested with torch 2.13.0; pip install 'spmm[torch]' installs it as well)"
     ) from exc
 
-from ._api import multiply
+from ._pipeline import multiply
 from ._prepared import PreparedMatrix, from_state, prepare
 from ._prune import prune
 

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, settings
 
 import spmm
-from spmm import _api, _config
+from spmm import _config, _policy
 
 # --------------------------------------------------------------------------------------------
 # Hypothesis: one derandomized profile, so that a failure reproduces on every run and machine.
@@ -65,8 +65,6 @@ CONFIG_ENV_VARS = ("SPMM_BACKEND", "SPMM_NUM_THREADS", "SPMM_KERNEL", "SPMM_SIMD
 #: Relative tolerance by result dtype; the absolute one is scaled by the operands' magnitudes.
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
-_SINGLE = (np.dtype(np.float16), np.dtype(np.float32))
-
 
 def ids(values: Sequence[Any]) -> list[str]:
     """Readable test ids for dtypes and other values."""
@@ -102,13 +100,13 @@ def _small_products_in_parallel(monkeypatch: pytest.MonkeyPatch):
     as it runs on larger products. The threshold's own tests use
     :func:`default_parallel_threshold`. Subprocesses run with the built-in threshold.
     """
-    monkeypatch.setattr(_api, "_parallel_min_work", 0)
+    monkeypatch.setattr(_policy, "min_work", 0)
 
 
 @pytest.fixture
 def default_parallel_threshold(monkeypatch: pytest.MonkeyPatch):
     """Products below the built-in threshold run on the calling thread, as outside tests."""
-    monkeypatch.setattr(_api, "_parallel_min_work", -1)
+    monkeypatch.setattr(_policy, "min_work", -1)
 
 
 @pytest.fixture
@@ -194,9 +192,13 @@ def assert_sparse_unchanged(a: Any, before: dict[str, np.ndarray]) -> None:
 
 
 def result_dtype(sparse_dtype: Any, dense_dtype: Any) -> np.dtype:
-    """The dtype the contract promises: float32 if both are float16/float32, else float64."""
-    if np.dtype(sparse_dtype) in _SINGLE and np.dtype(dense_dtype) in _SINGLE:
-        return np.dtype(np.float32)
+    """The dtype the contract promises: numpy's result type of the two (byte order aside)
+    when it is float32 or float64, float32 when it is float16, float64 for integers and
+    bools alone."""
+    common = np.result_type(np.dtype(sparse_dtype).newbyteorder("="),
+                            np.dtype(dense_dtype).newbyteorder("="))
+    if common.kind == "f":
+        return np.dtype(np.float32 if common.itemsize <= 4 else np.float64)
     return np.dtype(np.float64)
 
 
@@ -259,37 +261,43 @@ def assert_product_matches_scipy(result: Any, a: Any, b: Any, err_msg: str = "")
 # --------------------------------------------------------------------------------------------
 # Recording what multiply hands to the C++ layer.
 
-_CODE_NAMES = {
-    "kernel": {0: "naive", 1: "reordered", 2: "tiled"},
-    "backend": {0: "serial", 1: "openmp", 2: "threads"},
-    "partition": {0: "rows", 1: "nnz", 2: "dynamic"},
-    "simd": {0: "scalar", 1: "avx2", 2: "avx512", 3: "neon"},
-}
+#: The extension's product entry points, one per kernel family.
+PRODUCT_ENTRY_POINTS = ("csr_product", "coo_product", "bsr_product", "dia_product",
+                        "panels_times_dense", "nm_times_dense")
+
+
+@pytest.fixture
+def extension_arrays(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The arrays every call into the extension's products received (the call still runs)."""
+    from spmm import _spmm_ext
+
+    seen: list[np.ndarray] = []
+
+    def recording(original: Any) -> Any:
+        def recorder(*args: Any) -> Any:
+            seen.extend(x for x in args if isinstance(x, np.ndarray))
+            return original(*args)
+        return recorder
+
+    for name in PRODUCT_ENTRY_POINTS:
+        monkeypatch.setattr(_spmm_ext, name, recording(getattr(_spmm_ext, name)))
+    return seen
 
 
 @pytest.fixture
 def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The (kernel, backend, num_threads, partition, simd) of every call into the C++ product.
-
-    The call still runs: the recorder wraps the extension's entry point.
-    """
-    from spmm import _spmm_ext
-
+    """The (kernel, family, backend, num_threads, partition, simd) of every product planned
+    (``spmm._policy.plan``, the one place multiply and explain decide; the product still
+    runs)."""
     calls: list[dict[str, Any]] = []
-    original = _spmm_ext.csr_times_dense
+    original = _policy.plan
 
-    def recorder(*args: Any) -> Any:
-        kernel, backend, nthreads, partition, simd = args[6:11]
-        calls.append({
-            "simd": _CODE_NAMES["simd"][simd],
-            "kernel": _CODE_NAMES["kernel"][kernel],
-            "backend": _CODE_NAMES["backend"][backend],
-            "num_threads": nthreads,
-            "partition": _CODE_NAMES["partition"][partition],
-        })
-        return original(*args)
+    def recorder(*args: Any, **kwargs: Any) -> Any:
+        plan = original(*args, **kwargs)
+        calls.append(plan._asdict())
+        return plan
 
-    monkeypatch.setattr(_spmm_ext, "csr_times_dense", recorder)
+    monkeypatch.setattr(_policy, "plan", recorder)
     return calls
 
 

@@ -19,8 +19,10 @@ from conftest import (
     make_csr,
     run_python_json,
 )
+from threadpoolctl import threadpool_limits
 
 import spmm
+from spmm import _config
 
 A = sp.csr_array(np.eye(4))
 B = np.ones((4, 3))
@@ -134,6 +136,74 @@ def test_an_invalid_set_config_changes_nothing():
     with pytest.raises(ValueError):
         spmm.set_config(kernel="reordered", num_threads=0)
     assert spmm.get_config()["kernel"] == "naive"
+
+
+# --------------------------------------------------------------------------------------------
+# The bound on num_threads.
+
+MAX_THREADS = _config.MAX_THREADS
+TOO_MANY = {"one above the bound": MAX_THREADS + 1, "2**31 - 1": 2**31 - 1, "10**30": 10**30}
+
+
+def multiply_with_thread_count(source: str, value: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ask for ``value`` threads through ``source`` and multiply with that setting."""
+    if source == "keyword":
+        spmm.multiply(A, B, num_threads=value)
+    elif source == "SPMM_NUM_THREADS":
+        monkeypatch.setenv("SPMM_NUM_THREADS", str(value))
+        spmm.multiply(A, B)
+    elif source == "set_config":
+        spmm.set_config(num_threads=value)
+        spmm.multiply(A, B)
+    elif source == "config_context":
+        with spmm.config_context(num_threads=value):
+            spmm.multiply(A, B)
+    else:
+        # user_api="spmm": the plain form would first raise OpenBLAS's and OpenMP's limits.
+        with threadpool_limits(limits=value, user_api="spmm"):
+            spmm.multiply(A, B)
+
+
+THREAD_COUNT_SOURCES = ["keyword", "set_config", "config_context", "threadpool_limits",
+                        "SPMM_NUM_THREADS"]
+
+
+def test_the_thread_count_bound_is_64_per_cpu_of_the_machine_and_at_most_4096():
+    assert MAX_THREADS == min(4096, 64 * os.cpu_count())
+    spmm.set_config(num_threads=MAX_THREADS)
+    assert spmm.get_config()["num_threads"] == MAX_THREADS
+    with pytest.raises(ValueError):
+        spmm.set_config(num_threads=MAX_THREADS + 1)
+
+
+def test_the_bound_does_not_follow_the_affinity_mask():
+    """In a process allowed one CPU, the bound is still 64 per CPU of the machine."""
+    report = run_python_json(
+        "import json, os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from spmm import _config\n"
+        "print(json.dumps([_config.MAX_THREADS, os.cpu_count(), len(os.sched_getaffinity(0))]))")
+    max_threads, cpu_count, allowed = report
+    assert allowed == 1
+    assert max_threads == min(4096, 64 * cpu_count)
+
+
+@pytest.mark.parametrize("value", TOO_MANY.values(), ids=TOO_MANY.keys())
+@pytest.mark.parametrize("source", THREAD_COUNT_SOURCES)
+def test_a_thread_count_above_the_bound_is_a_value_error_naming_the_bound(
+    source, value, monkeypatch, kernel_calls
+):
+    with pytest.raises(ValueError, match=rf"must be at most {MAX_THREADS} .*; got {value}$"):
+        multiply_with_thread_count(source, value, monkeypatch)
+    assert kernel_calls == [], "no product ran"
+    monkeypatch.delenv("SPMM_NUM_THREADS", raising=False)
+    assert spmm.get_config()["num_threads"] == CPUS, "the rejected value is not kept"
+
+
+@pytest.mark.parametrize("source", THREAD_COUNT_SOURCES)
+def test_a_thread_count_at_the_bound_is_accepted(source, monkeypatch, kernel_calls):
+    multiply_with_thread_count(source, MAX_THREADS, monkeypatch)
+    assert kernel_calls[-1]["num_threads"] == MAX_THREADS
 
 
 def in_other_thread(fn):
@@ -291,11 +361,11 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     import spmm
     from spmm import _spmm_ext
     used = []
-    original = _spmm_ext.csr_times_dense
+    original = _spmm_ext.csr_product
     def recorder(*args):
-        used.append(list(args[6:11]))
+        used.append(list(args[10][:5]))
         return original(*args)
-    _spmm_ext.csr_times_dense = recorder
+    _spmm_ext.csr_product = recorder
     a = sp.random_array((30, 20), density=0.3, format="csr", rng=0)
     b = np.arange(40.0).reshape(20, 2)
     ok = bool(np.allclose(spmm.multiply(a, b), a @ b, rtol=1e-12, atol=1e-12))
@@ -309,9 +379,9 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     assert report["config"] == expected
     assert report["shown"] == expected
     assert report["ok"]
-    # (kernel, backend, threads, partition, simd) codes: naive = 0, serial = 0, 3 threads,
-    # nnz = 1, scalar = 0
-    assert report["used"] == [[0, 0, 3, 1, 0]]
+    # (kernel, backend, threads, partition, simd) codes: naive = 0, serial = 0, one thread
+    # (the serial backend's), nnz = 1, scalar = 0
+    assert report["used"] == [[0, 0, 1, 1, 0]]
 
 
 def test_an_empty_environment_variable_counts_as_unset():
@@ -331,18 +401,21 @@ def test_the_child_process_helper_passes_only_the_given_spmm_variables(monkeypat
     assert "SPMM_BACKEND" not in report
 
 
-@pytest.mark.parametrize(("n", "entries_per_row", "expected"),
-                         [(1, 10.0, "naive"), (1, 16.0, "tiled"), (1, 41.0, "tiled"),
-                          (2, 1.0, "tiled"), (64, 10.0, "tiled")])
-def test_auto_is_tiled_except_one_column_and_short_rows(n, entries_per_row, expected):
-    from spmm._api import choose_kernel
+@pytest.mark.parametrize(("family", "n", "entries_per_row", "expected"),
+                         [("csr_rows", 1, 10.0, "naive"), ("csr_rows", 1, 16.0, "tiled"),
+                          ("csr_rows", 1, 41.0, "tiled"), ("csr_rows", 2, 1.0, "tiled"),
+                          ("csr_rows", 64, 10.0, "tiled"), ("csc_columns", 1, 10.0, "tiled"),
+                          ("coo", 1, 1.0, "tiled"), ("dia", 1, 1.0, "tiled")])
+def test_auto_is_tiled_except_one_column_of_short_csr_rows(family, n, entries_per_row,
+                                                            expected):
+    from spmm._policy import choose_kernel
 
-    assert choose_kernel("auto", n, entries_per_row) == expected
-    assert choose_kernel("reordered", n, entries_per_row) == "reordered"
+    assert choose_kernel("auto", family, n, entries_per_row) == expected
+    assert choose_kernel("reordered", family, n, entries_per_row) == "reordered"
 
 
 def test_auto_takes_naive_for_a_vector_times_a_99_percent_pruned_layer(kernel_calls, rng):
-    w = make_csr((1024, 256), 0.01, np.float32, np.int32, rng)
+    w = make_csr((1024, 256), 0.01, np.float32, np.int32, rng).tocsc()  # read by rows of Wᵀ
     x = rng.standard_normal(1024).astype(np.float32)
     assert_product_matches_scipy(spmm.multiply(x, w, kernel="auto"), x, w)
     assert kernel_calls[-1]["kernel"] == "naive"
@@ -351,15 +424,17 @@ def test_auto_takes_naive_for_a_vector_times_a_99_percent_pruned_layer(kernel_ca
     assert kernel_calls[-1]["kernel"] == "tiled"
 
 
-@pytest.mark.parametrize(("n", "expected"), [(1, "dynamic"), (2, "nnz"), (8, "nnz"), (64, "nnz")])
-def test_the_default_partition_is_dynamic_for_one_column_and_nnz_otherwise(n, expected):
-    from spmm._api import choose_partition
+@pytest.mark.parametrize(("family", "n", "expected"),
+                         [("csr_rows", 1, "dynamic"), ("csr_rows", 2, "nnz"),
+                          ("csr_rows", 64, "nnz"), ("csc_columns", 1, "nnz"),
+                          ("panels", 1, "nnz"), ("n_m", 8, "nnz"), ("dia", 1, "rows")])
+def test_the_default_partition_is_dynamic_for_one_csr_column_and_balanced_otherwise(
+        family, n, expected):
+    from spmm._policy import choose_partition
 
-    assert choose_partition("auto", n) == expected
-    assert choose_partition("auto", n, structured=True) == "nnz"
+    assert choose_partition("auto", family, n) == expected
     for named in ("rows", "nnz", "dynamic"):
-        assert choose_partition(named, n) == named
-        assert choose_partition(named, n, structured=True) == named
+        assert choose_partition(named, family, n) == named
 
 
 @pytest.mark.parametrize("prepared", [False, True], ids=["unprepared", "prepared"])

@@ -27,7 +27,7 @@ from conftest import (
 )
 
 import spmm
-from spmm._api import multiply_with_partition
+from spmm._pipeline import multiply_with_partition
 
 # Batch sizes: one row, every remainder of the micro-kernel's blocks (12, 8, 6, 4, 2, 1) and
 # several full blocks.

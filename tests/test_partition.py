@@ -153,9 +153,10 @@ def test_slice_bounds_handed_to_the_extension_are_checked_in_full(bounds):
     b, c = np.ones((cols, 3)), np.empty((rows, 3))
     threads = _config.codes("backend")["threads"]  # fork-safe, in the child below
 
-    def call():
-        return _spmm_ext.csr_times_dense(indptr, indices, data, cols, b, c, 2, threads, 2, NNZ,
-                                         0, np.array(bounds, dtype=np.int64), False, 0)
+    def call():  # kernel tiled, 2 threads, nnz partition, scalar SIMD, no minimum work
+        config = (2, threads, 2, NNZ, 0, 0)
+        return _spmm_ext.csr_product(indptr, indices, data, rows, cols, False, False, b, c,
+                                     False, config, np.array(bounds, dtype=np.int64))
 
     kind, exc_type, message = run_in_forked_child(lambda: outcome(call))
     assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"

@@ -166,14 +166,14 @@ def test_shape_dtype_and_nnz_describe_the_matrix_with_duplicates_summed():
 
 PREPARED_DTYPES = [
     (np.float16, np.float32), (np.float32, np.float32), (np.float64, np.float64),
-    (np.int8, np.float64), (np.int32, np.float64), (np.int64, np.float64),
-    (np.uint16, np.float64), (np.bool_, np.float64),
+    (np.int8, np.float32), (np.int32, np.float64), (np.int64, np.float64),
+    (np.uint16, np.float32), (np.bool_, np.float32),
 ]
 
 
 @pytest.mark.parametrize(("source", "stored"), PREPARED_DTYPES,
                          ids=ids([s for s, _ in PREPARED_DTYPES]))
-def test_float16_and_float32_are_stored_as_float32_everything_else_as_float64(
+def test_values_float32_holds_exactly_are_stored_as_float32_others_as_float64(
     source, stored, rng
 ):
     a = make_csr(SHAPE, 0.3, source, np.int32, rng)

@@ -31,8 +31,7 @@ from conftest import (
 )
 
 import spmm
-from spmm._api import multiply_with_partition
-from spmm._operands import to_csr
+from spmm._pipeline import multiply_with_partition
 
 SPARSE_TIMES_DENSE = "A @ B"
 DENSE_TIMES_SPARSE = "X @ W"
@@ -169,9 +168,9 @@ def test_multiply_uses_the_auto_partition(kernel_calls, rng):
     spmm.multiply(a, np.ones(10), backend=BACKENDS[-1], num_threads=2)
     spmm.multiply(np.ones(20), a, backend=BACKENDS[-1], num_threads=2)
     spmm.multiply(np.ones(20), spmm.prepare(a), backend=BACKENDS[-1], num_threads=2)
-    # auto: nnz for several dense columns, dynamic for one (choose_partition).
-    assert [call["partition"] for call in kernel_calls] == ["nnz", "dynamic", "dynamic",
-                                                            "dynamic"]
+    # auto: dynamic for one dense column of a row-driven product (CSR A @ b, a prepared
+    # matrix's x @ p), nnz otherwise (choose_partition).
+    assert [call["partition"] for call in kernel_calls] == ["nnz", "dynamic", "nnz", "dynamic"]
 
 
 @pytest.mark.parametrize("product", PRODUCTS)
@@ -183,20 +182,28 @@ def test_a_1d_dense_operand_gives_a_1d_result(product, rng):
     assert result.shape == ((m,) if product == SPARSE_TIMES_DENSE else (k,))
 
 
-@pytest.mark.parametrize(("product", "sparse_format"),
-                         [(SPARSE_TIMES_DENSE, "csr"), (DENSE_TIMES_SPARSE, "csc")])
+@pytest.mark.parametrize("sparse_format", ["csr", "csc", "coo", "bsr", "dia"])
+@pytest.mark.parametrize("product", PRODUCTS)
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=ids(INDEX_DTYPES))
-def test_int32_and_int64_indices_are_used_as_they_are_without_a_copy(
-    product, sparse_format, index_dtype, rng
+def test_every_format_is_read_as_stored_in_both_orientations_without_a_copy(
+    product, sparse_format, index_dtype, extension_arrays, rng
 ):
-    """The CSR arrays handed to the kernels are the matrix's own (CSC of W is CSR of W^T)."""
+    """The arrays handed to the kernels are the matrix's own, int32 and int64 indices alike:
+    no per-call conversion to another format or orientation."""
     a = make_csr((30, 20), 0.2, np.float64, index_dtype, rng).asformat(sparse_format)
-    assert a.indices.dtype == index_dtype
-    csr = to_csr(a, np.dtype(np.float64), transpose=product == DENSE_TIMES_SPARSE)
-    assert csr.indices.dtype == index_dtype and csr.indptr.dtype == index_dtype
-    assert np.shares_memory(csr.indices, a.indices)
-    assert np.shares_memory(csr.indptr, a.indptr)
-    assert np.shares_memory(csr.data, a.data)
+    if sparse_format == "dia":
+        a.offsets = a.offsets.astype(np.int64)  # DIA offsets reach the kernels as int64
+    elif sparse_format != "coo":
+        a.indices, a.indptr = a.indices.astype(index_dtype), a.indptr.astype(index_dtype)
+    left, right = (a, make_dense((20, 3), np.float64, rng)) if product == SPARSE_TIMES_DENSE \
+        else (make_dense((3, 30), np.float64, rng), a)
+    assert_product_matches_scipy(spmm.multiply(left, right), left, right)
+    own = [x for x in (getattr(a, name, None) for name in ("indptr", "indices", "data",
+                                                            "offsets")) if x is not None]
+    own += list(getattr(a, "coords", ()) if sparse_format == "coo" else ())
+    for array in own:
+        assert any(x is array for x in extension_arrays), \
+            f"the kernels did not read {sparse_format}'s own {array.dtype} array"
 
 
 @pytest.mark.parametrize("product", PRODUCTS)

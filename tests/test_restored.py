@@ -104,7 +104,7 @@ def assert_value_errors(results: list[tuple[str, str, str]], pattern: str) -> No
 ARRAY_CORRUPTIONS = {
     "indptr-decreasing": ("indptr", 3, lambda nnz, rows, cols: nnz, "non-decreasing"),
     "indptr-first-not-0": ("indptr", 0, lambda nnz, rows, cols: 1, "indptr[0]"),
-    "indptr-last-beyond": ("indptr", -1, lambda nnz, rows, cols: nnz + 40, "indptr[-1]"),
+    "indptr-last-beyond": ("indptr", -1, lambda nnz, rows, cols: nnz + 40, "exceeds"),
     "index-out-of-range": ("indices", 2, lambda nnz, rows, cols: cols + 3, "out of range"),
     "index-repeated": ("indices", 1, None, "strictly increasing"),
 }

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import resource
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,16 +21,33 @@ from conftest import (
     assert_product_matches_scipy,
     make_csr,
     make_dense,
+    outcome,
     run_in_forked_child,
 )
 
 import spmm
-from spmm import _spmm_ext
+from spmm import _config, _spmm_ext
+
+CPUS = len(os.sched_getaffinity(0))
 
 
 def os_threads() -> int:
     """Threads of this process, as the kernel counts them."""
     return len(os.listdir("/proc/self/task"))
+
+
+# Beyond the default thread count: far more threads than this machine has CPUs.
+MANY_THREADS = min(72, _config.MAX_THREADS)
+
+
+def eventually(condition, timeout=30.0):
+    """Whether ``condition()`` became true within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def product_operands(seed: int):
@@ -36,9 +56,10 @@ def product_operands(seed: int):
     return a, make_dense((120, 9), np.float64, rng), make_dense((9, 150), np.float64, rng)
 
 
-def test_the_threads_pool_starts_num_threads_minus_one_workers_once_and_keeps_them():
+def test_the_threads_pool_starts_num_threads_minus_one_workers_once_and_reuses_them():
     """In a fresh pool (a forked child drops the parent's), a first call with T threads starts
-    T - 1 workers; later calls with as many or fewer threads start none."""
+    T - 1 workers; later calls with as many or fewer threads, in quick succession, start none
+    (workers beyond the default count only exit after about a second unused)."""
     a, b, x = product_operands(0)
 
     def child():
@@ -55,8 +76,16 @@ def test_the_threads_pool_starts_num_threads_minus_one_workers_once_and_keeps_th
                     (3, 2, 3), (3, 2, 3), (2, 2, 3), (1, 2, 3), (3, 2, 3)]
 
 
+def only_resident_pool_workers() -> None:
+    """Wait until the pool has only the workers it keeps: the extra ones that earlier tests
+    started exit on their own after a second unused, which would change this process's
+    thread count in the middle of a test that counts its threads."""
+    assert eventually(lambda: _spmm_ext.pool_workers() <= max(0, CPUS - 1))
+
+
 def test_the_threads_backend_creates_no_os_thread_per_call_whatever_the_thread_count():
     a, b, x = product_operands(1)
+    only_resident_pool_workers()
     spmm.multiply(a, b, backend="threads", num_threads=3)  # warm-up: the most threads
     before = os_threads(), _spmm_ext.pool_workers()
     for _ in range(100):
@@ -72,12 +101,86 @@ def test_repeated_calls_with_one_thread_count_create_no_os_thread(backend, num_t
     """(libgomp itself stops and restarts threads when the team size changes, so for the
     OpenMP backend this holds at a constant thread count.)"""
     a, b, x = product_operands(1)
+    only_resident_pool_workers()
     spmm.multiply(a, b, backend=backend, num_threads=num_threads)  # warm-up
     before = os_threads()
     for _ in range(100):
         spmm.multiply(a, b, backend=backend, num_threads=num_threads)
         spmm.multiply(x, a, backend=backend, num_threads=num_threads)
     assert os_threads() == before
+
+
+def test_a_call_hands_work_only_to_the_workers_it_uses():
+    """After a call with many threads, calls with 2 threads go to the first worker alone: the
+    others take up none of them (they keep sleeping; no call wakes every worker)."""
+    a, b, _ = product_operands(2)
+
+    def child():
+        spmm.multiply(a, b, backend="threads", num_threads=MANY_THREADS)
+        each_took_it = eventually(
+            lambda: _spmm_ext.pool_calls_taken() == [1] * (MANY_THREADS - 1))
+        for _ in range(50):
+            spmm.multiply(a, b, backend="threads", num_threads=2)
+        first_took_more = eventually(lambda: _spmm_ext.pool_calls_taken()[0] > 1)
+        return each_took_it, first_took_more, _spmm_ext.pool_calls_taken()
+
+    each_took_it, first_took_more, calls = run_in_forked_child(child)
+    assert each_took_it, "every worker took up the call that started it"
+    assert first_took_more, "the first worker took up calls with 2 threads"
+    assert calls[1:] == [1] * (len(calls) - 1), "the other workers took up none of them"
+
+
+def test_workers_beyond_the_default_thread_count_exit_after_about_a_second_unused():
+    """The process goes back to the calling thread and the default count's workers (the CPUs
+    of the affinity mask, less one), which stay; a later call starts the others again."""
+    a, b, _ = product_operands(3)
+    cpus = CPUS
+
+    def child():
+        spmm.multiply(a, b, backend="threads", num_threads=MANY_THREADS)
+        after_call = (_spmm_ext.pool_workers(), os_threads())
+        settled = eventually(lambda: (_spmm_ext.pool_workers(), os_threads()) == (cpus - 1, cpus))
+        time.sleep(1.5)  # longer than the retirement delay: the default count's workers stay
+        kept = (_spmm_ext.pool_workers(), os_threads())
+        again = spmm.multiply(a, b, backend="threads", num_threads=MANY_THREADS)
+        return after_call, settled, kept, again, _spmm_ext.pool_workers()
+
+    after_call, settled, kept, again, workers_again = run_in_forked_child(child)
+    assert after_call == (MANY_THREADS - 1, MANY_THREADS)
+    assert settled, "the extra workers exited"
+    assert kept == (cpus - 1, cpus)
+    assert workers_again == MANY_THREADS - 1
+    assert_product_matches_scipy(again, a, b)
+
+
+def test_a_thread_the_system_refuses_fails_the_call_cleanly_and_leaves_no_thread_behind():
+    """With the address space limited so that thread stacks run out, a call with many threads
+    is a RuntimeError saying how many threads could not start; the workers it did start are
+    gone, the pool is as before, and once the limit is lifted calls work again."""
+    a, b, _ = product_operands(4)
+
+    def child():
+        spmm.multiply(a, b, backend="threads", num_threads=2)
+        before = (_spmm_ext.pool_workers(), os_threads())
+        with open("/proc/self/status") as status:
+            vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        # Room for a few thread stacks (8 MiB each by default), far from MAX_THREADS of them.
+        resource.setrlimit(resource.RLIMIT_AS, ((vm_kib << 10) + (64 << 20), hard))
+        try:
+            result = outcome(lambda: spmm.multiply(a, b, backend="threads",
+                                                   num_threads=_config.MAX_THREADS))
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        after = (_spmm_ext.pool_workers(), os_threads())
+        return before, result, after, spmm.multiply(a, b, backend="threads", num_threads=3)
+
+    before, (kind, error, message), after, product = run_in_forked_child(child)
+    assert (kind, error) == ("raised", "RuntimeError"), message
+    assert re.search(rf"could not start \d+ of the {_config.MAX_THREADS - 2} threads it needed "
+                     rf"to add for a call with {_config.MAX_THREADS} threads", message), message
+    assert after == before
+    assert_product_matches_scipy(product, a, b)
 
 
 def concurrent_products(backends, n_callers=8, rounds=15):

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from conftest import assert_product_matches_scipy, make_csr, run_python
 
 import spmm
-from spmm import _spmm_ext, _torch_bridge
+from spmm import _torch_bridge
 
 if os.environ.get("SPMM_REQUIRE_TORCH") == "1":
     import torch
@@ -38,20 +38,6 @@ def tensor(shape: tuple[int, ...], dtype: Any, rng: np.random.Generator) -> torc
 
 def numpy_view(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
-
-
-@pytest.fixture
-def extension_arrays(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
-    """The arrays every call into the C++ product received (the call still runs)."""
-    seen: list[np.ndarray] = []
-    original = _spmm_ext.csr_times_dense
-
-    def recorder(*args: Any) -> Any:
-        seen.extend(x for x in args if isinstance(x, np.ndarray))
-        return original(*args)
-
-    monkeypatch.setattr(_spmm_ext, "csr_times_dense", recorder)
-    return seen
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,17 @@
 #define SPMM_PARTITIONS(X) X(rows) X(nnz) X(dynamic)
 // Instruction-set levels, lowest first per architecture (simd/levels.hpp).
 #define SPMM_SIMD_LEVELS(X) X(scalar) X(avx2) X(avx512) X(neon)
+// Kernel families: a stored format read one way (kernels/registry.hpp).
+//   csr_rows:    by rows, gathering rows of B: A @ B with A in CSR, X @ W with W in CSC,
+//                and prepared matrices in CSR form;
+//   csc_columns: by columns, scattering into rows of C: A @ B with A in CSC, X @ W with W
+//                in CSR;
+//   coo:         entry by entry, either product in COO;
+//   bsr_rows:    block rows, A @ B in BSR;   bsr_columns: X @ W in BSR, blocks scattered;
+//   dia:         diagonal by diagonal, either product in DIA;
+//   panels, n_m: the structured layouts of a prepared matrix, X @ W.
+#define SPMM_FAMILIES(X) \
+    X(csr_rows) X(csc_columns) X(coo) X(bsr_rows) X(bsr_columns) X(dia) X(panels) X(n_m)
 
 namespace spmm {
 
@@ -25,6 +36,7 @@ enum class Kernel : int { SPMM_KERNELS(SPMM_ENUM_ENTRY) };
 enum class Backend : int { SPMM_BACKENDS(SPMM_ENUM_ENTRY) };
 enum class Partition : int { SPMM_PARTITIONS(SPMM_ENUM_ENTRY) };
 enum class Simd : int { SPMM_SIMD_LEVELS(SPMM_ENUM_ENTRY) };
+enum class Family : int { SPMM_FAMILIES(SPMM_ENUM_ENTRY) };
 #undef SPMM_ENUM_ENTRY
 
 #define SPMM_NAME_ENTRY(name) #name,
@@ -32,6 +44,7 @@ inline std::vector<std::string> kernel_names() { return {SPMM_KERNELS(SPMM_NAME_
 inline std::vector<std::string> backend_names() { return {SPMM_BACKENDS(SPMM_NAME_ENTRY)}; }
 inline std::vector<std::string> partition_names() { return {SPMM_PARTITIONS(SPMM_NAME_ENTRY)}; }
 inline std::vector<std::string> simd_names() { return {SPMM_SIMD_LEVELS(SPMM_NAME_ENTRY)}; }
+inline std::vector<std::string> family_names() { return {SPMM_FAMILIES(SPMM_NAME_ENTRY)}; }
 #undef SPMM_NAME_ENTRY
 
 // The name of a code, as the Python layer spells it.

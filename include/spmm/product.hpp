@@ -1,13 +1,23 @@
-// The product driver: cut the rows into slices, hand the slices to a backend, run one kernel on
-// each. This is the only place where kernels and backends meet.
+// The product drivers: cut a product into slices, hand the slices to a backend, run one kernel
+// of the registry on each. This is the only place where kernels and backends meet.
+//
+// Two shapes of driver cover every kernel family:
+//  - row-driven families (csr_rows, bsr_rows, dia, and the structured layouts) write each
+//    output row from one slice, so slices of rows are independent;
+//  - column-driven families (csc_columns, coo, bsr_columns) scatter every entry of A into the
+//    output row it names, so two slices may write the same row: the threads either split the
+//    dense columns (each walks all of A for its own columns) or split A and accumulate into
+//    private outputs summed at the end (run_columns says which, and why).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "formats/structured.hpp"
-#include "formats/validate.hpp"
 #include "formats/views.hpp"
 #include "kernels/registry.hpp"
 #include "names.hpp"
@@ -17,23 +27,10 @@
 
 namespace spmm {
 
-// Slice boundaries computed ahead of the call (a prepared matrix's), or none (data == null).
-struct SliceBounds {
-    const std::int64_t* data = nullptr;
-    std::int64_t size = 0;
-};
-
-// Below this much work, (stored entries + rows) x dense columns, a product runs on the calling
-// thread whatever the backend: handing half of it to another core costs more than it saves
-// (waking or signalling the other thread, and moving the operands' cache lines to its core).
-// Measured with `python bench/overhead.py --rounds 3|5` (float32 A of rows x 256 with 16
-// stored per row, times B of 256 x 16, rows 8 to 16384 in steps of sqrt 2) on the 2-vCPU KVM
-// VM (lscpu: Intel Xeon model 207, shared with other jobs), 2026-11-23: over ten sweeps,
-// both parallel backends at 2 threads, forced to run in parallel, beat the serial backend at
-// every larger size from a work of 98k, 197k, 279k, 394k (three sweeps), 557k (two), 1.1M and
-// (once, OpenMP stalling for milliseconds while other jobs ran) never; the spread follows the
-// load of the other jobs. Below ~50k they were up to twice as slow (7-10 us against 4-5 us
-// for the smallest product). 400k is the median crossing, rounded: 45-65 us of serial work.
+// Below this much work, (stored entries + output rows) x dense columns, a product runs on the
+// calling thread whatever the backend: handing half of it to another core costs more than it
+// saves (waking the other thread and moving the operands' cache lines to its core), about
+// 50 us of serial work. Re-measured by `python bench/overhead.py`.
 constexpr std::int64_t kParallelMinWork = 400000;
 
 inline void check_backend_and_simd(Backend backend, Simd simd) {
@@ -42,12 +39,30 @@ inline void check_backend_and_simd(Backend backend, Simd simd) {
     }
     if (!simd_supported(simd)) {
         throw std::invalid_argument("this CPU or build does not support SIMD level " +
-                                    std::to_string(int(simd)));
+                                    simd_name(simd));
     }
 }
 
-// Runs f(first, last) on each slice [bounds[s], bounds[s + 1]) with the backend's threads
-// (the dynamic partition's many slices handed out on demand).
+// Whether per_dense_column x dense_columns < min_work (negative: kParallelMinWork), compared
+// as per_dense_column < ceil(min_work / dense_columns), which cannot overflow.
+inline bool below_min_work(std::int64_t per_dense_column, std::int64_t dense_columns,
+                           std::int64_t min_work) {
+    if (min_work < 0) min_work = kParallelMinWork;
+    if (dense_columns <= 0) return true;
+    return per_dense_column < min_work / dense_columns + (min_work % dense_columns != 0);
+}
+
+// The threads a product of `work` (per dense column) uses: one below the minimum work.
+inline int threads_for(Backend backend, int nthreads, std::int64_t per_dense_column,
+                       std::int64_t dense_columns, std::int64_t min_work) {
+    if (backend == Backend::serial || nthreads <= 1 ||
+        below_min_work(per_dense_column, dense_columns, min_work)) {
+        return 1;
+    }
+    return nthreads;
+}
+
+// Runs f(first, last) on each slice [bounds[s], bounds[s + 1]) with the backend's threads.
 template <class F>
 void run_slices(const std::vector<std::int64_t>& bounds, Backend backend, int nthreads,
                 Partition partition, F&& f) {
@@ -58,16 +73,303 @@ void run_slices(const std::vector<std::int64_t>& bounds, Backend backend, int nt
                  });
 }
 
-// Whether per_dense_column x dense_columns < min_work (negative: kParallelMinWork), compared
-// as per_dense_column < ceil(min_work / dense_columns), which cannot overflow. A product's
-// work is per dense column (stored entries + output rows, the zeroing included) times the
-// dense operand's columns (B's columns, or X's rows for X @ W).
-inline bool below_min_work(std::int64_t per_dense_column, std::int64_t dense_columns,
-                           std::int64_t min_work) {
-    if (min_work < 0) min_work = kParallelMinWork;
-    if (dense_columns <= 0) return true;
-    return per_dense_column < min_work / dense_columns + (min_work % dense_columns != 0);
+// How one product runs: the kernel variant, the backend and its threads, the partition, the
+// instruction set, and the work below which the calling thread runs it alone (negative:
+// kParallelMinWork; 0: always the backend's threads, for tests).
+struct Call {
+    Kernel kernel = Kernel::tiled;
+    Backend backend = Backend::serial;
+    int nthreads = 1;
+    Partition partition = Partition::nnz;
+    Simd simd = Simd::scalar;
+    std::int64_t min_work = -1;
+
+    // The threads a product of `entries` multiply-adds per dense column, `out_rows` output
+    // rows and `n` dense columns uses: one below the minimum work.
+    int threads(std::int64_t entries, std::int64_t out_rows, std::int64_t n) const {
+        return threads_for(backend, nthreads, entries + out_rows, n, min_work);
+    }
+};
+
+// Slice boundaries computed ahead of the call (a prepared matrix keeps them), or none.
+struct SliceBounds {
+    const std::int64_t* data = nullptr;
+    std::int64_t size = 0;
+};
+
+// The given bounds, checked in full: at least two, from 0 to `rows`, non-decreasing. A
+// prepared matrix's cached bounds come from its own pickle when it was restored, so they are
+// checked like any other input.
+inline std::vector<std::int64_t> checked_bounds(const SliceBounds& given, std::int64_t rows) {
+    std::vector<std::int64_t> bounds(given.data, given.data + std::max<std::int64_t>(0, given.size));
+    bool ok = bounds.size() >= 2 && bounds.front() == 0 && bounds.back() == rows;
+    for (std::size_t s = 1; ok && s < bounds.size(); ++s) ok = bounds[s - 1] <= bounds[s];
+    if (!ok) throw std::invalid_argument("slice bounds must run from 0 to the rows, non-decreasing");
+    return bounds;
 }
+
+// ---- Where a kernel writes --------------------------------------------------------------
+// Kernels that are not row-driven gather-and-store write C through a RowsView (rows of unit
+// stride). When C's rows are strided (Yᵀ, for X @ W), they write a buffer instead, stored
+// into C afterwards by store_rows.
+
+// C[rows [r0, r1), columns [j0, j1)] = buf (a RowsView with that origin), in blocks small
+// enough that both sides stay in L1 when C is Yᵀ (its columns are Y's contiguous rows).
+template <class T>
+void store_rows(const RowsView<T>& buf, const OutView<T>& c, std::int64_t r0, std::int64_t r1,
+                std::int64_t j0, std::int64_t j1) {
+    constexpr std::int64_t kBlock = 32;
+    for (std::int64_t rb = r0; rb < r1; rb += kBlock) {
+        const std::int64_t re = std::min(r1, rb + kBlock);
+        for (std::int64_t j = j0; j < j1; ++j) {
+            for (std::int64_t r = rb; r < re; ++r) c.at(r, j) = *buf.at(r, j);
+        }
+    }
+}
+
+// A buffer of rows [r0, r1) x columns [j0, j1) in C's coordinates: C itself when its rows are
+// contiguous, else owned memory (store() then copies it into C).
+template <class T>
+class RowsOut {
+  public:
+    RowsOut(const OutView<T>& c, std::int64_t r0, std::int64_t r1, std::int64_t j0,
+            std::int64_t j1, bool own = false)
+        : c_(c), r0_(r0), r1_(r1), j0_(j0), j1_(j1) {
+        if (c.rows_contiguous() && !own) {
+            view_ = RowsView<T>{c.data, c.rows, c.cols, c.row_stride, 0, 0};
+        } else {
+            const std::int64_t width = std::max<std::int64_t>(1, j1 - j0);
+            buffer_.reset(new T[static_cast<std::size_t>(std::max<std::int64_t>(1, (r1 - r0) * width))]);
+            view_ = RowsView<T>{buffer_.get(), r1 - r0, j1 - j0, width, r0, j0};
+        }
+    }
+    const RowsView<T>& view() const { return view_; }
+    bool owned() const { return buffer_ != nullptr; }
+    void zero(std::int64_t r0, std::int64_t r1) const {
+        for (std::int64_t r = r0; r < r1; ++r) std::fill(view_.at(r, j0_), view_.at(r, j0_) + (j1_ - j0_), T(0));
+    }
+    void zero() const { zero(r0_, r1_); }
+    // Copy rows [r0, r1) of an owned buffer into C (nothing to do when it is C).
+    void store(std::int64_t r0, std::int64_t r1) const {
+        if (owned()) store_rows(view_, c_, r0, r1, j0_, j1_);
+    }
+
+  private:
+    const OutView<T>& c_;
+    std::int64_t r0_, r1_, j0_, j1_;
+    std::unique_ptr<T[]> buffer_;
+    RowsView<T> view_{};
+};
+
+// ---- Row-driven families ----------------------------------------------------------------
+
+// C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views. Check:
+// A is a user's matrix, checked where the kernel reads it (a prepared matrix was checked once).
+// Every element of C is written.
+template <class I, class T>
+void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                  const Call& k, bool check, SliceBounds given = {}) {
+    if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
+        throw std::invalid_argument("multiply_csr: operand shapes do not match");
+    }
+    check_backend_and_simd(k.backend, k.simd);
+    const RowsKernel<I, T> fn = check ? rows_kernel<true, I, T>(k.kernel, k.simd).fn
+                                      : rows_kernel<false, I, T>(k.kernel, k.simd).fn;
+    if (c.rows == 0) return;
+    if (check) check_first_pointer(a.indptr);
+    if (k.threads(a.nnz(), a.rows, b.cols) == 1) {
+        fn(a, b, c, 0, a.rows);
+        return;
+    }
+    const std::vector<std::int64_t> bounds =
+        given.data != nullptr ? checked_bounds(given, a.rows)
+                              : partition_rows(a.indptr, a.rows, k.nthreads, k.partition);
+    run_slices(bounds, k.backend, k.nthreads, k.partition,
+               [&](std::int64_t r0, std::int64_t r1) { fn(a, b, c, r0, r1); });
+}
+
+// C = A B for A in BSR (A @ B): slices of block rows, balanced by their blocks.
+template <class I, class T>
+void multiply_bsr_rows(const BsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                       const Call& k) {
+    if (b.rows != a.cols() || c.rows != a.rows() || c.cols != b.cols) {
+        throw std::invalid_argument("multiply_bsr: operand shapes do not match");
+    }
+    check_backend_and_simd(k.backend, k.simd);
+    const BsrKernel<I, T> fn = bsr_kernel<false, I, T>(k.kernel, k.simd).fn;
+    if (a.block_rows == 0 || b.cols == 0) return;
+    check_first_pointer(a.indptr);
+    auto rows = [&](std::int64_t i0, std::int64_t i1) {
+        const RowsOut<T> out(c, i0 * a.r, i1 * a.r, 0, b.cols);
+        fn(a, b, out.view(), i0, i1, 0, b.cols);
+        out.store(i0 * a.r, i1 * a.r);
+    };
+    const std::int64_t blocks = static_cast<std::int64_t>(a.indptr[a.block_rows]);
+    if (k.threads(blocks * a.r * a.c, a.rows(), b.cols) == 1) return rows(0, a.block_rows);
+    run_slices(partition_rows(a.indptr, a.block_rows, k.nthreads, k.partition), k.backend,
+               k.nthreads, k.partition, rows);
+}
+
+// C = A B, or Aᵀ B when `transposed` (X @ W as Wᵀ Xᵀ), for A in DIA: slices of equal output
+// rows (every row meets at most one entry per diagonal).
+template <class T>
+void multiply_dia(const DiaView<T>& a, bool transposed, const DenseView<T>& b,
+                  const OutView<T>& c, const Call& k) {
+    const std::int64_t out_rows = transposed ? a.cols : a.rows;
+    if (b.rows != (transposed ? a.rows : a.cols) || c.rows != out_rows || c.cols != b.cols) {
+        throw std::invalid_argument("multiply_dia: operand shapes do not match");
+    }
+    check_backend_and_simd(k.backend, k.simd);
+    const DiaKernel<T> fn = dia_kernel<T>(k.kernel, k.simd).fn;
+    if (out_rows == 0 || b.cols == 0) return;
+    // Rows per slice: a block of C that stays in L2 while every diagonal passes over it.
+    const std::int64_t row_bytes = b.cols * static_cast<std::int64_t>(sizeof(T));
+    const std::int64_t block = std::max<std::int64_t>(64, (std::int64_t{256} << 10) / std::max<std::int64_t>(1, row_bytes));
+    auto rows = [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t i0 = r0; i0 < r1; i0 += block) {
+            const std::int64_t i1 = std::min(r1, i0 + block);
+            const RowsOut<T> out(c, i0, i1, 0, b.cols);
+            fn(a, transposed, b, out.view(), i0, i1, 0, b.cols);
+            out.store(i0, i1);
+        }
+    };
+    const int t = k.threads(a.diagonals * std::min(a.rows, a.cols), out_rows, b.cols);
+    if (t == 1) return rows(0, out_rows);
+    const std::int64_t slices = k.partition == Partition::dynamic
+                                    ? std::min(out_rows, std::int64_t{t} * kChunksPerThread)
+                                    : std::min<std::int64_t>(out_rows, t);
+    run_slices(equal_rows(out_rows, slices), k.backend, t, k.partition, rows);
+}
+
+// ---- Column-driven families ------------------------------------------------------------
+
+// Outputs at most this many times larger than C may be allocated as private buffers before
+// run_columns splits the dense columns instead (the memory a parallel scatter may take).
+constexpr std::int64_t kPrivateOutputsMaxBytes = std::int64_t{256} << 20;
+
+// How a column-driven product C (out_rows x n) = sum over units of A's contributions is cut
+// among `nthreads` threads. split(parts) cuts A's units into `parts` balanced slices;
+// body(u0, u1, j0, j1, out) adds units [u0, u1) times B's columns [j0, j1) into out (a
+// RowsView in C's coordinates, zeroed beforehand).
+//  - Split the dense columns when each thread gets at least two vectors of them (so its
+//    pass is as efficient as the whole product's): every thread walks all of A for its own
+//    columns, with no extra memory; A is read once per thread.
+//  - Otherwise split A and give each thread a private output (the first thread's is C itself
+//    when C's rows are contiguous), summed into C at the end: each thread does 1/T of the
+//    entries at the full width, and the sum costs one pass over T copies of C.
+template <class T>
+bool columns_split(std::int64_t out_rows, std::int64_t n, int nthreads, bool rows_contiguous) {
+    constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+    const std::int64_t private_bytes =
+        (nthreads - (rows_contiguous ? 1 : 0)) * out_rows * n * static_cast<std::int64_t>(sizeof(T));
+    return nthreads == 1 || n >= 2 * kLanes * nthreads || private_bytes > kPrivateOutputsMaxBytes;
+}
+
+template <class T, class Split, class Body>
+void run_columns(std::int64_t out_rows, const OutView<T>& c, Backend backend, int nthreads,
+                 Partition partition, Split&& split, Body&& body) {
+    const std::int64_t n = c.cols;
+    constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+    if (columns_split<T>(out_rows, n, nthreads, c.rows_contiguous())) {
+        // Column ranges of whole cache lines, so no two threads write one line of a C row.
+        const std::int64_t lines = (n + kLanes - 1) / kLanes;
+        const int t = static_cast<int>(std::min<std::int64_t>(nthreads, lines));
+        const std::vector<std::int64_t> units = split(1);
+        parallel_for(backend, t, t, false, [&](std::int64_t s) {
+            const std::int64_t j0 = std::min(n, lines * s / t * kLanes);
+            const std::int64_t j1 = std::min(n, lines * (s + 1) / t * kLanes);
+            if (j0 == j1) return;
+            const RowsOut<T> out(c, 0, out_rows, j0, j1);
+            out.zero();
+            body(units.front(), units.back(), j0, j1, out.view());
+            out.store(0, out_rows);
+        });
+        return;
+    }
+    const std::vector<std::int64_t> bounds = split(nthreads);
+    const int t = static_cast<int>(bounds.size()) - 1;
+    std::vector<std::unique_ptr<RowsOut<T>>> outs(static_cast<std::size_t>(t));
+    parallel_for(backend, t, t, false, [&](std::int64_t s) {
+        auto out = std::make_unique<RowsOut<T>>(c, 0, out_rows, 0, n, s > 0);
+        out->zero();
+        body(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1], 0, n, out->view());
+        outs[static_cast<std::size_t>(s)] = std::move(out);
+    });
+    // The sum, by slices of rows: out[0] += out[1] + ..., then stored into C if owned.
+    const std::int64_t slices = std::min<std::int64_t>(out_rows, t);
+    run_slices(equal_rows(out_rows, slices), backend, t, partition,
+               [&](std::int64_t r0, std::int64_t r1) {
+                   const RowsView<T>& sum = outs[0]->view();
+                   for (std::size_t s = 1; s < outs.size(); ++s) {
+                       const RowsView<T>& part = outs[s]->view();
+                       for (std::int64_t r = r0; r < r1; ++r) {
+                           T* const dst = sum.at(r, 0);
+                           const T* const src = part.at(r, 0);
+                           for (std::int64_t j = 0; j < n; ++j) dst[j] += src[j];
+                       }
+                   }
+                   outs[0]->store(r0, r1);
+               });
+}
+
+// C = A B for A given by its columns: `at` holds the CSR arrays of Aᵀ (A's CSC arrays; for
+// X @ W, W's CSR arrays), rows of at = columns of A = rows of B; C is at.cols x n.
+template <class I, class T>
+void multiply_columns(const CsrView<I, T>& at, const DenseView<T>& b, const OutView<T>& c,
+                      const Call& k) {
+    if (b.rows != at.rows || c.rows != at.cols || c.cols != b.cols) {
+        throw std::invalid_argument("multiply_columns: operand shapes do not match");
+    }
+    check_backend_and_simd(k.backend, k.simd);
+    const ColumnsKernel<I, T> fn = columns_kernel<I, T>(k.kernel, k.simd).fn;
+    if (c.rows == 0 || c.cols == 0) return;
+    check_first_pointer(at.indptr);
+    const int t = k.threads(at.nnz(), at.cols, b.cols);
+    run_columns<T>(at.cols, c, k.backend, t, k.partition,
+                   [&](std::int64_t parts) { return partition_rows(at.indptr, at.rows, static_cast<int>(parts), Partition::nnz); },
+                   [&](std::int64_t p0, std::int64_t p1, std::int64_t j0, std::int64_t j1,
+                       const RowsView<T>& out) { fn(at, b, out, p0, p1, j0, j1); });
+}
+
+// C = A B for A in COO (for X @ W, the view of Wᵀ: row and col swapped). Entries are cut into
+// equal counts.
+template <class I, class T>
+void multiply_coo(const CooView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                  const Call& k) {
+    if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
+        throw std::invalid_argument("multiply_coo: operand shapes do not match");
+    }
+    check_backend_and_simd(k.backend, k.simd);
+    const CooKernel<I, T> fn = coo_kernel<I, T>(k.kernel, k.simd).fn;
+    if (c.rows == 0 || c.cols == 0) return;
+    const int t = k.threads(a.nnz, a.rows, b.cols);
+    run_columns<T>(a.rows, c, k.backend, t, k.partition,
+                   [&](std::int64_t parts) { return equal_rows(a.nnz, std::max<std::int64_t>(1, std::min(parts, a.nnz))); },
+                   [&](std::int64_t q0, std::int64_t q1, std::int64_t j0, std::int64_t j1,
+                       const RowsView<T>& out) { fn(a, b, out, q0, q1, j0, j1); });
+}
+
+// C = Aᵀ B for A in BSR (X @ W with W in BSR, computed as Wᵀ Xᵀ): block rows of A cut by
+// their blocks, each block scattered into the rows of C its block column names.
+template <class I, class T>
+void multiply_bsr_columns(const BsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+                          const Call& k) {
+    if (b.rows != a.rows() || c.rows != a.cols() || c.cols != b.cols) {
+        throw std::invalid_argument("multiply_bsr: operand shapes do not match");
+    }
+    check_backend_and_simd(k.backend, k.simd);
+    const BsrKernel<I, T> fn = bsr_kernel<true, I, T>(k.kernel, k.simd).fn;
+    if (c.rows == 0 || c.cols == 0) return;
+    check_first_pointer(a.indptr);
+    const std::int64_t blocks = static_cast<std::int64_t>(a.indptr[a.block_rows]);
+    const int t = k.threads(blocks * a.r * a.c, a.cols(), b.cols);
+    run_columns<T>(a.cols(), c, k.backend, t, k.partition,
+                   [&](std::int64_t parts) { return partition_rows(a.indptr, a.block_rows, static_cast<int>(parts), Partition::nnz); },
+                   [&](std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1,
+                       const RowsView<T>& out) { fn(a, b, out, i0, i1, j0, j1); });
+}
+
+// ---- Structured layouts (prepared X @ W) ----------------------------------------------
 
 // The checks every structured product makes first: X is batch x rows and Y batch x cols of
 // W's rows x cols; the backend and instruction set exist.
@@ -81,88 +383,49 @@ void check_structured(const char* what, std::int64_t rows, std::int64_t cols,
     check_backend_and_simd(backend, simd);
 }
 
-// Whether a product does less work than min_work: one multiply-add per stored entry and dense
-// column, plus one store per output element (an empty row still costs its zeroing). Compared
-// as (nnz + rows) < ceil(min_work / n), which cannot overflow.
-template <class I, class T>
-bool less_work_than(const CsrView<I, T>& a, const DenseView<T>& b, std::int64_t min_work) {
-    return below_min_work(a.nnz() + a.rows, b.cols, min_work);
-}
-
-// C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views.
-// The structure of A must have been validated (validate_csr). Every element of C is written.
-// Products below parallel_min_work run on the calling thread (a negative value means
-// kParallelMinWork; 0 lets every product use the backend, for tests and measurements).
-template <class I, class T>
-void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
-                  Kernel kernel, Backend backend, int nthreads, Partition partition,
-                  Simd simd = Simd::scalar, SliceBounds given = {},
-                  std::int64_t parallel_min_work = -1) {
-    if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
-        throw std::invalid_argument("multiply_csr: operand shapes do not match");
-    }
-    check_backend_and_simd(backend, simd);
-    const RowsKernel<I, T> rows_kernel = kernel_for<I, T>(kernel, simd);
-    if (rows_kernel == nullptr) throw std::invalid_argument("unknown kernel " + std::to_string(int(kernel)));
-    if (c.rows == 0) return;
-    if (backend == Backend::serial || nthreads <= 1 || less_work_than(a, b, parallel_min_work)) {
-        rows_kernel(a, b, c, 0, a.rows);
-        return;
-    }
-    const std::vector<std::int64_t> bounds =
-        given.data != nullptr ? std::vector<std::int64_t>(given.data, given.data + given.size)
-                              : partition_rows(a.indptr, a.rows, nthreads, partition);
-    validate_slice_bounds(bounds, a.rows);
-    run_slices(bounds, backend, nthreads, partition, [&](std::int64_t r0, std::int64_t r1) {
-        rows_kernel(a, b, c, r0, r1);
-    });
-}
-
-// Y = X W for W in the column-tile layout (formats/structured.hpp): X is batch x w.rows with any strides,
-// Y batch x w.cols with rows of unit stride. Tiles are the units of work handed to threads,
-// balanced by their stored rows (unit_ptr scaled by the run is their prefix sum of work).
+// Y = X W for W in the column-tile layout (formats/structured.hpp): X is batch x w.rows with
+// any strides, Y batch x w.cols with rows of unit stride. Tiles are the units of work handed
+// to threads, balanced by their stored rows (unit_ptr scaled by the run is their prefix sum
+// of work).
 template <class T>
 void multiply_panels(const PanelsView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
-                     Backend backend, int nthreads, Partition partition, Simd simd,
-                     std::int64_t parallel_min_work = -1) {
-    check_structured("multiply_panels", w.rows, w.cols, x, y, backend, simd);
-    const PanelsKernel<T> kernel = panels_kernel_for<T>(simd);
+                     const Call& k) {
+    check_structured("multiply_panels", w.rows, w.cols, x, y, k.backend, k.simd);
+    const PanelsKernel<T> kernel = panels_kernel<T>(k.simd).fn;
     const std::int64_t tiles = w.tiles();
     if (x.rows == 0 || tiles == 0) return;
     // The same measure of work as a CSR product's, with W's outputs as the rows.
     const std::int64_t stored = w.unit_ptr[tiles] * w.run * w.width;
-    if (backend == Backend::serial || nthreads <= 1 ||
-        below_min_work(stored + w.cols, x.rows, parallel_min_work)) {
+    if (k.threads(stored, w.cols, x.rows) == 1) {
         kernel(w, x, y, 0, tiles);
         return;
     }
-    run_slices(partition_rows(w.unit_ptr, tiles, nthreads, partition), backend, nthreads,
-               partition, [&](std::int64_t t0, std::int64_t t1) { kernel(w, x, y, t0, t1); });
+    run_slices(partition_rows(w.unit_ptr, tiles, k.nthreads, k.partition), k.backend,
+               k.nthreads, k.partition,
+               [&](std::int64_t t0, std::int64_t t1) { kernel(w, x, y, t0, t1); });
 }
 
-// Y = X W for W with N:M sparsity (formats/structured.hpp's NmView). Every column costs the same: the
-// chunks of columns are cut into equal slices (many for the dynamic partition).
+// Y = X W for W with N:M sparsity (formats/structured.hpp's NmView). Every column costs the
+// same: the chunks of columns are cut into equal slices (many for the dynamic partition).
 template <class T>
 void multiply_nm(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
-                 Backend backend, int nthreads, Partition partition, Simd simd,
-                 std::int64_t parallel_min_work = -1) {
-    check_structured("multiply_nm", w.rows, w.cols, x, y, backend, simd);
-    if (w.m < 1 || w.m > 255 || w.n < 0 || w.n > w.m || w.chunk < 1 || w.chunk % 64 != 0) {
-        throw std::invalid_argument(
-            "multiply_nm: need 0 <= n <= m <= 255 and chunks of a multiple of 64 columns");
+                 const Call& k) {
+    check_structured("multiply_nm", w.rows, w.cols, x, y, k.backend, k.simd);
+    if (w.m < 1 || w.m > kMaxGroup || w.n < 0 || w.n > w.m || w.chunk < 1 || w.chunk % 64 != 0) {
+        throw std::invalid_argument("multiply_nm: need 0 <= n <= m <= " + std::to_string(kMaxGroup) +
+                                    " and chunks of a multiple of 64 columns");
     }
-    const NmKernel<T> kernel = nm_kernel_for<T>(simd, w.m);
+    const NmKernel<T> kernel = nm_kernel<T>(k.simd, w.m).fn;
     const std::int64_t chunks = w.chunks();
     if (x.rows == 0 || chunks == 0) return;
-    if (backend == Backend::serial || nthreads <= 1 || chunks == 1 ||
-        below_min_work(w.groups() * w.n * w.cols + w.cols, x.rows, parallel_min_work)) {
+    if (chunks == 1 || k.threads(w.groups() * w.n * w.cols, w.cols, x.rows) == 1) {
         kernel(w, x, y, 0, chunks);
         return;
     }
-    const std::int64_t t = std::min<std::int64_t>(nthreads, chunks);
+    const std::int64_t t = std::min<std::int64_t>(k.nthreads, chunks);
     const std::int64_t slices =
-        partition == Partition::dynamic ? std::min(chunks, t * kChunksPerThread) : t;
-    run_slices(equal_rows(chunks, slices), backend, nthreads, partition,
+        k.partition == Partition::dynamic ? std::min(chunks, t * kChunksPerThread) : t;
+    run_slices(equal_rows(chunks, slices), k.backend, k.nthreads, k.partition,
                [&](std::int64_t c0, std::int64_t c1) { kernel(w, x, y, c0, c1); });
 }
 

@@ -1,17 +1,13 @@
-// spmm's C++ entry points for the Cython layer: flat pointer-and-size functions over the
-// header-only templates, so the .pyx declares no C++ structs.
+// spmm's C++ entry points for the Cython layer: pointer-and-size functions over the
+// header-only templates, one per kernel family, and the facts show_config reports.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <type_traits>
-
-#if defined(__linux__)
-#include <sched.h>
-#endif
+#include <vector>
 
 #include "formats/pack.hpp"
-#include "formats/transpose.hpp"
 #include "formats/validate.hpp"
 #include "product.hpp"
 
@@ -21,54 +17,135 @@
 
 namespace spmm {
 
-// C = A B. A: CSR arrays (indptr rows + 1, indices and data indptr[rows]); B: k x n, rows
-// contiguous with leading dimension ldb; C: rows x n with arbitrary element strides.
-// `bounds` (nbounds entries, or null) are slice boundaries computed earlier by
-// partition_bounds for the same matrix, thread count and partition (a prepared matrix keeps
-// them); without them the partition is computed here. parallel_min_work: see multiply_csr
-// (negative: kParallelMinWork).
-template <class I, class T>
-void csr_times_dense(const offset_t<I>* indptr, const I* indices, const T* data,
-                     std::int64_t rows, std::int64_t cols, const T* b, std::int64_t b_cols,
-                     std::int64_t ldb, T* c, std::int64_t c_row_stride,
-                     std::int64_t c_col_stride, int kernel, int backend, int nthreads,
-                     int partition, int simd, const std::int64_t* bounds = nullptr,
-                     std::int64_t nbounds = 0, std::int64_t parallel_min_work = -1) {
-    const CsrView<I, T> a{indptr, indices, data, rows, cols};
-    const DenseView<T> bv{b, cols, b_cols, ldb};
-    const OutView<T> cv{c, rows, b_cols, c_row_stride, c_col_stride};
-    multiply_csr(a, bv, cv, static_cast<Kernel>(kernel), static_cast<Backend>(backend), nthreads,
-                 static_cast<Partition>(partition), static_cast<Simd>(simd),
-                 SliceBounds{bounds, nbounds}, parallel_min_work);
+// ---- What the Cython layer hands over ---------------------------------------------------
+// Strides are in elements; any strides are accepted. For X @ W, computed as Yᵀ = Wᵀ Xᵀ, the
+// Cython layer hands over Xᵀ and Yᵀ (the same memory, strides swapped).
+
+// The dense operand B (rows x cols).
+struct Dense {
+    const void* data;
+    std::int64_t rows, cols, row_stride, col_stride;
+};
+
+// The output C (rows x cols), every element written.
+struct Out {
+    void* data;
+    std::int64_t rows, cols, row_stride, col_stride;
+};
+
+// The configuration's codes (names.hpp) and the work below which the calling thread runs the
+// product alone (negative: kParallelMinWork; 0: always the backend's threads, for tests).
+struct Config {
+    int kernel, backend, nthreads, partition, simd;
+    std::int64_t min_work;
+};
+
+inline Call call_of(const Config& k) {
+    return Call{static_cast<Kernel>(k.kernel), static_cast<Backend>(k.backend), k.nthreads,
+                static_cast<Partition>(k.partition), static_cast<Simd>(k.simd), k.min_work};
 }
 
-// csr_times_dense for a B with any element strides (b_row_stride, b_col_stride), as the Cython
-// layer finds it: when its rows are not contiguous (X^T of a C-ordered X), or when an aligned
-// copy pays (worth_packing), B is first packed (PackedRows), outside the GIL. The row pointers'
-// type O is a parameter of its own (it must be offset_t<I>), so that one declaration serves
-// the Cython layer for every index type.
-template <class O, class I, class T>
-void csr_times_strided_dense(const O* indptr, const I* indices, const T* data, std::int64_t rows,
-                             std::int64_t cols, const T* b, std::int64_t b_cols,
-                             std::int64_t b_row_stride, std::int64_t b_col_stride, T* c,
-                             std::int64_t c_row_stride, std::int64_t c_col_stride, int kernel,
-                             int backend, int nthreads, int partition, int simd,
-                             const std::int64_t* bounds, std::int64_t nbounds,
-                             std::int64_t parallel_min_work) {
-    static_assert(std::is_same_v<O, offset_t<I>>, "row pointers of the wrong type");
-    const std::int64_t nnz = rows == 0 ? 0 : static_cast<std::int64_t>(indptr[rows]);
-    const bool contiguous_rows = b_cols <= 1 || b_col_stride == 1;
-    if (contiguous_rows && !worth_packing(b, cols, b_cols, b_row_stride, nnz)) {
-        csr_times_dense<I, T>(indptr, indices, data, rows, cols, b, b_cols, b_row_stride, c,
-                              c_row_stride, c_col_stride, kernel, backend, nthreads, partition,
-                              simd, bounds, nbounds, parallel_min_work);
+template <class T>
+OutView<T> out_view(const Out& c) {
+    return OutView<T>{static_cast<T*>(c.data), c.rows, c.cols, c.row_stride, c.col_stride};
+}
+
+// f(DenseView of B): B itself when its rows are contiguous, else (or when an aligned copy pays,
+// worth_packing: `entries` stored entries read B's rows) a packed copy, made here outside the GIL.
+template <class T, class F>
+void with_dense(const Dense& b, std::int64_t entries, F&& f) {
+    const T* data = static_cast<const T*>(b.data);
+    const bool contiguous_rows = b.cols <= 1 || b.col_stride == 1;
+    if (contiguous_rows && !worth_packing(data, b.rows, b.cols, b.row_stride, entries)) {
+        f(DenseView<T>{data, b.rows, b.cols, b.row_stride});
         return;
     }
-    const PackedRows<T> packed(b, cols, b_cols, b_row_stride, b_col_stride);
-    const DenseView<T>& bv = packed.view();
-    csr_times_dense<I, T>(indptr, indices, data, rows, cols, bv.data, b_cols, bv.ld, c,
-                          c_row_stride, c_col_stride, kernel, backend, nthreads, partition, simd,
-                          bounds, nbounds, parallel_min_work);
+    const PackedRows<T> packed(data, b.rows, b.cols, b.row_stride, b.col_stride);
+    f(packed.view());
+}
+
+// ---- One entry point per kernel family (names.hpp) ------------------------------------
+
+// A in CSR: indptr (rows + 1, of type O = offset_t<I>), indices and data (`stored` entries
+// each, or more). by_columns: the arrays are those of Aᵀ (A's CSC arrays, or W's CSR arrays for
+// X @ W), read by the column-driven kernels; else by the row-driven ones. check: a user's
+// matrix, checked while it is read. bounds: a prepared matrix's cached slices, or null.
+template <class O, class I, class T>
+void csr_product(const O* indptr, const I* indices, const T* data, std::int64_t rows,
+                 std::int64_t cols, std::int64_t stored, bool by_columns, bool check,
+                 const Dense& b, const Out& c, const Config& k, const std::int64_t* bounds,
+                 std::int64_t nbounds) {
+    static_assert(std::is_same_v<O, offset_t<I>>, "row pointers of the wrong type");
+    const CsrView<I, T> a{indptr, indices, data, rows, cols, stored};
+    const std::int64_t entries = rows == 0 ? 0 : static_cast<std::int64_t>(indptr[rows]);
+    with_dense<T>(b, entries, [&](const DenseView<T>& bv) {
+        if (by_columns) {
+            multiply_columns(a, bv, out_view<T>(c), call_of(k));
+        } else {
+            multiply_csr(a, bv, out_view<T>(c), call_of(k), check, SliceBounds{bounds, nbounds});
+        }
+    });
+}
+
+// A in COO: nnz entries (row[q], col[q], data[q]), A rows x cols (for X @ W, `transposed`: the
+// view of Wᵀ, row and col swapped).
+template <class I, class T>
+void coo_product(const I* row, const I* col, const T* data, std::int64_t nnz, std::int64_t rows,
+                 std::int64_t cols, bool transposed, const Dense& b, const Out& c,
+                 const Config& k) {
+    const CooView<I, T> a{row, col, data, nnz, rows, cols, transposed};
+    with_dense<T>(b, nnz, [&](const DenseView<T>& bv) { multiply_coo(a, bv, out_view<T>(c), call_of(k)); });
+}
+
+// A in BSR, blocks of r x c: indptr (block_rows + 1), indices and data (`stored` blocks each).
+// by_columns: compute Aᵀ B (X @ W as Wᵀ Xᵀ), scattering each block into the rows its block
+// column names; else A B.
+template <class I, class T>
+void bsr_product(const I* indptr, const I* indices, const T* data, std::int64_t block_rows,
+                 std::int64_t block_cols, std::int64_t r, std::int64_t c_, std::int64_t stored,
+                 bool by_columns, const Dense& b, const Out& c, const Config& k) {
+    const BsrView<I, T> a{indptr, indices, data, block_rows, block_cols, r, c_, stored};
+    const std::int64_t entries = block_rows == 0 ? 0 : static_cast<std::int64_t>(indptr[block_rows]) * r * c_;
+    with_dense<T>(b, entries, [&](const DenseView<T>& bv) {
+        if (by_columns) {
+            multiply_bsr_columns(a, bv, out_view<T>(c), call_of(k));
+        } else {
+            multiply_bsr_rows(a, bv, out_view<T>(c), call_of(k));
+        }
+    });
+}
+
+// A in DIA: `diagonals` offsets and rows of data (width stored columns each, ld apart); A is
+// rows x cols. transposed: compute Aᵀ B (X @ W as Wᵀ Xᵀ).
+template <class T>
+void dia_product(const std::int64_t* offsets, const T* data, std::int64_t diagonals,
+                 std::int64_t width, std::int64_t ld, std::int64_t rows, std::int64_t cols,
+                 bool transposed, const Dense& b, const Out& c, const Config& k) {
+    const DiaView<T> a{offsets, data, diagonals, width, ld, rows, cols};
+    with_dense<T>(b, diagonals * std::min(rows, cols), [&](const DenseView<T>& bv) {
+        multiply_dia(a, transposed, bv, out_view<T>(c), call_of(k));
+    });
+}
+
+// What the registry runs for a family, variant and level: the body's name and its level, for
+// spmm.explain. One-column products of csr_rows run the gather row-dot inside `tiled`.
+inline std::vector<std::string> kernel_body(int family, int kernel, int simd) {
+    const auto k = static_cast<Kernel>(kernel);
+    const auto s = static_cast<Simd>(simd);
+    auto named = [](const auto& picked) {
+        return std::vector<std::string>{picked.body, simd_name(picked.level)};
+    };
+    switch (static_cast<Family>(family)) {
+        case Family::csr_rows: return named(rows_kernel<true, std::int32_t, float>(k, s));
+        case Family::csc_columns: return named(columns_kernel<std::int32_t, float>(k, s));
+        case Family::coo: return named(coo_kernel<std::int32_t, float>(k, s));
+        case Family::bsr_rows: return named(bsr_kernel<false, std::int32_t, float>(k, s));
+        case Family::bsr_columns: return named(bsr_kernel<true, std::int32_t, float>(k, s));
+        case Family::dia: return named(dia_kernel<float>(k, s));
+        case Family::panels: return named(panels_kernel<float>(s));
+        case Family::n_m: return named(nm_kernel<float>(s, 4));
+    }
+    throw std::invalid_argument("unknown kernel family " + std::to_string(family));
 }
 
 // Y = X W for W in the column-tile layout (formats/structured.hpp). X: batch x rows with element strides
@@ -85,8 +162,9 @@ void panels_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t width
     const PanelsView<T> w{rows, cols, width, ld, run, unit_ptr, unit_row, values};
     const StridedView<T> xv{x, batch, rows, x_row_stride, x_col_stride};
     const RowsView<T> yv{y, batch, cols, ldy};
-    multiply_panels(w, xv, yv, static_cast<Backend>(backend), nthreads,
-                    static_cast<Partition>(partition), static_cast<Simd>(simd), parallel_min_work);
+    multiply_panels(w, xv, yv, Call{Kernel::tiled, static_cast<Backend>(backend), nthreads,
+                                    static_cast<Partition>(partition), static_cast<Simd>(simd),
+                                    parallel_min_work});
 }
 
 // Y = X W for W with N:M sparsity: values and offsets are chunks x (groups * n) x chunk
@@ -100,12 +178,39 @@ void nm_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t n, std::i
     const NmView<T> w{rows, cols, n, m, chunk, values, offsets};
     const StridedView<T> xv{x, batch, rows, x_row_stride, x_col_stride};
     const RowsView<T> yv{y, batch, cols, ldy};
-    multiply_nm(w, xv, yv, static_cast<Backend>(backend), nthreads,
-                static_cast<Partition>(partition), static_cast<Simd>(simd), parallel_min_work);
+    multiply_nm(w, xv, yv, Call{Kernel::tiled, static_cast<Backend>(backend), nthreads,
+                                static_cast<Partition>(partition), static_cast<Simd>(simd),
+                                parallel_min_work});
 }
 
 // The work below which a product runs on the calling thread (for show_config and benches).
 inline std::int64_t parallel_min_work() { return kParallelMinWork; }
+
+// The threads a product uses (1 below the minimum work), as every driver decides it:
+// `entries` multiply-adds per dense column (stored entries, or a layout's stored values),
+// `out_rows` output rows to write, `n` dense columns.
+inline int threads_used(std::int64_t entries, std::int64_t out_rows, std::int64_t n,
+                        int backend, int nthreads, std::int64_t min_work) {
+    Call k;
+    k.backend = static_cast<Backend>(backend);
+    k.nthreads = nthreads;
+    k.min_work = min_work;
+    return k.threads(entries, out_rows, n);
+}
+
+// Whether a column-driven product splits the dense columns among threads (else A's entries,
+// with private outputs): run_columns' rule, for spmm.explain.
+inline bool splits_columns(std::int64_t out_rows, std::int64_t n, int nthreads,
+                           bool rows_contiguous, int itemsize) {
+    return itemsize == 4 ? columns_split<float>(out_rows, n, nthreads, rows_contiguous)
+                         : columns_split<double>(out_rows, n, nthreads, rows_contiguous);
+}
+
+// The largest N:M group (formats/structured.hpp).
+inline std::int64_t max_group() { return kMaxGroup; }
+
+// Bytes of a cache line, the alignment of every copy the kernels read (simd/levels.hpp).
+inline std::int64_t cache_line_bytes() { return kCacheLineBytes; }
 
 // The slice boundaries a partition produces (for tests and the documentation of strategies).
 template <class I>
@@ -119,7 +224,7 @@ inline std::vector<std::string> simd_levels() { return supported_simd(); }
 
 // The names of every kernel, backend, partition and SIMD level (names.hpp), in code order.
 inline std::vector<std::vector<std::string>> vocabulary() {
-    return {kernel_names(), backend_names(), partition_names(), simd_names()};
+    return {kernel_names(), backend_names(), partition_names(), simd_names(), family_names()};
 }
 
 inline bool has_openmp() { return openmp::available(); }
@@ -152,14 +257,14 @@ inline std::string compile_args() { return SPMM_COMPILE_ARGS; }
 // The CPUs in this process's affinity mask (the default thread count), or 0 where that cannot
 // be read in one system call: not Linux, or more CPUs than a cpu_set_t holds (EINVAL). The
 // Python layer then asks os.sched_getaffinity, which costs ~1 us more per call.
-inline int affinity_cpus() {
-#if defined(__linux__) && defined(CPU_COUNT)
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-#endif
-    return 0;
-}
+inline int affinity_cpus() { return threads::affinity_cpus(); }
 
+// The threads backend's workers running now.
 inline std::size_t pool_workers() { return threads::global_pool().workers(); }
+
+// A testing aid: per worker slot of the threads backend's pool, the calls its worker took up.
+inline std::vector<std::uint64_t> pool_calls_taken() {
+    return threads::global_pool().calls_taken();
+}
 
 }  // namespace spmm

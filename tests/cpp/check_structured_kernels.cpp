@@ -77,7 +77,7 @@ void check_panels(std::int64_t rows, std::int64_t cols, std::int64_t width, std:
         for (const spmm::Simd simd : spmm::supported_simd_levels()) {
             const std::int64_t ldy = cols + 5;
             std::vector<T> y(static_cast<std::size_t>(batch * ldy), T(-7));
-            spmm::panels_kernel_for<T>(simd)(w, {x.data(), batch, rows, rows, 1},
+            spmm::panels_kernel<T>(simd).fn(w, {x.data(), batch, rows, rows, 1},
                                              {y.data(), batch, cols, ldy}, 0, tiles);
             compare<T>(run == 1 ? "tile" : "block", simd, batch, want, mag, y, cols, ldy);
         }
@@ -116,7 +116,7 @@ void check_nm(std::int64_t rows, std::int64_t cols, std::int64_t n, std::int64_t
         }
         for (const spmm::Simd simd : spmm::supported_simd_levels()) {
             std::vector<T> y(static_cast<std::size_t>(batch * cols), T(-7));
-            spmm::nm_kernel_for<T>(simd, m)(w, {x.data(), batch, rows, rows, 1},
+            spmm::nm_kernel<T>(simd, m).fn(w, {x.data(), batch, rows, rows, 1},
                                             {y.data(), batch, cols, cols}, 0, chunks);
             compare<T>("n_m", simd, batch, want, mag, y, cols, cols);
         }

@@ -34,9 +34,39 @@ int main() {
     for (int r = 0; r < cols; ++r) {
         for (int j = 0; j < n; ++j) bt[static_cast<std::size_t>(j) * cols + r] = b[static_cast<std::size_t>(r) * n + j];
     }
+    // Aᵀ's CSR arrays (A's CSC arrays), for the column-driven kernels.
+    std::vector<int> t_indptr(static_cast<std::size_t>(cols) + 1, 0), t_indices(indices.size());
+    std::vector<double> t_data(data.size());
+    for (const int j : indices) ++t_indptr[static_cast<std::size_t>(j) + 1];
+    for (int j = 0; j < cols; ++j) t_indptr[j + 1] += t_indptr[j];
+    std::vector<int> cursor(t_indptr.begin(), t_indptr.end() - 1);
+    for (int i = 0; i < rows; ++i) {
+        for (int p = indptr[i]; p < indptr[i + 1]; ++p) {
+            const int q = cursor[static_cast<std::size_t>(indices[p])]++;
+            t_indices[static_cast<std::size_t>(q)] = i;
+            t_data[static_cast<std::size_t>(q)] = data[static_cast<std::size_t>(p)];
+        }
+    }
+    // C (rows x n, strides c_row, c_col) = A B (B with strides b_row, b_col), read by rows of A
+    // or, by_columns, by columns.
+    auto product = [&](const double* bp, std::int64_t b_row, std::int64_t b_col, double* cp,
+                       std::int64_t c_row, std::int64_t c_col, bool by_columns, int kernel,
+                       int backend, int nthreads, int partition, int simd) {
+        const spmm::Dense dense{bp, cols, n, b_row, b_col};
+        const spmm::Out out{cp, rows, n, c_row, c_col};
+        const spmm::Config config{kernel, backend, nthreads, partition, simd, 0};
+        if (by_columns) {
+            spmm::csr_product(t_indptr.data(), t_indices.data(), t_data.data(), cols, rows,
+                              static_cast<std::int64_t>(t_data.size()), true, true, dense, out,
+                              config, nullptr, 0);
+        } else {
+            spmm::csr_product(indptr.data(), indices.data(), data.data(), rows, cols,
+                              static_cast<std::int64_t>(data.size()), false, true, dense, out,
+                              config, nullptr, 0);
+        }
+    };
     std::vector<double> ref(static_cast<std::size_t>(rows) * n);
-    spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(), rows, cols,
-                                       b.data(), n, n, ref.data(), n, 1, 0, 0, 1, 0, 0);
+    product(b.data(), n, 1, ref.data(), n, 1, false, 0, 0, 1, 0, 0);
 
     const std::vector<spmm::Simd> levels = spmm::supported_simd_levels();
     int bad = 0;
@@ -49,21 +79,16 @@ int main() {
                 const int backend = (t % 2 || !spmm::has_openmp()) ? 2 : 1;
                 const int kernel = it % 3, partition = (it / 3) % 3, nthreads = 1 + it % 4;
                 const int simd = static_cast<int>(levels[static_cast<std::size_t>(it / 9) % levels.size()]);
+                const bool by_columns = it % 5 == 4;
                 if (it % 2 == 0) {
-                    spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
-                                                       rows, cols, b.data(), n, n, c.data(), n, 1,
-                                                       kernel, backend, nthreads, partition, simd,
-                                                       nullptr, 0, 0);
-                } else {
-                    spmm::csr_times_strided_dense<int, int, double>(
-                        indptr.data(), indices.data(), data.data(), rows, cols, bt.data(), n, 1,
-                        cols, c.data(), n, 1, kernel, backend, nthreads, partition, simd, nullptr,
-                        0, 0);
+                    product(b.data(), n, 1, c.data(), n, 1, by_columns, kernel, backend,
+                            nthreads, partition, simd);
+                } else {  // B's rows strided: packed by the entry point
+                    product(bt.data(), 1, cols, c.data(), n, 1, by_columns, kernel, backend,
+                            nthreads, partition, simd);
                 }
-                spmm::csr_times_dense<int, double>(indptr.data(), indices.data(), data.data(),
-                                                   rows, cols, b.data(), n, n, ct.data(), 1, rows,
-                                                   kernel, backend, nthreads, partition, simd,
-                                                   nullptr, 0, 0);
+                product(b.data(), n, 1, ct.data(), 1, rows, by_columns, kernel, backend, nthreads,
+                        partition, simd);
                 for (int i = 0; i < rows * n; ++i) {
                     const double want = ref[static_cast<std::size_t>(i)];
                     const double tol = 1e-9 * (1 + std::fabs(want));

@@ -688,8 +688,9 @@ def _compressed(indptr: Any, indices: Any, major: int, minor: int,
 
 
 def reference_entries(a: Any) -> tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]:
-    """(shape, rows, cols, values) of every entry scipy's CSR form of ``a`` stores (in
-    float64), or Invalid. Written from the formats' definitions, in Python, so that it never
+    """(shape, rows, cols, values) of every entry ``a`` stores (in float64; duplicates apart,
+    to be summed as scipy's ``a @ b`` sums them; DIA's stored zeros dropped, as scipy's CSR
+    form drops them), or Invalid. Written from the formats' definitions, in Python, so that it never
     runs scipy's conversion code on a corrupt matrix."""
     if not sp.issparse(a) or a.ndim != 2:
         raise Invalid("not a 2-D sparse matrix")
@@ -766,12 +767,6 @@ def reference_entries(a: Any) -> tuple[tuple[int, int], np.ndarray, np.ndarray, 
         raise Invalid(f"values: {exc}") from None
     r = np.array([e[0] for e in entries], dtype=np.int64)
     c = np.array([e[1] for e in entries], dtype=np.int64)
-    if fmt == "coo" and len(r):  # scipy's tocsr sums a COO's duplicates in its own dtype
-        keys, inverse = np.unique(r * max(cols, 1) + c, return_inverse=True)
-        summed = np.zeros(len(keys), dtype=values.dtype)
-        with np.errstate(all="ignore"):
-            np.add.at(summed, inverse, values)
-        r, c, values = keys // max(cols, 1), keys % max(cols, 1), summed
     return (rows, cols), r, c, values.astype(np.float64)
 
 
@@ -1044,7 +1039,7 @@ def _call(recipe: dict, left: Any, right: Any, out: Any) -> Any:
             and isinstance(left if recipe["side"] == "left" else right, spmm.PreparedMatrix)):
         return left @ right  # (with a scipy matrix, @ is scipy's own product)
     if recipe["call"] == "partition":
-        from spmm._api import multiply_with_partition
+        from spmm._pipeline import multiply_with_partition
 
         partition = recipe["partition"] if recipe["partition"] != "bad" else "cyclic"
         return multiply_with_partition(left, right, out=out, partition=partition, **kwargs)

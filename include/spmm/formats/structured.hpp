@@ -16,6 +16,9 @@
 
 namespace spmm {
 
+// The largest N:M group: offsets inside a group are stored in one byte.
+constexpr std::int64_t kMaxGroup = 255;
+
 template <class T>
 struct PanelsView {
     std::int64_t rows;            // input rows of W (columns of X)

@@ -18,6 +18,8 @@
 namespace spmm {
 namespace neon {
 #include "tiled.inc"
+#include "scatter.inc"
+#include "bsr.inc"
 #include "panels.inc"
 }  // namespace neon
 }  // namespace spmm

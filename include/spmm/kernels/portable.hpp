@@ -84,16 +84,17 @@ class RowAccumulator {
 // Kept as the baseline the others are measured against. The innermost loop jumps from row to
 // row of B (stride ld), so every load touches a new cache line and nothing vectorizes; the
 // row of A is re-read n times.
-template <class I, class T>
+template <bool Check, class I, class T>
 void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
                 std::int64_t r0, std::int64_t r1) {
     const std::int64_t n = b.cols;
     for (std::int64_t i = r0; i < r1; ++i) {
-        const std::int64_t p0 = a.row_begin(i), p1 = a.row_end(i);
+        std::int64_t p0, p1;
+        a.template row<Check>(i, p0, p1);
         for (std::int64_t j = 0; j < n; ++j) {
             T sum = T(0);
             for (std::int64_t p = p0; p < p1; ++p) {
-                sum += a.data[p] * b.row(static_cast<std::int64_t>(a.indices[p]))[j];
+                sum += a.data[p] * b.row(a.template column<Check>(p))[j];
             }
             c.at(i, j) = sum;
         }
@@ -102,6 +103,24 @@ void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
 
 #include "reordered.inc"
 #include "rowdot.inc"
+#include "scatter_loops.inc"
+#include "bsr_dia_loops.inc"
+
+// naive for the column-driven, COO and block families: the product one dense column at a time
+// (j outermost) through the family's plain loop, so A is read once per column of B and
+// nothing vectorizes along B's rows: the textbook order's cost, the baseline of the ablation.
+template <class F, F Body, class View, class T>
+void one_column_at_a_time(const View& a, const DenseView<T>& b, const RowsView<T>& c,
+                          std::int64_t u0, std::int64_t u1, std::int64_t j0, std::int64_t j1) {
+    for (std::int64_t j = j0; j < j1; ++j) Body(a, b, c, u0, u1, j, j + 1);
+}
+
+template <class T>
+void dia_one_column_at_a_time(const DiaView<T>& a, bool transposed, const DenseView<T>& b,
+                              const RowsView<T>& c, std::int64_t i0, std::int64_t i1,
+                              std::int64_t j0, std::int64_t j1) {
+    for (std::int64_t j = j0; j < j1; ++j) dia_reordered(a, transposed, b, c, i0, i1, j, j + 1);
+}
 
 // Width of a column tile of the tiled kernel, in bytes of B's row: 1 KiB is 256 floats or
 // 128 doubles, 16 cache lines, long enough for the hardware prefetcher to stream each row
@@ -115,12 +134,12 @@ constexpr std::int64_t kTileBytes = 1024;
 // whole k x n matrix being streamed per row when n is wide; (2) unrolling over stored entries
 // by four: each pass over the accumulator applies four axpys, so C is loaded and stored a
 // quarter as often and the four B rows are independent streams.
-template <class I, class T>
+template <bool Check, class I, class T>
 void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
                 std::int64_t r0, std::int64_t r1) {
     const std::int64_t n = b.cols;
     if (n == 1) {  // a matrix-vector product: one dot product per row, not an axpy per entry
-        rowdot_rows(a, b, c, r0, r1);
+        rowdot_rows<Check>(a, b, c, r0, r1);
         return;
     }
     const std::int64_t tile = std::max<std::int64_t>(1, kTileBytes / static_cast<std::int64_t>(sizeof(T)));
@@ -129,21 +148,21 @@ void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
         const std::int64_t len = std::min(tile, n - j0);
         for (std::int64_t i = r0; i < r1; ++i) {
             T* ci = acc.begin(i, j0, len);
-            std::int64_t p = a.row_begin(i);
-            const std::int64_t p1 = a.row_end(i);
+            std::int64_t p, p1;
+            a.template row<Check>(i, p, p1);
             for (; p + 4 <= p1; p += 4) {
                 const T v0 = a.data[p], v1 = a.data[p + 1], v2 = a.data[p + 2], v3 = a.data[p + 3];
-                const T* b0 = b.row(static_cast<std::int64_t>(a.indices[p])) + j0;
-                const T* b1 = b.row(static_cast<std::int64_t>(a.indices[p + 1])) + j0;
-                const T* b2 = b.row(static_cast<std::int64_t>(a.indices[p + 2])) + j0;
-                const T* b3 = b.row(static_cast<std::int64_t>(a.indices[p + 3])) + j0;
+                const T* b0 = b.row(a.template column<Check>(p)) + j0;
+                const T* b1 = b.row(a.template column<Check>(p + 1)) + j0;
+                const T* b2 = b.row(a.template column<Check>(p + 2)) + j0;
+                const T* b3 = b.row(a.template column<Check>(p + 3)) + j0;
                 for (std::int64_t j = 0; j < len; ++j) {
                     ci[j] += v0 * b0[j] + v1 * b1[j] + v2 * b2[j] + v3 * b3[j];
                 }
             }
             for (; p < p1; ++p) {
                 const T v = a.data[p];
-                const T* bk = b.row(static_cast<std::int64_t>(a.indices[p])) + j0;
+                const T* bk = b.row(a.template column<Check>(p)) + j0;
                 for (std::int64_t j = 0; j < len; ++j) ci[j] += v * bk[j];
             }
             acc.commit(i, j0, len);
@@ -151,19 +170,5 @@ void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
     }
 }
 
-// The kernel variants as one table, so backends and tests iterate over the same list.
-template <class I, class T>
-using RowsKernel = void (*)(const CsrView<I, T>&, const DenseView<T>&, const OutView<T>&,
-                            std::int64_t, std::int64_t);
-
-template <class I, class T>
-RowsKernel<I, T> kernel_for(Kernel k) {
-    switch (k) {
-        case Kernel::naive: return &naive_rows<I, T>;
-        case Kernel::reordered: return &reordered_rows<I, T>;
-        case Kernel::tiled: return &tiled_rows<I, T>;
-    }
-    return nullptr;
-}
 
 }  // namespace spmm

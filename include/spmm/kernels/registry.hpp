@@ -1,12 +1,19 @@
-// The kernel registry: which compiled kernel runs a variant at an instruction-set level.
-// The portable kernels (portable.hpp) serve every level; x86.hpp and neon.hpp add the
-// register-blocked and vectorized ones for the levels they were compiled for.
+// The kernel registry: for each kernel family (names.hpp: which stored format, read which way),
+// variant and instruction-set level, the compiled body that runs and its name. Every product
+// and `spmm.explain` ask here, so what explain reports is what runs.
+//
+// The variants mean the same in every family: `naive` is the textbook order (one dense column
+// at a time; no vectorization along B's rows, the baseline of the ablation), `reordered` the
+// loop order whose innermost loop walks contiguous rows of B and C (vectorized by the compiler
+// for the level), `tiled` the register-blocked SIMD body. A family without a body for a variant
+// runs the nearest one below it, and the name says so.
 #pragma once
 
 #include <cstdint>
 
 #include "../formats/structured.hpp"
 #include "../formats/views.hpp"
+#include "../names.hpp"
 #include "../simd/levels.hpp"
 #include "neon.hpp"
 #include "portable.hpp"
@@ -15,66 +22,149 @@
 
 namespace spmm {
 
-// The kernel to run for a variant at an instruction-set level. `tiled` is the register-blocked
-// microkernel; `reordered` is its loop vectorized by the compiler for the level (SIMD without
-// register blocking); `naive` stays portable, the baseline of the ablation.
-template <class I, class T>
-RowsKernel<I, T> kernel_for(Kernel k, Simd simd) {
-#if SPMM_X86_SIMD
-    if (k == Kernel::tiled && simd == Simd::avx512) return &avx512::tiled_rows<I, T>;
-    if (k == Kernel::tiled && simd == Simd::avx2) return &avx2::tiled_rows<I, T>;
-    if (k == Kernel::reordered && simd == Simd::avx512) return &avx512::reordered_rows<I, T>;
-    if (k == Kernel::reordered && simd == Simd::avx2) return &avx2::reordered_rows<I, T>;
-#endif
-#if SPMM_NEON_SIMD
-    // reordered at Simd::neon is the portable one: NEON is already aarch64's baseline.
-    if (k == Kernel::tiled && simd == Simd::neon) return &neon::tiled_rows<I, T>;
-#endif
-    (void)simd;
-    return kernel_for<I, T>(k);
-}
+// A body picked for a call: the function, what it is ("tiled", or "reordered" for a family
+// whose tiled body does not exist) and the level it was compiled for.
+template <class F>
+struct Picked {
+    F fn = nullptr;
+    const char* body = "";
+    Simd level = Simd::scalar;
+};
 
-}  // namespace spmm
-
-namespace spmm {
-
-// The structured (column-tile) product for Y[:, tiles [t0, t1)] at an instruction-set level.
-template <class T>
+// The function types of the families' bodies.
+template <class I, class T>  // csr_rows: C[rows r0..r1) = A B, any strides of C
+using RowsKernel = void (*)(const CsrView<I, T>&, const DenseView<T>&, const OutView<T>&,
+                            std::int64_t, std::int64_t);
+template <class I, class T>  // csc_columns: C += A[:, p0..p1) B[p0..p1), columns j0..j1
+using ColumnsKernel = void (*)(const CsrView<I, T>&, const DenseView<T>&, const RowsView<T>&,
+                               std::int64_t, std::int64_t, std::int64_t, std::int64_t);
+template <class I, class T>  // coo: C += entries q0..q1, columns j0..j1
+using CooKernel = void (*)(const CooView<I, T>&, const DenseView<T>&, const RowsView<T>&,
+                           std::int64_t, std::int64_t, std::int64_t, std::int64_t);
+template <class I, class T>  // bsr_rows / bsr_columns: block rows i0..i1, columns j0..j1
+using BsrKernel = void (*)(const BsrView<I, T>&, const DenseView<T>&, const RowsView<T>&,
+                           std::int64_t, std::int64_t, std::int64_t, std::int64_t);
+template <class T>  // dia: output rows i0..i1, columns j0..j1 (A or, transposed, Aᵀ)
+using DiaKernel = void (*)(const DiaView<T>&, bool, const DenseView<T>&, const RowsView<T>&,
+                           std::int64_t, std::int64_t, std::int64_t, std::int64_t);
+template <class T>  // panels: Y[:, tiles t0..t1) = X W
 using PanelsKernel = void (*)(const PanelsView<T>&, const StridedView<T>&, const RowsView<T>&,
                               std::int64_t, std::int64_t);
-
-template <class T>
-PanelsKernel<T> panels_kernel_for(Simd simd) {
-#if SPMM_X86_SIMD
-    if (simd == Simd::avx512) return &avx512::panels_tiles<T>;
-    if (simd == Simd::avx2) return &avx2::panels_tiles<T>;
-#endif
-#if SPMM_NEON_SIMD
-    if (simd == Simd::neon) return &neon::panels_tiles<T>;
-#endif
-    (void)simd;
-    return &panels_tiles_portable<T>;
-}
-
-}  // namespace spmm
-
-namespace spmm {
-
-// The N:M product for Y[:, chunks [c0, c1)] at an instruction-set level: the permute kernel
-// when the level's register holds a group (m <= lanes), else the portable loop.
-template <class T>
+template <class T>  // n_m: Y[:, chunks c0..c1) = X W
 using NmKernel = void (*)(const NmView<T>&, const StridedView<T>&, const RowsView<T>&,
                           std::int64_t, std::int64_t);
 
-template <class T>
-NmKernel<T> nm_kernel_for(Simd simd, std::int64_t m) {
+// Return the body `ns::fn` of the level `simd` when this build has one (x86: avx2, avx512;
+// aarch64: neon), with its name; a statement, for the lookups below.
 #if SPMM_X86_SIMD
-    if (simd == Simd::avx512 && avx512::nm_supported<T>(m)) return &avx512::nm_chunks<T>;
-    if (simd == Simd::avx2 && avx2::nm_supported<T>(m)) return &avx2::nm_chunks<T>;
+#define SPMM_RETURN_SIMD(simd, name, ...)                                          \
+    if ((simd) == Simd::avx512) return {&avx512::__VA_ARGS__, name, Simd::avx512}; \
+    if ((simd) == Simd::avx2) return {&avx2::__VA_ARGS__, name, Simd::avx2};
+// The plain-loop bodies, compiled per x86 level (on aarch64 the portable ones are NEON already).
+#define SPMM_RETURN_LOOPS(simd, name, ...) SPMM_RETURN_SIMD(simd, name, __VA_ARGS__)
+#elif SPMM_NEON_SIMD
+#define SPMM_RETURN_SIMD(simd, name, ...) \
+    if ((simd) == Simd::neon) return {&neon::__VA_ARGS__, name, Simd::neon};
+#define SPMM_RETURN_LOOPS(simd, name, ...)
+#else
+#define SPMM_RETURN_SIMD(simd, name, ...)
+#define SPMM_RETURN_LOOPS(simd, name, ...)
+#endif
+
+// csr_rows: A @ B with A in CSR, X @ W with W in CSC (Wᵀ's CSR arrays), prepared matrices.
+// Check: the operand is a user's matrix, checked where it is read.
+template <bool Check, class I, class T>
+Picked<RowsKernel<I, T>> rows_kernel(Kernel k, Simd simd) {
+    if (k == Kernel::tiled) {
+        SPMM_RETURN_SIMD(simd, "tiled", tiled_rows<Check, I, T>)
+        return {&tiled_rows<Check, I, T>, "tiled"};
+    }
+    if (k == Kernel::reordered) {
+        SPMM_RETURN_LOOPS(simd, "reordered", reordered_rows<Check, I, T>)
+        return {&reordered_rows<Check, I, T>, "reordered"};
+    }
+    return {&naive_rows<Check, I, T>, "naive"};
+}
+
+// csc_columns: A @ B with A in CSC, X @ W with W in CSR (Wᵀ's CSC arrays), read by columns.
+template <class I, class T>
+Picked<ColumnsKernel<I, T>> columns_kernel(Kernel k, Simd simd) {
+    if (k == Kernel::tiled) {
+        SPMM_RETURN_SIMD(simd, "tiled", scatter_tiled<true, I, T>)
+        return {&scatter_reordered<true, I, T>, "reordered (no register-blocked body here)"};
+    }
+    if (k == Kernel::reordered) {
+        SPMM_RETURN_LOOPS(simd, "reordered", scatter_reordered<true, I, T>)
+        return {&scatter_reordered<true, I, T>, "reordered"};
+    }
+    return {&one_column_at_a_time<ColumnsKernel<I, T>, &scatter_reordered<true, I, T>,
+                                  CsrView<I, T>, T>, "naive"};
+}
+
+// coo: either product with the sparse operand in COO, entries in any order.
+template <class I, class T>
+Picked<CooKernel<I, T>> coo_kernel(Kernel k, Simd simd) {
+    if (k == Kernel::tiled) {
+        SPMM_RETURN_SIMD(simd, "tiled", coo_tiled<I, T>)
+        return {&coo_reordered<I, T>, "reordered (no register-blocked body here)"};
+    }
+    if (k == Kernel::reordered) {
+        SPMM_RETURN_LOOPS(simd, "reordered", coo_reordered<I, T>)
+        return {&coo_reordered<I, T>, "reordered"};
+    }
+    return {&one_column_at_a_time<CooKernel<I, T>, &coo_reordered<I, T>, CooView<I, T>, T>,
+            "naive"};
+}
+
+// bsr_rows (A @ B, Scatter = false) and bsr_columns (X @ W as Wᵀ Xᵀ, Scatter = true).
+template <bool Scatter, class I, class T>
+Picked<BsrKernel<I, T>> bsr_kernel(Kernel k, Simd simd) {
+    constexpr BsrKernel<I, T> loops = Scatter ? &bsr_scatter_reordered<I, T> : &bsr_rows_reordered<I, T>;
+    if (k == Kernel::tiled) {
+        SPMM_RETURN_SIMD(simd, "tiled", bsr_tiled<Scatter, I, T>)
+        return {loops, "reordered (no register-blocked body here)"};
+    }
+    if (k == Kernel::reordered) {
+#if SPMM_X86_SIMD
+        if (simd == Simd::avx512) return {Scatter ? &avx512::bsr_scatter_reordered<I, T> : &avx512::bsr_rows_reordered<I, T>, "reordered", simd};
+        if (simd == Simd::avx2) return {Scatter ? &avx2::bsr_scatter_reordered<I, T> : &avx2::bsr_rows_reordered<I, T>, "reordered", simd};
+#endif
+        return {loops, "reordered"};
+    }
+    return {&one_column_at_a_time<BsrKernel<I, T>, loops, BsrView<I, T>, T>, "naive"};
+}
+
+// dia: either product with the sparse operand in DIA. Its diagonals are contiguous streams the
+// compiler vectorizes well, so it has no register-blocked body: tiled runs reordered.
+template <class T>
+Picked<DiaKernel<T>> dia_kernel(Kernel k, Simd simd) {
+    if (k == Kernel::naive) return {&dia_one_column_at_a_time<T>, "naive"};
+    const char* name = k == Kernel::tiled ? "reordered (no register-blocked body for dia)" : "reordered";
+    SPMM_RETURN_LOOPS(simd, name, dia_reordered<T>)
+    return {&dia_reordered<T>, name};
+}
+
+// panels (prepared tile and block layouts): one body per level, whatever the variant.
+template <class T>
+Picked<PanelsKernel<T>> panels_kernel(Simd simd) {
+    SPMM_RETURN_SIMD(simd, "tiled", panels_tiles<T>)
+    return {&panels_tiles_portable<T>, "portable"};
+}
+
+// n_m (prepared N:M layout): the permute body when the level's register holds a group
+// (m <= lanes), else the portable loop.
+template <class T>
+Picked<NmKernel<T>> nm_kernel(Simd simd, std::int64_t m) {
+#if SPMM_X86_SIMD
+    if (simd == Simd::avx512 && avx512::nm_supported<T>(m)) return {&avx512::nm_chunks<T>, "tiled", simd};
+    if (simd == Simd::avx2 && avx2::nm_supported<T>(m)) return {&avx2::nm_chunks<T>, "tiled", simd};
 #endif
     (void)simd;
     (void)m;
-    return &nm_chunks_portable<T>;
+    return {&nm_chunks_portable<T>, "portable"};
 }
+
+#undef SPMM_RETURN_SIMD
+#undef SPMM_RETURN_LOOPS
 
 }  // namespace spmm

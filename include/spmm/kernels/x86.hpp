@@ -22,6 +22,10 @@ namespace avx2 {
 #include "rowdot.inc"
 #include "tiled.inc"
 #include "reordered.inc"
+#include "scatter_loops.inc"
+#include "bsr_dia_loops.inc"
+#include "scatter.inc"
+#include "bsr.inc"
 #include "panels.inc"
 #include "nm.inc"
 }  // namespace avx2
@@ -34,6 +38,10 @@ namespace avx512 {
 #include "rowdot.inc"
 #include "tiled.inc"
 #include "reordered.inc"
+#include "scatter_loops.inc"
+#include "bsr_dia_loops.inc"
+#include "scatter.inc"
+#include "bsr.inc"
 #include "panels.inc"
 #include "nm.inc"
 }  // namespace avx512

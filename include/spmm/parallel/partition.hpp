@@ -39,10 +39,16 @@ std::vector<std::int64_t> balanced_nnz(const I* indptr, std::int64_t rows, std::
     if (nnz == 0) return equal_rows(rows, parts);  // nothing to balance: share the zeroing
     bounds[0] = 0;
     for (std::int64_t s = 1; s < parts; ++s) {
-        const std::int64_t target = nnz * s / parts;
-        const I* cut = std::lower_bound(indptr, indptr + rows + 1, static_cast<I>(target));
-        bounds[static_cast<std::size_t>(s)] =
-            std::max(bounds[static_cast<std::size_t>(s) - 1], static_cast<std::int64_t>(cut - indptr));
+        // The first row whose pointer reaches the target: a binary search that stays inside
+        // [0, rows] whatever indptr holds (a user's matrix is checked while it is multiplied,
+        // after this cut: a corrupt one gives a poor cut, never an access out of bounds).
+        const std::int64_t target = nnz / parts * s + nnz % parts * s / parts;  // no overflow
+        std::int64_t lo = 0, hi = rows;
+        while (lo < hi) {
+            const std::int64_t mid = lo + (hi - lo) / 2;
+            if (static_cast<std::int64_t>(indptr[mid]) < target) lo = mid + 1; else hi = mid;
+        }
+        bounds[static_cast<std::size_t>(s)] = std::max(bounds[static_cast<std::size_t>(s) - 1], lo);
     }
     bounds[static_cast<std::size_t>(parts)] = rows;
     return bounds;

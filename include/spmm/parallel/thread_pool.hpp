@@ -1,147 +1,138 @@
 // The `threads` backend: a persistent pool of std::thread workers.
 //
-// Workers are created the first time a call needs them. Between calls they spin briefly, then
-// sleep on a condition variable; a call publishes its task, bumps a generation counter (which
-// spinning workers see at once) and wakes the sleeping ones. The calling thread runs share 0
-// itself, so a call with T threads uses T - 1 workers, and it also runs any share that no
-// worker has claimed by the time it is free.
+// Workers are created the first time a call needs them. Each has its own ticket and its own
+// place to sleep: a call with T threads hands its ticket to workers 1 .. T - 1 only (worker i
+// serves calls of more than i threads), so one call with many threads leaves the later, smaller
+// calls as cheap as before: the workers they do not use keep sleeping, and no call wakes every
+// worker to find out it is not needed. Between calls a worker spins briefly on its ticket, then
+// sleeps on its condition variable. A worker beyond the default thread count (the CPUs of the
+// affinity mask) that no call has used for kRetireAfter exits, so a process does not keep
+// hundreds of threads after one oversubscribed call; the next call that needs it starts it
+// again. The calling thread runs share 0 itself, and also runs any share that no worker has
+// claimed by the time it is free.
 //
 // Guarantees the Python layer relies on:
 // - several Python threads may call at once: a mutex serializes whole calls on the pool;
 // - a worker's exception is rethrown on the caller;
+// - a worker that cannot be started (std::thread throws std::system_error: the process is at a
+//   limit of threads or memory) fails the call with a std::runtime_error saying how many could
+//   not be started, after stopping and joining the workers this call started: the pool is as
+//   it was before the call;
 // - fork(): the child cannot use the parent's workers (they do not exist there), so an atfork
 //   handler drops the pool in the child and the next call builds a fresh one.
 #pragma once
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "cancellation.hpp"
 #include "exceptions.hpp"
+#include "schedule.hpp"
+#include "wait.hpp"
 
 namespace spmm {
 namespace threads {
 
-// Waiting first spins (for at most kSpinMicroseconds), then sleeps on a condition variable.
-// Spinning is what lets a call start on every thread at once: waking a sleeping thread took
-// hundreds of microseconds on the 2-vCPU KVM development machine, longer than a whole small
-// product. libgomp does the same (it spins before sleeping). Measured there at 2 threads on a
-// product of 2M useful flops, median microseconds per call: without spinning 500 against
-// OpenMP's 246 (bench/overhead.py, one run); spinning 100 us, 683 with p90 995 (a bimodal
-// spread: calls whose wait fell back to sleeping); spinning 1000 us, 362 (p90 426) against
-// OpenMP's 355 (417), each backend in its own process.
-// The cost: an idle pool keeps its workers busy for up to 1 ms after each call, as OpenMP does.
-constexpr long kSpinMicroseconds = 1000;
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
+// The CPUs in this thread's affinity mask (the default thread count), or 0 where that cannot
+// be read in one system call: not Linux, or more CPUs than a cpu_set_t holds (EINVAL).
+inline int affinity_cpus() {
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
 #endif
+    return 0;
 }
 
-// A worker waiting for the next call spins without yielding for this long first: a loop of
-// products in Python calls again within a few microseconds, and a worker that kept its CPU is
-// there to take its share, as OpenMP's (which never yields) is. Measured on products just
-// above kParallelMinWork (`python bench/overhead.py --child threads|openmp`, 10 alternating
-// processes, other jobs running, 2026-11-23), median us per call at 1471 / 2942 rows:
-// yielding from the start 50.6 / 91.2 and 44.4 / 76.7, OpenMP 49.8 / 93.4 and 43.7 / 79.7,
-// yielding after 50 us 43.8 / 85.3 and 39.1 / 70.7.
-constexpr long kGreedySpinMicroseconds = 50;
-
-// True as soon as ready() is; false if it still is not after the spin budget.
-//
-// After polite_after_us, the spinning thread also yields its CPU every 64 pauses (a few
-// microseconds). When the machine has a core per thread that costs nothing (no other thread
-// is waiting for this CPU), but when it is oversubscribed, the thread being waited for may be
-// queued on this very CPU (the scheduler often wakes a thread next to the one that woke it):
-// without the yield the waiter kept it off the CPU for its whole spin budget. Measured with a
-// C++ loop of 2-thread calls 3 ms apart on the 2-vCPU VM with other jobs running: median
-// 1010 us per call without the yield, against the 3 us of a call whose worker was already
-// running. So the caller, waiting for shares in progress, yields from the start.
-template <class Ready>
-bool spin_until(Ready&& ready, long polite_after_us = 0) {
-    const auto start = std::chrono::steady_clock::now();
-    const auto deadline = start + std::chrono::microseconds(kSpinMicroseconds);
-    const auto polite = start + std::chrono::microseconds(polite_after_us);
-    for (unsigned i = 1;; ++i) {
-        if (ready()) return true;
-        cpu_relax();
-        if (i % 64 == 0) {
-            const auto now = std::chrono::steady_clock::now();
-            if (now > deadline) return ready();
-            if (now > polite) std::this_thread::yield();
-        }
-    }
+// Workers a pool keeps however long it is idle: those of a call with the default thread count
+// (the CPUs this thread may run on), less the calling thread.
+inline int resident_workers() {
+    int cpus = affinity_cpus();
+    if (cpus <= 0) cpus = static_cast<int>(std::thread::hardware_concurrency());
+    return std::max(0, cpus - 1);
 }
+
+// How long a worker beyond the resident ones stays unused before it exits: a choice, not a
+// measurement. Longer: a program that calls with many threads now and then (a training step, a
+// batch of requests) finds them running; shorter: the threads of a one-off oversubscribed call
+// go away sooner. Either way a later call only pays for starting the thread again, which costs
+// less than waking a sleeping one.
+constexpr std::chrono::milliseconds kRetireAfter{1000};
 
 class ThreadPool {
   public:
-    ThreadPool() = default;
+    // retire_after and resident (negative: resident_workers(), read whenever a worker is about
+    // to sleep, as the mask may change) are for tests; spmm uses the defaults.
+    explicit ThreadPool(std::chrono::milliseconds retire_after = kRetireAfter, int resident = -1)
+        : retire_after_(retire_after), resident_(resident) {}
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
 
     ~ThreadPool() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            stop_.store(true, std::memory_order_release);
-        }
-        wake_.notify_all();
-        for (auto& w : workers_) w.join();
+        std::lock_guard<std::mutex> call(call_mutex_);
+        for (auto& w : workers_) stop(*w);
     }
 
     // Equivalent to: for (share = 0; share < nthreads; ++share) f(share); with the shares
-    // spread over nthreads threads. Returns when every f(share) has returned.
+    // spread over nthreads threads. Returns when every f(share) has returned; rethrows the
+    // first exception of one.
     //
     // The caller runs share 0, then every share no worker has claimed yet: a worker that is
     // asleep, or not scheduled because the machine is busy, then delays nothing, instead of
-    // the caller waiting for it (a wake-up took 50 to 150 us on the 2-vCPU VM, and a worker
-    // descheduled by another process one 2-4 ms time slice). Likewise a worker that finishes
-    // claims the next unclaimed share. So a share may run on any thread, but each runs once.
+    // the caller waiting for it (a wake-up costs tens to hundreds of microseconds on a VM, and
+    // a worker descheduled by another process a whole time slice). Likewise a worker that
+    // finishes claims the next unclaimed share. So a share may run on any thread, but each
+    // runs once. While it waits for the shares in progress, the caller polls `cancel` (if
+    // given and still polling).
     template <class F>
-    void parallel(int nthreads, F&& f) {
+    void parallel(int nthreads, F&& f, Cancellation* cancel = nullptr) {
         if (nthreads <= 1) {
             f(0);
             return;
         }
         std::lock_guard<std::mutex> call(call_mutex_);
-        grow(nthreads - 1);
+        start_workers(nthreads - 1);  // may throw: nothing of the call is published yet
         ExceptionSlot error;
         auto body = [&](int share) { error.run([&] { f(share); }); };
-        {
-            // task_ and pending_ are written before the release stores of claims_ and of the
-            // new state, so a worker that sees either (acquire) sees them too; one that saw
-            // an older generation can only claim here through claims_.
-            std::lock_guard<std::mutex> lock(mutex_);
-            task_ = Task{&body, [](void* ctx, int share) { (*static_cast<decltype(body)*>(ctx))(share); }};
-            pending_.store(nthreads - 1, std::memory_order_relaxed);
-            claims_.store(pack(static_cast<std::uint64_t>(nthreads), 1), std::memory_order_release);
-            const std::uint64_t next = generation_of(state_.load(std::memory_order_relaxed)) + 1;
-            state_.store(pack(next, nthreads - 1), std::memory_order_release);
-        }
-        wake_.notify_all();  // for the workers that stopped spinning and sleep
+        // task_ and pending_ are written before the release store of claims_, and the tickets
+        // after it, so a worker that sees either (acquire) sees them too; one still claiming
+        // from an earlier call can only claim here through claims_.
+        task_ = Task{&body, [](void* ctx, int share) { (*static_cast<decltype(body)*>(ctx))(share); }};
+        pending_.reset(nthreads - 1);
+        claims_.store(pack(static_cast<std::uint64_t>(nthreads), 1), std::memory_order_release);
+        ++generation_;
+        for (int i = 0; i < nthreads - 1; ++i) hand_ticket(worker(i));
         body(0);
         run_claimed_shares();
-        auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-        if (!spin_until(done)) {
-            std::unique_lock<std::mutex> lock(mutex_);
-            done_.wait(lock, done);
-        }
+        pending_.wait(cancel);
         error.rethrow();
     }
 
-    // Workers started so far (they persist until the process ends).
+    // Workers running now (started and not retired).
     std::size_t workers() {
         std::lock_guard<std::mutex> call(call_mutex_);
-        return workers_.size();
+        return static_cast<std::size_t>(live_);
+    }
+
+    // A testing aid: for each worker slot, how many calls its worker has taken up (tickets it
+    // saw; a worker that sees two calls' tickets at once counts one). A slot whose worker
+    // retired keeps its count until the slot is dropped.
+    std::vector<std::uint64_t> calls_taken() {
+        std::lock_guard<std::mutex> call(call_mutex_);
+        std::vector<std::uint64_t> counts;
+        for (const auto& w : workers_) counts.push_back(w->calls.load(std::memory_order_relaxed));
+        return counts;
     }
 
   private:
@@ -150,17 +141,28 @@ class ThreadPool {
         void (*fn)(void*, int) = nullptr;
     };
 
-    // state_ packs the call's generation (high 32 bits) with the number of workers it needs
-    // (low 32 bits), so a worker reads both consistently in one atomic load. claims_ packs
-    // the call's number of shares (high) with the next unclaimed one (low), so that a claim
-    // (one fetch_add) also says how many shares the call it landed on has: a worker that saw
-    // an older generation may claim in a newer call, never past its end.
+    enum class Mode : int { awake, asleep, retired };
+
+    // A ticket no call has: the worker exits.
+    static constexpr std::uint64_t kStop = ~std::uint64_t{0};
+
+    // One worker. Its own line, so handing a ticket to one worker does not disturb another.
+    struct alignas(64) Worker {
+        std::atomic<std::uint64_t> ticket{0};  // the last call handed to it (kStop: exit)
+        std::atomic<Mode> mode{Mode::retired};  // retired: no thread runs (or it is exiting)
+        std::atomic<std::uint64_t> calls{0};    // calls_taken()
+        std::uint64_t seen = 0;  // the last ticket its thread acted on (that thread's only)
+        std::mutex mutex;        // with cv: its sleep
+        std::condition_variable cv;
+        std::thread thread;      // under call_mutex_; detached when it retires
+    };
+
+    // claims_ packs the call's number of shares (high 32 bits) with the next unclaimed one
+    // (low), so that a claim (one fetch_add) also says how many shares the call it landed on
+    // has: a worker still claiming after an earlier call may claim in a newer one, never past
+    // its end.
     static std::uint64_t pack(std::uint64_t high, int low) {
         return (high << 32) | static_cast<std::uint32_t>(low);
-    }
-    static std::uint64_t generation_of(std::uint64_t state) { return state >> 32; }
-    static int helpers_of(std::uint64_t state) {
-        return static_cast<int>(state & 0xffffffffu);
     }
 
     // Runs unclaimed shares of the current call until none is left. A claim that succeeds
@@ -176,58 +178,151 @@ class ThreadPool {
             if (share >= shares) return;
             const Task task = task_;
             task.fn(task.ctx, static_cast<int>(share));  // never throws: see parallel()
-            if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-                // Under the mutex, so the notification cannot fall between the caller's check
-                // of pending_ and its sleep.
-                std::lock_guard<std::mutex> lock(mutex_);
-                done_.notify_one();
+            pending_.count_down();
+        }
+    }
+
+    // Gives worker w the current call, and wakes it only if it sleeps. The ticket is stored
+    // before the mode is read, and the worker stores its mode before it reads the ticket, all
+    // sequentially consistent: either the worker sees the ticket before it sleeps, or this
+    // sees it asleep and notifies it after taking its mutex (which the worker holds from its
+    // last look at the ticket until it sleeps).
+    void hand_ticket(Worker& w) {
+        w.ticket.store(generation_, std::memory_order_seq_cst);
+        if (w.mode.load(std::memory_order_seq_cst) == Mode::asleep) {
+            { std::lock_guard<std::mutex> lock(w.mutex); }
+            w.cv.notify_one();
+        }
+    }
+
+    // Makes workers 0 .. wanted - 1 run. Called with call_mutex_ held, which a worker needs to
+    // retire: none retires meanwhile. If a thread cannot be started, the workers started here
+    // are stopped and joined before the error is thrown.
+    void start_workers(int wanted) {
+        drop_retired_tail();
+        std::vector<Worker*> started;
+        int missing = 0;
+        for (int i = 0; i < wanted; ++i) {
+            missing += i >= static_cast<int>(workers_.size()) || retired(worker(i));
+        }
+        if (missing == 0) return;
+        try {
+            for (int i = 0; i < wanted; ++i) {
+                if (i == static_cast<int>(workers_.size())) {
+                    workers_.push_back(std::make_unique<Worker>());
+                }
+                if (!retired(worker(i))) continue;
+                start(worker(i), i);
+                started.push_back(&worker(i));
             }
+        } catch (const std::exception& e) {
+            for (Worker* w : started) stop(*w);
+            drop_retired_tail();
+            throw std::runtime_error(
+                "the threads backend could not start " +
+                std::to_string(missing - static_cast<int>(started.size())) + " of the " +
+                std::to_string(missing) + " threads it needed to add for a call with " +
+                std::to_string(wanted + 1) + " threads (" + e.what() +
+                "); the process may be at its limit of threads or memory (ulimit -u, ulimit -v, "
+                "a container's pids.max): use fewer threads");
         }
     }
 
-    // Called with call_mutex_ held, so the generation cannot move meanwhile: a new worker
-    // starts from the current one and cannot miss the call about to be published.
-    void grow(int wanted) {
-        while (static_cast<int>(workers_.size()) < wanted) {
-            const int tid = static_cast<int>(workers_.size()) + 1;
-            workers_.emplace_back(&ThreadPool::worker_loop, this, tid,
-                                  generation_of(state_.load(std::memory_order_relaxed)));
+    // Starts w's thread (w retired, call_mutex_ held). Throws what std::thread throws.
+    void start(Worker& w, int index) {
+        w.seen = w.ticket.load(std::memory_order_relaxed);
+        w.mode.store(Mode::awake, std::memory_order_relaxed);
+        try {
+            w.thread = std::thread(&ThreadPool::worker_loop, this, std::ref(w), index);
+        } catch (...) {
+            w.mode.store(Mode::retired, std::memory_order_relaxed);
+            throw;
         }
+        ++live_;
     }
 
-    void worker_loop(int tid, std::uint64_t seen) {
+    Worker& worker(int i) { return *workers_[static_cast<std::size_t>(i)]; }
+
+    // Whether no thread runs for w (call_mutex_ held, so none retires meanwhile).
+    static bool retired(const Worker& w) {
+        return w.mode.load(std::memory_order_relaxed) == Mode::retired;
+    }
+
+    // Stops and joins w's thread, if it has one (call_mutex_ held).
+    void stop(Worker& w) {
+        if (!retired(w)) {
+            w.ticket.store(kStop, std::memory_order_seq_cst);
+            { std::lock_guard<std::mutex> lock(w.mutex); }
+            w.cv.notify_one();
+            --live_;
+        }
+        if (w.thread.joinable()) w.thread.join();
+        w.mode.store(Mode::retired, std::memory_order_relaxed);
+    }
+
+    // Forgets retired workers at the end of the list (call_mutex_ held).
+    void drop_retired_tail() {
+        while (!workers_.empty() && retired(*workers_.back())) workers_.pop_back();
+    }
+
+    void worker_loop(Worker& w, int index) {
         for (;;) {
-            auto fresh = [&] {
-                return stop_.load(std::memory_order_acquire) ||
-                       generation_of(state_.load(std::memory_order_acquire)) != seen;
-            };
-            if (!spin_until(fresh, kGreedySpinMicroseconds)) {
-                std::unique_lock<std::mutex> lock(mutex_);
-                wake_.wait(lock, fresh);
-            }
-            if (stop_.load(std::memory_order_acquire)) return;
-            const std::uint64_t state = state_.load(std::memory_order_acquire);
-            seen = generation_of(state);
-            if (tid > helpers_of(state)) continue;  // this call needs fewer threads
+            auto fresh = [&] { return w.ticket.load(std::memory_order_acquire) != w.seen; };
+            if (!spin_until(fresh, kGreedySpinMicroseconds) && !sleep(w, index)) return;
+            const std::uint64_t ticket = w.ticket.load(std::memory_order_acquire);
+            if (ticket == kStop) return;
+            w.seen = ticket;
+            w.calls.fetch_add(1, std::memory_order_relaxed);
             run_claimed_shares();
         }
     }
 
-    std::mutex call_mutex_;  // one call on the pool at a time
-    std::mutex mutex_;       // with the condition variables: the sleeping side of each wait
-    std::condition_variable wake_, done_;
-    std::vector<std::thread> workers_;
+    // Sleeps until w has a new ticket (true), or retires w (false): a worker beyond the
+    // resident ones, unused for retire_after_, when no call is in progress (it takes
+    // call_mutex_, without waiting for it: a call in progress may be about to hand it a
+    // ticket; and the caller, which holds call_mutex_ when it takes w's mutex, never waits
+    // for this thread).
+    bool sleep(Worker& w, int index) {
+        std::unique_lock<std::mutex> lock(w.mutex);
+        w.mode.store(Mode::asleep, std::memory_order_seq_cst);
+        auto fresh = [&] { return w.ticket.load(std::memory_order_seq_cst) != w.seen; };
+        const int resident = resident_ >= 0 ? resident_ : resident_workers();
+        if (index < resident) {
+            w.cv.wait(lock, fresh);
+        } else {
+            while (!w.cv.wait_for(lock, retire_after_, fresh)) {
+                std::unique_lock<std::mutex> call(call_mutex_, std::try_to_lock);
+                if (call.owns_lock() && !fresh()) {
+                    w.mode.store(Mode::retired, std::memory_order_relaxed);
+                    --live_;
+                    // Nobody joins a retired worker: it frees its stack as it exits. w's mutex
+                    // is released before call_mutex_ (at return), after which this thread
+                    // touches nothing of the pool, which may then drop w or be destroyed.
+                    w.thread.detach();
+                    lock.unlock();
+                    return false;
+                }
+            }
+        }
+        w.mode.store(Mode::awake, std::memory_order_relaxed);
+        return true;
+    }
+
+    const std::chrono::milliseconds retire_after_;
+    const int resident_;
+    std::mutex call_mutex_;  // one call on the pool at a time; guards workers_, live_, generation_
+    std::vector<std::unique_ptr<Worker>> workers_;
+    int live_ = 0;
+    std::uint64_t generation_ = 0;
     Task task_;
-    std::atomic<std::uint64_t> state_{0};
     std::atomic<std::uint64_t> claims_{0};  // no shares: a claim before the first call fails
-    std::atomic<int> pending_{0};
-    std::atomic<bool> stop_{false};
+    Countdown pending_;                     // shares of the current call not yet finished
 };
 
 // The process-wide pool, rebuilt in a forked child.
 //
-// Never destroyed: at interpreter exit workers may still sleep on the condition variable, and
-// joining them from a static destructor can deadlock; the OS reclaims them.
+// Never destroyed: at interpreter exit workers may still sleep on their condition variables,
+// and joining them from a static destructor can deadlock; the OS reclaims them.
 struct PoolRegistry {
     std::mutex mutex;
     ThreadPool* pool = nullptr;
@@ -256,29 +351,30 @@ inline ThreadPool& global_pool() {
     return *registry().pool;
 }
 
-// Equivalent to: for (s = 0; s < nslices; ++s) f(s); with the iterations spread over the pool.
-// Static partitions: thread t runs slices t, t + T, ... (one slice each when nslices == T);
-// dynamic: each thread takes the next unclaimed slice from an atomic counter until none is left.
+// Equivalent to: for (s = 0; s < nslices; ++s) f(s); with the slices spread over the pool
+// (see parallel_for for the schedules and the cancellation). Share t of a static schedule is
+// thread t's block; the calling thread, wherever it runs a share, polls the cancellation.
 template <class F>
-void for_each_slice(std::int64_t nslices, int nthreads, bool dynamic, F&& f) {
+void for_each_slice(std::int64_t nslices, int nthreads, bool dynamic, F&& f,
+                    Cancellation* cancel = nullptr) {
     const int t = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(nthreads, nslices)));
     if (t == 1) {
-        for (std::int64_t s = 0; s < nslices; ++s) f(s);
+        run_serially(nslices, f, cancel);
         return;
     }
+    const std::thread::id caller = std::this_thread::get_id();
     if (dynamic) {
         std::atomic<std::int64_t> next{0};
         global_pool().parallel(t, [&](int) {
-            for (std::int64_t s = next.fetch_add(1, std::memory_order_relaxed); s < nslices;
-                 s = next.fetch_add(1, std::memory_order_relaxed)) {
-                f(s);
-            }
-        });
+            run_claimed(next, nslices, f, cancel, std::this_thread::get_id() == caller);
+        }, cancel);
     } else {
-        global_pool().parallel(t, [&](int tid) {
-            for (std::int64_t s = tid; s < nslices; s += t) f(s);
-        });
+        global_pool().parallel(t, [&](int share) {
+            run_block(block_begin(share, t, nslices), block_begin(share + 1, t, nslices), f, cancel,
+                      std::this_thread::get_id() == caller);
+        }, cancel);
     }
+    if (cancel != nullptr) cancel->throw_if_requested();
 }
 
 }  // namespace threads

@@ -1,0 +1,161 @@
+"""The choices a product makes: its kernel family, variant, partition and threads, and why.
+
+Everything here decides; nothing computes. :func:`plan` is called once per product by the
+pipeline (``spmm._pipeline``) and by :func:`spmm.explain`, so what explain reports is what
+multiply does. The names come from the C++ vocabulary (``include/spmm/names.hpp``); what each
+family's variant runs at each instruction set comes from the C++ registry
+(``include/spmm/kernels/registry.hpp``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import _config, _spmm_ext
+
+FAMILY_CODES = _config.codes("family")
+KERNEL_CODES = _config.codes("kernel")
+BACKEND_CODES = _config.codes("backend")
+PARTITION_CODES = _config.codes("partition")
+SIMD_CODES = _config.codes("simd")
+
+# The family that serves a sparse operand's stored form in each orientation: A @ B (the sparse
+# operand on the left) and X @ W (on the right, computed as Yᵀ = Wᵀ Xᵀ). A CSR matrix read by
+# rows on the left is read by columns on the right (its rows are Wᵀ's columns), and a CSC one
+# the other way round; LIL and DOK are converted to CSR first, as scipy's own product does.
+FAMILIES: dict[tuple[str, bool], str] = {
+    ("csr", False): "csr_rows",
+    ("csr", True): "csc_columns",
+    ("csc", False): "csc_columns",
+    ("csc", True): "csr_rows",
+    ("coo", False): "coo",
+    ("coo", True): "coo",
+    ("bsr", False): "bsr_rows",
+    ("bsr", True): "bsr_columns",
+    ("dia", False): "dia",
+    ("dia", True): "dia",
+    ("prepared", False): "csr_rows",
+    ("prepared", True): "csr_rows",
+    ("tile", True): "panels",
+    ("block", True): "panels",
+    ("n_m", True): "n_m",
+}
+
+# With one dense column, CSR rows shorter than this (on average) are summed faster by the
+# plain loop (one running sum per row) than by the gather kernel, whose fixed cost per row (a
+# masked gather and a horizontal sum) then dominates. Measured by the "auto against the
+# fastest kernel" view of `python bench/run.py --suite dnn`.
+ROWDOT_MIN_ENTRIES_PER_ROW = 12
+
+
+class Plan(NamedTuple):
+    """What a product will run: its kernel ``family``, the ``kernel`` variant (``auto``
+    resolved), the ``partition``, the threads it uses, the backend and the configured
+    instruction set."""
+
+    family: str
+    kernel: str
+    partition: str
+    num_threads: int
+    backend: str
+    simd: str
+
+    def codes(self, min_work: int) -> tuple[int, int, int, int, int, int]:
+        """(kernel, backend, threads, partition, simd, min_work): the C++ call's codes."""
+        return (KERNEL_CODES[self.kernel], BACKEND_CODES[self.backend], self.num_threads,
+                PARTITION_CODES[self.partition], SIMD_CODES[self.simd], min_work)
+
+    def body(self) -> tuple[str, str]:
+        """What the registry runs for this plan: (body, its instruction set), e.g.
+        ``("tiled", "avx512")``, or ``("reordered (no register-blocked body for dia)",
+        "avx512")``."""
+        return _spmm_ext.kernel_body(FAMILY_CODES[self.family], KERNEL_CODES[self.kernel],
+                                     SIMD_CODES[self.simd])
+
+
+# The work below which products run on the calling thread: -1 for the built-in threshold
+# (kParallelMinWork in include/spmm/product.hpp); spmm._testing.parallel_min_work changes it.
+min_work = -1
+
+
+def choose_kernel(kernel: str, family: str, n: int, entries_per_row: float) -> str:
+    """The variant ``auto`` stands for: ``tiled`` (it adapts inside C++: the width picks the
+    register block, the dtype and instruction set the vector, one column the gather row-dot),
+    except one column of a CSR product whose rows are short, where ``naive`` (one running sum
+    per row) is faster (:data:`ROWDOT_MIN_ENTRIES_PER_ROW`)."""
+    if kernel != "auto":
+        return kernel
+    if family == "csr_rows" and n == 1 and entries_per_row < ROWDOT_MIN_ENTRIES_PER_ROW:
+        return "naive"
+    return "tiled"
+
+
+def choose_partition(partition: str, family: str, n: int) -> str:
+    """The partition ``auto`` stands for: ``dynamic`` for a CSR product with one dense column
+    (a row then costs a fixed part beside its entries, so equal entries are not equal work
+    when row lengths are skewed, and idle threads take the next chunk), ``rows`` for DIA
+    (every output row costs about the same), ``nnz`` otherwise (one cut per thread, balanced
+    by stored entries, no hand-out cost)."""
+    if partition != "auto":
+        return partition
+    if family == "csr_rows" and n == 1:
+        return "dynamic"
+    return "rows" if family == "dia" else "nnz"
+
+
+def family_of(kind: str, layout: str, transposed: bool, kernel: str) -> str:
+    """The family that serves the sparse operand stored as ``kind`` in this orientation. A
+    prepared matrix's structured layout serves ``x @ p`` unless a CSR kernel variant is named."""
+    structured = kind == "prepared" and transposed and layout != "csr" and kernel == "auto"
+    form = layout if structured else kind
+    return FAMILIES[(form, transposed)]
+
+
+def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: int,
+         entries: int, config: tuple[str, int, str, str], partition: str) -> Plan:
+    """The plan of a product whose sparse operand is stored as ``kind`` (``csr``, ``csc``,
+    ``coo``, ``bsr``, ``dia``, ``prepared``; ``layout`` a prepared matrix's layout), on the
+    left (``transposed`` False: A @ B) or the right (X @ W), of ``shape``, times ``n`` dense
+    columns (B's columns, X's rows), with ``entries`` multiply-adds per dense column."""
+    backend, threads, kernel, simd = config
+    family = family_of(kind, layout, transposed, kernel)
+    out_rows = shape[1] if transposed else shape[0]
+    rows_read = shape[1] if (family == "csr_rows") == transposed else shape[0]
+    kernel = choose_kernel(kernel, family, n, entries / max(1, rows_read))
+    partition = choose_partition(partition, family, n)
+    if threads > 1:
+        threads = _spmm_ext.threads_used(entries, out_rows, n, BACKEND_CODES[backend],
+                                         threads, min_work)
+    return Plan(family, kernel, partition, threads, backend, simd)
+
+
+def reason(plan: Plan, kind: str, transposed: bool, n: int, out_rows: int, itemsize: int,
+           threads: int, out_rows_contiguous: bool) -> str:
+    """One line saying why ``plan`` runs what it does (for :func:`spmm.explain`); ``threads``
+    is the configured count, ``out_rows_contiguous`` whether the output's rows are contiguous
+    in the computed product (C for A @ B; Yᵀ for X @ W is not)."""
+    product = "X @ W" if transposed else "A @ B"
+    family = plan.family
+    if kind in ("lil", "dok"):
+        parts = [f"{product} with {kind.upper()}: converted to CSR (as scipy does), read by "
+                 f"{family}"]
+    elif kind == "prepared":
+        form = "CSR form" if family == "csr_rows" else f"{family} layout"
+        parts = [f"{product} with a prepared matrix: its {form}, read by {family}"]
+    else:
+        parts = [f"{product} with {kind.upper()}: read as stored by {family}, no conversion"]
+    body, _ = plan.body()
+    if body != plan.kernel:
+        parts.append(f"{plan.kernel} runs {body}")
+    if plan.num_threads == 1:
+        alone = " (below the minimum work for threads)" if threads > 1 else ""
+        parts.append("one thread" + alone)
+    elif family in ("csc_columns", "coo", "bsr_columns"):
+        split = _spmm_ext.splits_columns(out_rows, n, plan.num_threads, out_rows_contiguous,
+                                         itemsize)
+        parts.append(f"{plan.num_threads} threads split the {n} dense columns" if split else
+                     f"{plan.num_threads} threads split the stored entries, each into a "
+                     "private output, summed at the end")
+    else:
+        parts.append(f"{plan.num_threads} threads, {plan.partition} partition")
+    return "; ".join(parts)
