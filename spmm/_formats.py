@@ -49,10 +49,12 @@ def _integer_vector(x: object, what: str) -> np.ndarray:
 
 
 def _in_range(x: np.ndarray, size: int, what: str) -> None:
-    """Every entry of the integer array ``x`` in [0, size) (compared without overflow)."""
+    """Every entry of the integer array ``x`` in [0, size) (compared without overflow); else
+    the first that is not, in the kernels' words (``include/spmm/formats/views.hpp``)."""
     if len(x) and (x.min() < 0 or x.max() >= size):
-        raise corrupt(f"{what} out of range (valid: 0 to {size - 1}; found {x.min()} to "
-                      f"{x.max()})")
+        p = int(np.flatnonzero((x < 0) | (x >= size))[0])
+        raise corrupt(f"{what} {x[p]} at position {p} is out of range (valid: 0 to "
+                      f"{size - 1})")
 
 
 def coo_arrays(a: sp.spmatrix | sp.sparray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,12 +66,11 @@ def coo_arrays(a: sp.spmatrix | sp.sparray) -> tuple[np.ndarray, np.ndarray, np.
         raise corrupt("COO data must be a 1-D array")
     if not isinstance(coords, tuple) or len(coords) != 2:
         raise corrupt("COO coords must be a tuple of two arrays (rows, columns)")
-    for axis, (c, size) in enumerate(zip(coords, shape, strict=True)):
-        c = _integer_vector(c, f"COO coordinates of axis {axis}")
+    for name, c, size in zip(("row", "column"), coords, shape, strict=True):
+        c = _integer_vector(c, f"COO {name} coordinates")
         if len(c) != len(data):
-            raise corrupt(f"COO coordinates of axis {axis} have {len(c)} entries, data "
-                          f"{len(data)}")
-        _in_range(c, size, f"a COO coordinate of axis {axis} is")
+            raise corrupt(f"COO {name} coordinates have {len(c)} entries, data {len(data)}")
+        _in_range(c, size, f"{name} coordinate")
     return coords[0], coords[1], data
 
 

@@ -212,7 +212,7 @@ OTHER_FORMAT_CORRUPTIONS = {
     "bsr-blocks-not-tiling-the-shape": (_bsr_blocks_not_tiling_the_shape, r"do not tile"),
     "bsr-block-index-out-of-range": (_bsr_block_index_out_of_range, r"index 7 .* out of range"),
     "coo-coordinate-out-of-range": (
-        _coo_coordinate_out_of_range, r"(COO coordinate of axis 1|column coordinate 99) .*range"),
+        _coo_coordinate_out_of_range, r"column coordinate 99 at position 0 is out of range"),
     "lil-row-a-tuple": (_lil_with((0,)), r"LIL row 0 must hold a list of columns"),
     "lil-float-column": (_lil_with([0.5]), r"LIL row 0 has a column 0.5 that is not an integer"),
     "lil-rows-a-list": (_lil_rows_as_a_list, r"LIL rows must be a 1-D object array of 5 lists"),
