@@ -37,10 +37,7 @@ import itertools
 import json
 import os
 import pickle
-import select
-import signal
 import sys
-import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -52,6 +49,11 @@ import scipy.sparse as sp
 from hypothesis import strategies as st
 
 import spmm
+
+try:  # as fuzz.harness (the test suite), or as harness (tests/fuzz/run.py)
+    from .isolation import forked
+except ImportError:
+    from isolation import forked
 
 try:  # SparseLinear states are fuzzed when PyTorch is installed
     import torch
@@ -1072,10 +1074,7 @@ FAILURES = ("crash", "hang", "wrong", "bad-exception", "rejected-valid", "error"
 
 def run_isolated(recipe: dict, timeout: float = CHILD_SECONDS) -> dict:
     """:func:`check` in a forked child: a crash or a hang is a verdict, not the end of us."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(read_fd)
+    def work() -> bytes:
         # Warnings are not verdicts (the OpenMP-after-fork one, numpy's overflow ones), and a
         # test run's filterwarnings=error must not turn them into exceptions here.
         warnings.simplefilter("ignore")
@@ -1094,33 +1093,12 @@ def run_isolated(recipe: dict, timeout: float = CHILD_SECONDS) -> dict:
         except BaseException as exc:
             verdict = {"status": "error", "why": f"{type(exc).__name__}: {exc}",
                        "trace": traceback.format_exc()}
-        try:
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(json.dumps(verdict, default=repr).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    with os.fdopen(read_fd, "rb") as pipe:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return {"status": "hang", "why": f"no verdict after {timeout} s"}
-            ready, _, _ = select.select([pipe], [], [], remaining)
-            if ready:
-                chunk = os.read(pipe.fileno(), 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return {"status": "crash", "why": f"killed by {signal.Signals(os.WTERMSIG(status)).name}"}
-    if not chunks:
-        return {"status": "crash", "why": f"exited with {os.WEXITSTATUS(status)}, no verdict"}
-    return json.loads(b"".join(chunks))
+        return json.dumps(verdict, default=repr).encode()
+
+    status, result = forked(work, timeout)
+    if status != "ok":
+        return {"status": status, "why": result}
+    return json.loads(result)
 
 
 def save(recipe: dict, verdict: dict, directory: Path = CORPUS) -> Path:
