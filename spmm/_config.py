@@ -178,9 +178,9 @@ def _from_environment(key: str) -> Any:
 _ENV_NAMES = tuple(os.fsencode(name) for name in ENV_VARS.values())
 
 # (raw values, validated values) of the last environment parsed. Reading and validating the
-# variables with os.environ cost ~5 us per call (2-vCPU KVM VM, 2026), more than a small
-# product, so they are parsed again only when their raw values change. A failed parse is not
-# kept: an invalid variable is an error at every call.
+# variables with os.environ costs microseconds, more than a small product, so they are parsed
+# again only when their raw values change (`python bench/overhead.py` measures the per-call
+# cost). A failed parse is not kept: an invalid variable is an error at every call.
 _environment_cache: tuple[tuple[bytes | None, ...], tuple[Any, ...]] | None = None
 
 

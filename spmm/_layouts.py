@@ -116,7 +116,7 @@ class Panels:
         backend, threads, partition, SIMD level, minimum work (``spmm._policy.Plan.codes``)."""
         rows, cols = self.shape
         _spmm_ext.panels_times_dense(rows, cols, self.width, self.run, self.unit_ptr,
-                                     self.unit_row, self.values, x, y, *codes[1:])
+                                     self.unit_row, self.values, x, y, codes)
 
     def astype(self, dtype: np.dtype) -> Panels:
         """The same panels with values of ``dtype`` (converted once and kept)."""
@@ -169,7 +169,7 @@ class NmWeights:
         :meth:`Panels.multiply_into`."""
         rows, cols = self.shape
         _spmm_ext.nm_times_dense(rows, cols, self.n, self.m, self.values, self.offsets, x, y,
-                                 *codes[1:])
+                                 codes)
 
     def astype(self, dtype: np.dtype) -> NmWeights:
         """The same weights with values of ``dtype`` (converted once and kept)."""

@@ -261,6 +261,20 @@ def aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
     return buffer[start:start + count * dtype.itemsize].view(dtype)
 
 
+def aligned_result(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array for a result, starting on a cache line: numpy's own
+    allocations start 16 bytes past one, so that every other row of a narrow result would
+    straddle two lines, and a kernel that writes rows in random order (a column-driven one)
+    would pay for two lines on each of them. Small results are numpy's (the alignment pays
+    nothing there and costs an allocation)."""
+    count = 1
+    for extent in shape:
+        count *= extent
+    if count * dtype.itemsize < 4096:
+        return np.empty(shape, dtype)
+    return aligned_empty(count, dtype).reshape(shape)
+
+
 def aligned_copy(b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A copy of ``b`` (1-D or 2-D) as ``dtype`` starting on a cache line, whose rows never
     straddle two cache lines more than they must: a row of up to a line is padded to the next

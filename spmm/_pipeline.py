@@ -17,6 +17,7 @@ import numpy as np
 from . import _config, _policy, _spmm_ext, _torch_bridge
 from ._operands import (
     Product,
+    aligned_result,
     bsr_arrays,
     check_structure,
     compressed_arrays,
@@ -226,7 +227,7 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
     if plan.backend == "openmp" and plan.num_threads > 1 and not _spmm_ext.openmp_usable():
         _warn_openmp_unusable()
     dtype, transposed, m, kind = product.dtype, product.transposed, product.sparse, product.kind
-    out = product.out if product.out is not None else np.empty(product.shape, dtype)
+    out = product.out if product.out is not None else aligned_result(product.shape, dtype)
     dense = kernel_dense(product.dense, dtype)
     codes = plan.codes(_policy.min_work)
     rows, cols = m.shape

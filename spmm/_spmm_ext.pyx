@@ -15,6 +15,7 @@ microseconds per call, as much as a whole small product.
 """
 
 cimport numpy as cnp
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport getenv
 from libcpp cimport bool as cbool
@@ -22,6 +23,49 @@ from libcpp.string cimport string
 from libcpp.vector cimport vector
 
 cnp.import_array()
+
+import threading
+
+# C++ exceptions become Python ones here, for every call into C++ (``except +raise_error``):
+# invalid_argument is a ValueError, bad_alloc a MemoryError, an interrupted product the
+# KeyboardInterrupt (or whatever the signal handler raised) already set by the signal check,
+# anything else a RuntimeError. The signal check is what a long product polls on the calling
+# thread (spmm::Cancellation): it takes the GIL for a moment and runs Python's signal
+# handlers, so Ctrl-C stops the product soon after it is pressed.
+cdef extern from *:
+    """
+    #include <new>
+    #include <stdexcept>
+    #include "spmm/parallel/cancellation.hpp"
+
+    static void spmm_raise_error() {
+        try {
+            throw;
+        } catch (const spmm::Interrupted& e) {
+            if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+        } catch (const std::invalid_argument& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        } catch (const std::bad_alloc&) {
+            PyErr_NoMemory();
+        } catch (const std::exception& e) {
+            PyErr_SetString(PyExc_RuntimeError, e.what());
+        } catch (...) {
+            PyErr_SetString(PyExc_RuntimeError, "spmm: unknown C++ exception");
+        }
+    }
+
+    static bool spmm_check_signals(void*) {
+        PyGILState_STATE state = PyGILState_Ensure();
+        const int raised = PyErr_CheckSignals();
+        PyGILState_Release(state);
+        return raised != 0;
+    }
+    """
+    void raise_error "spmm_raise_error"()
+    cbool check_signals "spmm_check_signals"(void*) noexcept nogil
+
+# Signal handlers run on the main thread only: products on other threads need not poll.
+cdef unsigned long main_thread = threading.main_thread().ident
 
 ctypedef fused index_t:
     int32_t
@@ -42,21 +86,22 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     cdef struct Config:
         int kernel, backend, nthreads, partition, simd
         int64_t min_work
+        cbool (*poll)(void*) noexcept nogil
     void c_csr_product "spmm::csr_product"[O, I, T](
         const O* indptr, const I* indices, const T* data, int64_t rows, int64_t cols,
         int64_t stored, cbool by_columns, cbool check, const Dense& b, const Out& c,
-        const Config& k, const int64_t* bounds, int64_t nbounds) except +
+        const Config& k, const int64_t* bounds, int64_t nbounds) except +raise_error
     void c_coo_product "spmm::coo_product"[I, T](
         const I* row, const I* col, const T* data, int64_t nnz, int64_t rows, int64_t cols,
-        cbool transposed, const Dense& b, const Out& c, const Config& k) except +
+        cbool transposed, const Dense& b, const Out& c, const Config& k) except +raise_error
     void c_bsr_product "spmm::bsr_product"[I, T](
         const I* indptr, const I* indices, const T* data, int64_t block_rows,
         int64_t block_cols, int64_t r, int64_t c_, int64_t stored, cbool by_columns,
-        const Dense& b, const Out& c, const Config& k) except +
+        const Dense& b, const Out& c, const Config& k) except +raise_error
     void c_dia_product "spmm::dia_product"[T](
         const int64_t* offsets, const T* data, int64_t diagonals, int64_t width, int64_t ld,
         int64_t rows, int64_t cols, cbool transposed, const Dense& b, const Out& c,
-        const Config& k) except +
+        const Config& k) except +raise_error
     vector[string] c_kernel_body "spmm::kernel_body"(int family, int kernel, int simd) except +
     void c_validate_csr "spmm::validate_csr"[I](
         const I* indptr, const I* indices, int64_t rows, int64_t cols,
@@ -67,13 +112,11 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         int64_t rows, int64_t cols, int64_t width, int64_t ld, int64_t run,
         const int64_t* unit_ptr, const int32_t* unit_row, const T* values, const T* x,
         int64_t batch, int64_t x_row_stride, int64_t x_col_stride, T* y, int64_t ldy,
-        int backend, int nthreads, int partition, int simd,
-        int64_t parallel_min_work) except +
+        const Config& k) except +raise_error
     void c_nm_times_dense "spmm::nm_times_dense"[T](
         int64_t rows, int64_t cols, int64_t n, int64_t m, int64_t chunk, const T* values,
         const uint8_t* offsets, const T* x, int64_t batch, int64_t x_row_stride,
-        int64_t x_col_stride, T* y, int64_t ldy, int backend, int nthreads, int partition,
-        int simd, int64_t parallel_min_work) except +
+        int64_t x_col_stride, T* y, int64_t ldy, const Config& k) except +raise_error
     int64_t c_parallel_min_work "spmm::parallel_min_work"()
     int c_threads_used "spmm::threads_used"(int64_t entries, int64_t out_rows, int64_t n,
                                             int backend, int nthreads, int64_t min_work)
@@ -207,9 +250,13 @@ cdef int read_operands(object b, object c, int typenum, bint transposed, tuple s
 
 
 cdef Config read_config(tuple config) except *:
-    """(kernel, backend, nthreads, partition, simd, min_work): the codes of names.hpp."""
+    """(kernel, backend, nthreads, partition, simd, min_work): the codes of names.hpp. On the
+    main thread, the product polls the signal check (Ctrl-C stops it)."""
     cdef Config k
     k.kernel, k.backend, k.nthreads, k.partition, k.simd, k.min_work = config
+    k.poll = NULL
+    if PyThread_get_thread_ident() == main_thread:
+        k.poll = check_signals
     return k
 
 
@@ -480,9 +527,9 @@ cdef int strided_operands(value_t[:, :] y, const value_t[:, :] x, int64_t rows,
 def panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_t run,
                        const int64_t[::1] unit_ptr, const int32_t[::1] unit_row,
                        const value_t[:, ::1] values, const value_t[:, :] x, value_t[:, :] y,
-                       int backend, int nthreads, int partition, int simd,
-                       int64_t parallel_min_work):
-    """Y = X W for W in the column-tile layout (``spmm/_layouts.py``; panels.hpp).
+                       tuple config):
+    """Y = X W for W in the column-tile layout (``spmm/_layouts.py``;
+    ``include/spmm/formats/structured.hpp``); ``config`` as for :func:`csr_product`.
 
     ``values`` holds the panel rows (``ld`` = its number of columns); ``x`` is batch x rows
     with any strides (multiples of its item size), ``y`` batch x cols with unit column stride.
@@ -493,7 +540,7 @@ def panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_t run,
     strided_operands(y, x, rows, cols)
     cdef Py_ssize_t size = sizeof(value_t)
     cdef int64_t tiles = (cols + width - 1) // width if width > 0 else -1
-    cdef int64_t vector = 64 // size  # the widest vector: panel rows are padded to it
+    cdef int64_t vector = c_cache_line_bytes() // size  # panel rows are padded to a line
     if (width < 1 or run < 1 or unit_ptr.shape[0] != tiles + 1
             or values.shape[1] < (width + vector - 1) // vector * vector
             or values.shape[0] != unit_row.shape[0] * run):
@@ -502,18 +549,18 @@ def panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_t run,
     cdef const value_t* values_ptr = &values[0, 0] if values.shape[0] > 0 else NULL
     cdef const value_t* x_ptr = &x[0, 0] if x.shape[0] > 0 and x.shape[1] > 0 else NULL
     cdef value_t* y_ptr = &y[0, 0] if y.shape[0] > 0 and y.shape[1] > 0 else NULL
+    cdef Config k = read_config(config)
     with nogil:
         c_panels_times_dense(rows, cols, width, values.shape[1], run, &unit_ptr[0], rows_ptr,
                              values_ptr, x_ptr, x.shape[0], x.strides[0] // size,
-                             x.strides[1] // size, y_ptr, y.strides[0] // size, backend,
-                             nthreads, partition, simd, parallel_min_work)
+                             x.strides[1] // size, y_ptr, y.strides[0] // size, k)
 
 
 def nm_times_dense(int64_t rows, int64_t cols, int64_t n, int64_t m,
                    const value_t[:, :, ::1] values, const uint8_t[:, :, ::1] offsets,
-                   const value_t[:, :] x, value_t[:, :] y, int backend, int nthreads,
-                   int partition, int simd, int64_t parallel_min_work):
-    """Y = X W for W with N:M sparsity (``spmm/_layouts.py``; panels.hpp's NmView).
+                   const value_t[:, :] x, value_t[:, :] y, tuple config):
+    """Y = X W for W with N:M sparsity (``spmm/_layouts.py``; NmView in
+    ``include/spmm/formats/structured.hpp``); ``config`` as for :func:`csr_product`.
 
     ``values`` and ``offsets`` are chunks x (groups * n) x chunk; ``x`` and ``y`` as for
     :func:`panels_times_dense`.
@@ -534,11 +581,11 @@ def nm_times_dense(int64_t rows, int64_t cols, int64_t n, int64_t m,
         offsets_ptr = &offsets[0, 0, 0]
     cdef const value_t* x_ptr = &x[0, 0] if x.shape[0] > 0 and x.shape[1] > 0 else NULL
     cdef value_t* y_ptr = &y[0, 0] if y.shape[0] > 0 and y.shape[1] > 0 else NULL
+    cdef Config k = read_config(config)
     with nogil:
         c_nm_times_dense(rows, cols, n, m, values.shape[2], values_ptr, offsets_ptr, x_ptr,
                          x.shape[0], x.strides[0] // size, x.strides[1] // size, y_ptr,
-                         y.strides[0] // size, backend, nthreads, partition, simd,
-                         parallel_min_work)
+                         y.strides[0] // size, k)
 
 
 def affinity_cpus():

@@ -367,8 +367,9 @@ def run_interpreter(args: list[str], env: dict[str, str] | None = None,
                           cwd=os.path.dirname(sys.executable))
 
 
-def run_python_json(code: str, env: dict[str, str] | None = None) -> Any:
+def run_python_json(code: str, env: dict[str, str] | None = None,
+                    timeout: float = 120.0) -> Any:
     """Run ``code`` in a fresh process; it must exit 0 and print one JSON document last."""
-    proc = run_python(code, env)
+    proc = run_python(code, env, timeout)
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])

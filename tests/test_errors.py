@@ -56,8 +56,13 @@ def test_two_dense_operands_are_a_type_error(left, right):
     (A, np.ones((3, 2), dtype=np.complex64), "unsupported dense operand dtype complex64"),
     (A, np.ones((3, 2), dtype=object), "dtype object"),
     (A, [[1, "a"], [2, 3], [4, 5]], "dense operand"),
-], ids=["complex-sparse", "complex-dense", "object-dense", "strings"])
-def test_complex_object_and_string_dtypes_are_a_type_error(product, sparse, dense, pattern):
+    (A.astype(np.longdouble), np.ones((3, 2)), "unsupported sparse operand dtype float128"),
+    (A, np.ones((3, 2), dtype=np.longdouble), "unsupported dense operand dtype float128"),
+], ids=["complex-sparse", "complex-dense", "object-dense", "strings", "longdouble-sparse",
+        "longdouble-dense"])
+def test_complex_longdouble_object_and_string_dtypes_are_a_type_error(product, sparse, dense,
+                                                                      pattern):
+    """longdouble would silently lose its precision in float64: refused like complex."""
     left, right = (sparse, dense) if product == "A@B" else (np.asarray(dense).T, sparse.T)
     with pytest.raises(TypeError, match=pattern):
         spmm.multiply(left, right)
@@ -68,15 +73,6 @@ def test_a_3d_dense_array_is_a_value_error(product):
     dense = np.ones((3, 3, 2))
     left, right = (A, dense) if product == "A@B" else (dense, A.T)
     with pytest.raises(ValueError, match=r"1-D or 2-D; got 3-D with shape \(3, 3, 2\)"):
-        spmm.multiply(left, right)
-
-
-@pytest.mark.parametrize("product", ["A@B", "X@W"])
-def test_a_1d_sparse_array_is_a_type_error(product):
-    v = sp.coo_array(np.ones(3))
-    assert v.ndim == 1
-    left, right = (v, np.ones(3)) if product == "A@B" else (np.ones(3), v)
-    with pytest.raises(TypeError, match="sparse operands must be 2-D; got a 1-D coo_array"):
         spmm.multiply(left, right)
 
 
@@ -320,3 +316,14 @@ def test_any_positive_integer_thread_count_is_accepted_also_more_than_the_cpus(v
 def test_an_unknown_partition_is_a_value_error_naming_the_valid_ones():
     with pytest.raises(ValueError, match=r"partition must be one of .*'rows'.*'nnz'.*'dynamic'"):
         multiply_with_partition(A, np.ones((3, 2)), partition="cyclic")
+
+
+@pytest.mark.parametrize("cls", [sp.csr_array, sp.coo_array])
+@pytest.mark.parametrize("product", ["A@B", "X@W"])
+def test_a_1d_sparse_array_is_a_type_error(cls, product):
+    vector = cls(np.array([1.0, 0.0, 2.0]))
+    left, right = (vector, np.ones(3)) if product == "A@B" else (np.ones(3), vector)
+    message = f"sparse operands must be 2-D; got a 1-D {cls.__name__}"
+    for call in (spmm.multiply, spmm.explain):
+        with pytest.raises(TypeError, match=message):
+            call(left, right)

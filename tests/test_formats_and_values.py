@@ -211,3 +211,45 @@ def test_a_dia_matrix_is_multiplied_as_its_csr_form_repeated_offsets_summed_zero
     b = np.array([[1.0], [np.inf], [1.0], [1.0]])
     np.testing.assert_array_equal(spmm.multiply(a, b), a.tocsr() @ b)
     np.testing.assert_array_equal(spmm.multiply(a, b).ravel(), [5.0, np.inf, 2.0, 9.0])
+
+
+@pytest.mark.parametrize("value_dtype", [">f4", ">f8", ">i2"])
+@pytest.mark.parametrize("sparse_format", ["csr", "csc", "coo", "bsr", "dia"])
+def test_big_endian_values_in_every_format_give_the_native_result_and_dtype(sparse_format,
+                                                                           value_dtype, rng):
+    """Byte order changes nothing: the same values, the dtype of their kind and size."""
+    native = np.dtype(value_dtype).newbyteorder("=")
+    a = make_csr((11, 7), 0.4, native, np.int32, rng).asformat(sparse_format)
+    swapped = a.copy()
+    swapped.data = a.data.astype(value_dtype)  # scipy builds only native dtypes; assign it
+    for dense_dtype in (native, np.dtype(value_dtype)):
+        for (left, right), (ref_left, ref_right) in zip(
+                both_products(swapped, rng, dense_dtype), both_products(a, rng, native),
+                strict=True):
+            dense = right if left is swapped else left
+            expected = spmm.multiply(ref_left if left is swapped else dense.astype(native),
+                                     dense.astype(native) if left is swapped else ref_right)
+            result = spmm.multiply(left, right)
+            assert result.dtype == expected.dtype
+            np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("offsets_dtype", [">i4", "<i8", "uint32"])
+def test_dia_offsets_of_any_integer_dtype_and_byte_order_are_read(offsets_dtype, rng):
+    a = sp.dia_array((rng.standard_normal((3, 9)), [0, 2, -3]), shape=(9, 9))
+    a.offsets = np.array([0, 2, -3] if offsets_dtype != "uint32" else [0, 2, 5],
+                         dtype=offsets_dtype)
+    for left, right in both_products(a, rng):
+        assert_product_matches_scipy(spmm.multiply(left, right), left, right)
+
+
+@pytest.mark.parametrize("offset", [2**32, -(2**32), 2**62, 9, -9])
+def test_dia_offsets_outside_the_matrix_hold_nothing(offset, rng):
+    """scipy's own DIA conversion overflows on such offsets; spmm reads them as empty."""
+    a = sp.dia_array((rng.standard_normal((2, 9)), [0, 1]), shape=(9, 9))
+    a.offsets = np.array([0, offset], dtype=np.int64)
+    expected = sp.dia_array((a.data[:1], [0]), shape=(9, 9))
+    for left, right in both_products(a, rng):
+        got = spmm.multiply(left, right)
+        want = (expected @ right) if left is a else (left @ expected)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

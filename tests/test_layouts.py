@@ -387,6 +387,10 @@ def test_x_times_a_structured_matrix_builds_no_csr_form_of_the_transpose(rng):
     assert p.nbytes > before  # only the float64 copy of the panels was added
 
 
+# The codes of a serial product: tiled, serial, 1 thread, nnz, scalar, default minimum work.
+SERIAL = (2, 0, 1, 1, 0, -1)
+
+
 def test_the_extension_checks_the_operand_shapes_against_the_layout(rng):
     from spmm import _spmm_ext
 
@@ -395,11 +399,10 @@ def test_the_extension_checks_the_operand_shapes_against_the_layout(rng):
     for y in (np.empty((3, 128), np.float32), np.empty((2, 64), np.float32)):
         with pytest.raises(ValueError, match="structured product"):
             _spmm_ext.panels_times_dense(64, 64, form.width, form.run, form.unit_ptr,
-                                         form.unit_row, form.values, x, y, 0, 1, 1, 0, -1)
+                                         form.unit_row, form.values, x, y, SERIAL)
     with pytest.raises(ValueError, match="do not fit its shape"):
         _spmm_ext.panels_times_dense(64, 64, 16, form.run, form.unit_ptr, form.unit_row,
-                                     form.values, x, np.empty((3, 64), np.float32), 0, 1, 1,
-                                     0, -1)
+                                     form.values, x, np.empty((3, 64), np.float32), SERIAL)
 
 
 @pytest.mark.parametrize(("kwargs", "block", "n_m"), [

@@ -165,3 +165,21 @@ def test_a_2d_out_for_a_1d_result_is_a_shape_error(rng):
         spmm.multiply(a, np.ones(4), out=np.empty((5, 1)))
     out = np.empty(5)
     assert spmm.multiply(a, np.ones(4), out=out) is out
+
+
+@pytest.mark.parametrize("product", ["A@B", "X@W"])
+def test_out_is_accepted_whatever_stride_numpy_reports_for_an_axis_of_size_one(product, rng):
+    """C-contiguous, aligned, writable and of the right shape and dtype is enough."""
+    a = sp.random_array((5, 4), density=0.5, format="csr", rng=0)
+    if product == "A@B":
+        left, right = a, rng.standard_normal((4, 1))
+        shape = (5, 1)
+    else:
+        left, right = rng.standard_normal((1, 5)), a
+        shape = (1, 4)
+    base = np.empty(8)
+    strides = (8, 12345 * 8) if shape[1] == 1 else (12345 * 8, 8)
+    out = np.lib.stride_tricks.as_strided(base, shape=shape, strides=strides, writeable=True)
+    assert out.flags.c_contiguous
+    assert spmm.multiply(left, right, out=out) is out
+    np.testing.assert_allclose(out, left @ right, rtol=1e-12)

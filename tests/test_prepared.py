@@ -338,3 +338,15 @@ def test_a_float32_matrix_converts_its_values_once_for_float64_operands(product,
     assert p.nbytes == before + a.nnz * 8
     call()
     assert p.nbytes == before + a.nnz * 8
+
+
+@pytest.mark.parametrize("side", ["x @ p", "p @ x"])
+def test_a_product_refused_for_its_shape_leaves_the_prepared_matrix_unchanged(side, rng):
+    p = spmm.prepare(make_csr((20, 30), 0.2, np.float64, np.int32, rng))
+    before = p.nbytes
+    with pytest.raises(ValueError, match="shape mismatch"):
+        if side == "x @ p":
+            np.ones((3, 31)) @ p
+        else:
+            p @ np.ones((29, 3))
+    assert p.nbytes == before, "a refused product must not build another form"

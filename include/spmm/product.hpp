@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/pack.hpp"
 #include "formats/structured.hpp"
 #include "formats/views.hpp"
 #include "kernels/registry.hpp"
@@ -62,20 +63,15 @@ inline int threads_for(Backend backend, int nthreads, std::int64_t per_dense_col
     return nthreads;
 }
 
-// Runs f(first, last) on each slice [bounds[s], bounds[s + 1]) with the backend's threads.
-template <class F>
-void run_slices(const std::vector<std::int64_t>& bounds, Backend backend, int nthreads,
-                Partition partition, F&& f) {
-    const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
-    parallel_for(backend, nthreads, nslices, partition == Partition::dynamic,
-                 [&](std::int64_t s) {
-                     f(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1]);
-                 });
-}
+// Multiply-adds per slice of an interruptible product: a slice is never cut short, so this
+// bounds how long a Ctrl-C waits (a few milliseconds of kernel time), and it is large enough
+// that the checks between slices cost nothing measurable.
+constexpr std::int64_t kPieceWork = std::int64_t{1} << 24;
 
 // How one product runs: the kernel variant, the backend and its threads, the partition, the
-// instruction set, and the work below which the calling thread runs it alone (negative:
-// kParallelMinWork; 0: always the backend's threads, for tests).
+// instruction set, the work below which the calling thread runs it alone (negative:
+// kParallelMinWork; 0: always the backend's threads, for tests), and the cancellation that can
+// stop it (null: it runs to the end).
 struct Call {
     Kernel kernel = Kernel::tiled;
     Backend backend = Backend::serial;
@@ -83,23 +79,44 @@ struct Call {
     Partition partition = Partition::nnz;
     Simd simd = Simd::scalar;
     std::int64_t min_work = -1;
+    Cancellation* cancel = nullptr;
 
     // The threads a product of `entries` multiply-adds per dense column, `out_rows` output
     // rows and `n` dense columns uses: one below the minimum work.
     int threads(std::int64_t entries, std::int64_t out_rows, std::int64_t n) const {
         return threads_for(backend, nthreads, entries + out_rows, n, min_work);
     }
+
+    // Slices per thread: one, or enough to bound the work between two cancellation checks
+    // (kPieceWork) when the product can be interrupted.
+    std::int64_t pieces(std::int64_t entries, std::int64_t n, int threads) const {
+        if (cancel == nullptr || entries <= 0 || n <= 0) return 1;
+        const std::int64_t per_thread = entries / threads + 1;
+        const std::int64_t per_column = kPieceWork / n + 1;
+        return std::min<std::int64_t>(4096 / threads + 1, per_thread / per_column + 1);
+    }
+
+    // Runs f(first, last) on each slice [bounds[s], bounds[s + 1]) with `threads` threads.
+    template <class F>
+    void run(const std::vector<std::int64_t>& bounds, int threads, F&& f) const {
+        const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
+        parallel_for(backend, threads, nslices, partition == Partition::dynamic,
+                     [&](std::int64_t s) {
+                         f(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1]);
+                     },
+                     cancel);
+    }
 };
 
+// The given bounds, checked in full: at least two, from 0 to `rows`, non-decreasing. A
+// prepared matrix's cached bounds come from its own pickle when it was restored, so they are
+// checked like any other input.
 // Slice boundaries computed ahead of the call (a prepared matrix keeps them), or none.
 struct SliceBounds {
     const std::int64_t* data = nullptr;
     std::int64_t size = 0;
 };
 
-// The given bounds, checked in full: at least two, from 0 to `rows`, non-decreasing. A
-// prepared matrix's cached bounds come from its own pickle when it was restored, so they are
-// checked like any other input.
 inline std::vector<std::int64_t> checked_bounds(const SliceBounds& given, std::int64_t rows) {
     std::vector<std::int64_t> bounds(given.data, given.data + std::max<std::int64_t>(0, given.size));
     bool ok = bounds.size() >= 2 && bounds.front() == 0 && bounds.back() == rows;
@@ -138,9 +155,8 @@ class RowsOut {
         if (c.rows_contiguous() && !own) {
             view_ = RowsView<T>{c.data, c.rows, c.cols, c.row_stride, 0, 0};
         } else {
-            const std::int64_t width = std::max<std::int64_t>(1, j1 - j0);
-            buffer_.reset(new T[static_cast<std::size_t>(std::max<std::int64_t>(1, (r1 - r0) * width))]);
-            view_ = RowsView<T>{buffer_.get(), r1 - r0, j1 - j0, width, r0, j0};
+            buffer_ = std::make_unique<AlignedRows<T>>(r1 - r0, j1 - j0);
+            view_ = RowsView<T>{buffer_->data(), r1 - r0, j1 - j0, buffer_->ld(), r0, j0};
         }
     }
     const RowsView<T>& view() const { return view_; }
@@ -157,7 +173,7 @@ class RowsOut {
   private:
     const OutView<T>& c_;
     std::int64_t r0_, r1_, j0_, j1_;
-    std::unique_ptr<T[]> buffer_;
+    std::unique_ptr<AlignedRows<T>> buffer_;
     RowsView<T> view_{};
 };
 
@@ -165,7 +181,8 @@ class RowsOut {
 
 // C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views. Check:
 // A is a user's matrix, checked where the kernel reads it (a prepared matrix was checked once).
-// Every element of C is written.
+// Every element of C is written. Slices of rows balanced by k.partition; a prepared matrix
+// hands over its cached bounds for one slice per thread.
 template <class I, class T>
 void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
                   const Call& k, bool check, SliceBounds given = {}) {
@@ -177,15 +194,14 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
                                       : rows_kernel<false, I, T>(k.kernel, k.simd).fn;
     if (c.rows == 0) return;
     if (check) check_first_pointer(a.indptr);
-    if (k.threads(a.nnz(), a.rows, b.cols) == 1) {
-        fn(a, b, c, 0, a.rows);
-        return;
-    }
+    const int t = k.threads(a.nnz(), a.rows, b.cols);
+    const std::int64_t pieces = k.pieces(a.nnz(), b.cols, t);
+    if (t == 1 && pieces == 1) return fn(a, b, c, 0, a.rows);
     const std::vector<std::int64_t> bounds =
-        given.data != nullptr ? checked_bounds(given, a.rows)
-                              : partition_rows(a.indptr, a.rows, k.nthreads, k.partition);
-    run_slices(bounds, k.backend, k.nthreads, k.partition,
-               [&](std::int64_t r0, std::int64_t r1) { fn(a, b, c, r0, r1); });
+        given.data != nullptr && pieces == 1
+            ? checked_bounds(given, a.rows)
+            : partition_rows(a.indptr, a.rows, static_cast<int>(t * pieces), k.partition);
+    k.run(bounds, t, [&](std::int64_t r0, std::int64_t r1) { fn(a, b, c, r0, r1); });
 }
 
 // C = A B for A in BSR (A @ B): slices of block rows, balanced by their blocks.
@@ -204,10 +220,12 @@ void multiply_bsr_rows(const BsrView<I, T>& a, const DenseView<T>& b, const OutV
         fn(a, b, out.view(), i0, i1, 0, b.cols);
         out.store(i0 * a.r, i1 * a.r);
     };
-    const std::int64_t blocks = static_cast<std::int64_t>(a.indptr[a.block_rows]);
-    if (k.threads(blocks * a.r * a.c, a.rows(), b.cols) == 1) return rows(0, a.block_rows);
-    run_slices(partition_rows(a.indptr, a.block_rows, k.nthreads, k.partition), k.backend,
-               k.nthreads, k.partition, rows);
+    const std::int64_t entries = static_cast<std::int64_t>(a.indptr[a.block_rows]) * a.r * a.c;
+    const int t = k.threads(entries, a.rows(), b.cols);
+    const std::int64_t pieces = k.pieces(entries, b.cols, t);
+    if (t == 1 && pieces == 1) return rows(0, a.block_rows);
+    k.run(partition_rows(a.indptr, a.block_rows, static_cast<int>(t * pieces), k.partition), t,
+          rows);
 }
 
 // C = A B, or Aᵀ B when `transposed` (X @ W as Wᵀ Xᵀ), for A in DIA: slices of equal output
@@ -222,9 +240,9 @@ void multiply_dia(const DiaView<T>& a, bool transposed, const DenseView<T>& b,
     check_backend_and_simd(k.backend, k.simd);
     const DiaKernel<T> fn = dia_kernel<T>(k.kernel, k.simd).fn;
     if (out_rows == 0 || b.cols == 0) return;
-    // Rows per slice: a block of C that stays in L2 while every diagonal passes over it.
+    // Rows per block: a block of C that stays in L2 while every diagonal passes over it.
     const std::int64_t row_bytes = b.cols * static_cast<std::int64_t>(sizeof(T));
-    const std::int64_t block = std::max<std::int64_t>(64, (std::int64_t{256} << 10) / std::max<std::int64_t>(1, row_bytes));
+    const std::int64_t block = std::max<std::int64_t>(64, (std::int64_t{256} << 10) / row_bytes);
     auto rows = [&](std::int64_t r0, std::int64_t r1) {
         for (std::int64_t i0 = r0; i0 < r1; i0 += block) {
             const std::int64_t i1 = std::min(r1, i0 + block);
@@ -233,30 +251,26 @@ void multiply_dia(const DiaView<T>& a, bool transposed, const DenseView<T>& b,
             out.store(i0, i1);
         }
     };
-    const int t = k.threads(a.diagonals * std::min(a.rows, a.cols), out_rows, b.cols);
-    if (t == 1) return rows(0, out_rows);
-    const std::int64_t slices = k.partition == Partition::dynamic
-                                    ? std::min(out_rows, std::int64_t{t} * kChunksPerThread)
-                                    : std::min<std::int64_t>(out_rows, t);
-    run_slices(equal_rows(out_rows, slices), k.backend, t, k.partition, rows);
+    const std::int64_t entries = a.diagonals * std::min(a.rows, a.cols);
+    const int t = k.threads(entries, out_rows, b.cols);
+    const std::int64_t pieces = k.pieces(entries, b.cols, t);
+    if (t == 1 && pieces == 1) return rows(0, out_rows);
+    const std::int64_t per_thread = k.partition == Partition::dynamic ? kChunksPerThread : 1;
+    k.run(equal_rows(out_rows, std::min(out_rows, t * std::max(pieces, per_thread))), t, rows);
 }
 
 // ---- Column-driven families ------------------------------------------------------------
 
-// Outputs at most this many times larger than C may be allocated as private buffers before
-// run_columns splits the dense columns instead (the memory a parallel scatter may take).
+// Outputs at most this many bytes may be allocated as private buffers before run_columns
+// splits the dense columns instead (the memory a parallel scatter may take).
 constexpr std::int64_t kPrivateOutputsMaxBytes = std::int64_t{256} << 20;
 
-// How a column-driven product C (out_rows x n) = sum over units of A's contributions is cut
-// among `nthreads` threads. split(parts) cuts A's units into `parts` balanced slices;
-// body(u0, u1, j0, j1, out) adds units [u0, u1) times B's columns [j0, j1) into out (a
-// RowsView in C's coordinates, zeroed beforehand).
-//  - Split the dense columns when each thread gets at least two vectors of them (so its
-//    pass is as efficient as the whole product's): every thread walks all of A for its own
-//    columns, with no extra memory; A is read once per thread.
-//  - Otherwise split A and give each thread a private output (the first thread's is C itself
-//    when C's rows are contiguous), summed into C at the end: each thread does 1/T of the
-//    entries at the full width, and the sum costs one pass over T copies of C.
+// Whether a column-driven product of C (out_rows x n) splits the dense columns among its
+// threads (each walks all of A for its own columns, no extra memory, A read once per thread),
+// rather than A's entries with a private output per thread summed at the end (each thread does
+// 1/T of the entries at full width, plus one pass over T copies of C). Columns when each
+// thread gets at least two vectors of them, so its passes are as efficient as the whole
+// product's, or when the private outputs would take too much memory.
 template <class T>
 bool columns_split(std::int64_t out_rows, std::int64_t n, int nthreads, bool rows_contiguous) {
     constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
@@ -265,51 +279,75 @@ bool columns_split(std::int64_t out_rows, std::int64_t n, int nthreads, bool row
     return nthreads == 1 || n >= 2 * kLanes * nthreads || private_bytes > kPrivateOutputsMaxBytes;
 }
 
+// A column-driven product C (out_rows x n) = the sum over A's units of their contributions, on
+// `t` threads. split(parts) cuts A's units into `parts` balanced slices; body(u0, u1, j0, j1,
+// out) adds units [u0, u1) times B's columns [j0, j1) into out (a RowsView in C's coordinates,
+// zeroed beforehand). Each thread's work comes in `pieces` consecutive slices (for
+// cancellation); under the static schedule they run in order on one thread, so its buffer is
+// zeroed by its first piece and stored by its last.
 template <class T, class Split, class Body>
-void run_columns(std::int64_t out_rows, const OutView<T>& c, Backend backend, int nthreads,
-                 Partition partition, Split&& split, Body&& body) {
+void run_columns(std::int64_t out_rows, const OutView<T>& c, const Call& k, int t,
+                 std::int64_t pieces, Split&& split, Body&& body) {
     const std::int64_t n = c.cols;
     constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
-    if (columns_split<T>(out_rows, n, nthreads, c.rows_contiguous())) {
+    if (columns_split<T>(out_rows, n, t, c.rows_contiguous())) {
         // Column ranges of whole cache lines, so no two threads write one line of a C row.
         const std::int64_t lines = (n + kLanes - 1) / kLanes;
-        const int t = static_cast<int>(std::min<std::int64_t>(nthreads, lines));
-        const std::vector<std::int64_t> units = split(1);
-        parallel_for(backend, t, t, false, [&](std::int64_t s) {
-            const std::int64_t j0 = std::min(n, lines * s / t * kLanes);
-            const std::int64_t j1 = std::min(n, lines * (s + 1) / t * kLanes);
-            if (j0 == j1) return;
-            const RowsOut<T> out(c, 0, out_rows, j0, j1);
-            out.zero();
-            body(units.front(), units.back(), j0, j1, out.view());
-            out.store(0, out_rows);
-        });
+        t = static_cast<int>(std::min<std::int64_t>(t, lines));
+        const std::vector<std::int64_t> units = split(pieces);
+        pieces = static_cast<std::int64_t>(units.size()) - 1;
+        std::vector<std::unique_ptr<RowsOut<T>>> outs(static_cast<std::size_t>(t));
+        parallel_for(k.backend, t, t * pieces, false, [&](std::int64_t s) {
+            const std::int64_t thread = s / pieces, piece = s % pieces;
+            const std::int64_t j0 = std::min(n, lines * thread / t * kLanes);
+            const std::int64_t j1 = std::min(n, lines * (thread + 1) / t * kLanes);
+            auto& out = outs[static_cast<std::size_t>(thread)];
+            if (piece == 0) {
+                out = std::make_unique<RowsOut<T>>(c, 0, out_rows, j0, j1);
+                out->zero();
+            }
+            body(units[static_cast<std::size_t>(piece)], units[static_cast<std::size_t>(piece) + 1],
+                 j0, j1, out->view());
+            if (piece == pieces - 1) out->store(0, out_rows);
+        }, k.cancel);
         return;
     }
-    const std::vector<std::int64_t> bounds = split(nthreads);
-    const int t = static_cast<int>(bounds.size()) - 1;
+    // Private outputs: the static schedule runs slice s on the thread whose block holds it
+    // (parallel_for: thread t runs [block_begin(t), block_begin(t + 1))), in order.
+    const std::vector<std::int64_t> bounds = split(t * pieces);
+    const std::int64_t nslices = static_cast<std::int64_t>(bounds.size()) - 1;
+    t = static_cast<int>(std::min<std::int64_t>(t, nslices));
+    std::vector<std::int64_t> owner(static_cast<std::size_t>(nslices));
+    for (int thread = 0; thread < t; ++thread) {
+        for (std::int64_t s = block_begin(thread, t, nslices); s < block_begin(thread + 1, t, nslices); ++s) {
+            owner[static_cast<std::size_t>(s)] = thread;
+        }
+    }
     std::vector<std::unique_ptr<RowsOut<T>>> outs(static_cast<std::size_t>(t));
-    parallel_for(backend, t, t, false, [&](std::int64_t s) {
-        auto out = std::make_unique<RowsOut<T>>(c, 0, out_rows, 0, n, s > 0);
-        out->zero();
-        body(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1], 0, n, out->view());
-        outs[static_cast<std::size_t>(s)] = std::move(out);
-    });
+    parallel_for(k.backend, t, nslices, false, [&](std::int64_t s) {
+        const std::int64_t thread = owner[static_cast<std::size_t>(s)];
+        auto& out = outs[static_cast<std::size_t>(thread)];
+        if (s == block_begin(thread, t, nslices)) {
+            out = std::make_unique<RowsOut<T>>(c, 0, out_rows, 0, n, thread > 0);
+            out->zero();
+        }
+        body(bounds[static_cast<std::size_t>(s)], bounds[static_cast<std::size_t>(s) + 1], 0, n,
+             out->view());
+    }, k.cancel);
     // The sum, by slices of rows: out[0] += out[1] + ..., then stored into C if owned.
-    const std::int64_t slices = std::min<std::int64_t>(out_rows, t);
-    run_slices(equal_rows(out_rows, slices), backend, t, partition,
-               [&](std::int64_t r0, std::int64_t r1) {
-                   const RowsView<T>& sum = outs[0]->view();
-                   for (std::size_t s = 1; s < outs.size(); ++s) {
-                       const RowsView<T>& part = outs[s]->view();
-                       for (std::int64_t r = r0; r < r1; ++r) {
-                           T* const dst = sum.at(r, 0);
-                           const T* const src = part.at(r, 0);
-                           for (std::int64_t j = 0; j < n; ++j) dst[j] += src[j];
-                       }
-                   }
-                   outs[0]->store(r0, r1);
-               });
+    k.run(equal_rows(out_rows, std::min<std::int64_t>(out_rows, t)), t,
+          [&](std::int64_t r0, std::int64_t r1) {
+              const RowsView<T>& sum = outs[0]->view();
+              for (std::size_t s = 1; s < outs.size(); ++s) {
+                  const RowsView<T>& part = outs[s]->view();
+                  for (std::int64_t r = r0; r < r1; ++r) {
+                      T* const dst = sum.at(r, 0);
+                      const T* const src = part.at(r, 0);
+                      for (std::int64_t j = 0; j < n; ++j) dst[j] += src[j];
+                  }
+              }
+              outs[0]->store(r0, r1);
+          });
 }
 
 // C = A B for A given by its columns: `at` holds the CSR arrays of Aᵀ (A's CSC arrays; for
@@ -325,8 +363,10 @@ void multiply_columns(const CsrView<I, T>& at, const DenseView<T>& b, const OutV
     if (c.rows == 0 || c.cols == 0) return;
     check_first_pointer(at.indptr);
     const int t = k.threads(at.nnz(), at.cols, b.cols);
-    run_columns<T>(at.cols, c, k.backend, t, k.partition,
-                   [&](std::int64_t parts) { return partition_rows(at.indptr, at.rows, static_cast<int>(parts), Partition::nnz); },
+    run_columns<T>(at.cols, c, k, t, k.pieces(at.nnz(), b.cols, t),
+                   [&](std::int64_t parts) {
+                       return partition_rows(at.indptr, at.rows, static_cast<int>(parts), Partition::nnz);
+                   },
                    [&](std::int64_t p0, std::int64_t p1, std::int64_t j0, std::int64_t j1,
                        const RowsView<T>& out) { fn(at, b, out, p0, p1, j0, j1); });
 }
@@ -343,8 +383,10 @@ void multiply_coo(const CooView<I, T>& a, const DenseView<T>& b, const OutView<T
     const CooKernel<I, T> fn = coo_kernel<I, T>(k.kernel, k.simd).fn;
     if (c.rows == 0 || c.cols == 0) return;
     const int t = k.threads(a.nnz, a.rows, b.cols);
-    run_columns<T>(a.rows, c, k.backend, t, k.partition,
-                   [&](std::int64_t parts) { return equal_rows(a.nnz, std::max<std::int64_t>(1, std::min(parts, a.nnz))); },
+    run_columns<T>(a.rows, c, k, t, k.pieces(a.nnz, b.cols, t),
+                   [&](std::int64_t parts) {
+                       return equal_rows(a.nnz, std::max<std::int64_t>(1, std::min(parts, a.nnz)));
+                   },
                    [&](std::int64_t q0, std::int64_t q1, std::int64_t j0, std::int64_t j1,
                        const RowsView<T>& out) { fn(a, b, out, q0, q1, j0, j1); });
 }
@@ -361,10 +403,12 @@ void multiply_bsr_columns(const BsrView<I, T>& a, const DenseView<T>& b, const O
     const BsrKernel<I, T> fn = bsr_kernel<true, I, T>(k.kernel, k.simd).fn;
     if (c.rows == 0 || c.cols == 0) return;
     check_first_pointer(a.indptr);
-    const std::int64_t blocks = static_cast<std::int64_t>(a.indptr[a.block_rows]);
-    const int t = k.threads(blocks * a.r * a.c, a.cols(), b.cols);
-    run_columns<T>(a.cols(), c, k.backend, t, k.partition,
-                   [&](std::int64_t parts) { return partition_rows(a.indptr, a.block_rows, static_cast<int>(parts), Partition::nnz); },
+    const std::int64_t entries = static_cast<std::int64_t>(a.indptr[a.block_rows]) * a.r * a.c;
+    const int t = k.threads(entries, a.cols(), b.cols);
+    run_columns<T>(a.cols(), c, k, t, k.pieces(entries, b.cols, t),
+                   [&](std::int64_t parts) {
+                       return partition_rows(a.indptr, a.block_rows, static_cast<int>(parts), Partition::nnz);
+                   },
                    [&](std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1,
                        const RowsView<T>& out) { fn(a, b, out, i0, i1, j0, j1); });
 }
@@ -394,15 +438,12 @@ void multiply_panels(const PanelsView<T>& w, const StridedView<T>& x, const Rows
     const PanelsKernel<T> kernel = panels_kernel<T>(k.simd).fn;
     const std::int64_t tiles = w.tiles();
     if (x.rows == 0 || tiles == 0) return;
-    // The same measure of work as a CSR product's, with W's outputs as the rows.
     const std::int64_t stored = w.unit_ptr[tiles] * w.run * w.width;
-    if (k.threads(stored, w.cols, x.rows) == 1) {
-        kernel(w, x, y, 0, tiles);
-        return;
-    }
-    run_slices(partition_rows(w.unit_ptr, tiles, k.nthreads, k.partition), k.backend,
-               k.nthreads, k.partition,
-               [&](std::int64_t t0, std::int64_t t1) { kernel(w, x, y, t0, t1); });
+    const int t = k.threads(stored, w.cols, x.rows);
+    const std::int64_t pieces = k.pieces(stored, x.rows, t);
+    if (t == 1 && pieces == 1) return kernel(w, x, y, 0, tiles);
+    k.run(partition_rows(w.unit_ptr, tiles, static_cast<int>(t * pieces), k.partition), t,
+          [&](std::int64_t t0, std::int64_t t1) { kernel(w, x, y, t0, t1); });
 }
 
 // Y = X W for W with N:M sparsity (formats/structured.hpp's NmView). Every column costs the
@@ -418,15 +459,13 @@ void multiply_nm(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>&
     const NmKernel<T> kernel = nm_kernel<T>(k.simd, w.m).fn;
     const std::int64_t chunks = w.chunks();
     if (x.rows == 0 || chunks == 0) return;
-    if (chunks == 1 || k.threads(w.groups() * w.n * w.cols, w.cols, x.rows) == 1) {
-        kernel(w, x, y, 0, chunks);
-        return;
-    }
-    const std::int64_t t = std::min<std::int64_t>(k.nthreads, chunks);
-    const std::int64_t slices =
-        k.partition == Partition::dynamic ? std::min(chunks, t * kChunksPerThread) : t;
-    run_slices(equal_rows(chunks, slices), k.backend, k.nthreads, k.partition,
-               [&](std::int64_t c0, std::int64_t c1) { kernel(w, x, y, c0, c1); });
+    const std::int64_t stored = w.groups() * w.n * w.cols;
+    const int t = k.threads(stored, w.cols, x.rows);
+    const std::int64_t pieces = k.pieces(stored, x.rows, t);
+    if (t == 1 && pieces == 1) return kernel(w, x, y, 0, chunks);
+    const std::int64_t per_thread = k.partition == Partition::dynamic ? kChunksPerThread : 1;
+    k.run(equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread))), t,
+          [&](std::int64_t c0, std::int64_t c1) { kernel(w, x, y, c0, c1); });
 }
 
 }  // namespace spmm

@@ -2,6 +2,7 @@
 // header-only templates, one per kernel family, and the facts show_config reports.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -33,16 +34,33 @@ struct Out {
     std::int64_t rows, cols, row_stride, col_stride;
 };
 
-// The configuration's codes (names.hpp) and the work below which the calling thread runs the
-// product alone (negative: kParallelMinWork; 0: always the backend's threads, for tests).
+// The configuration's codes (names.hpp), the work below which the calling thread runs the
+// product alone (negative: kParallelMinWork; 0: always the backend's threads, for tests), and
+// the function a long product calls now and then on the calling thread to ask whether to stop
+// (null: it never stops early). In Python that is the signal check, so Ctrl-C stops it.
 struct Config {
     int kernel, backend, nthreads, partition, simd;
     std::int64_t min_work;
+    bool (*poll)(void*);
 };
 
-inline Call call_of(const Config& k) {
-    return Call{static_cast<Kernel>(k.kernel), static_cast<Backend>(k.backend), k.nthreads,
-                static_cast<Partition>(k.partition), static_cast<Simd>(k.simd), k.min_work};
+// How often a long product asks whether to stop: soon enough after a Ctrl-C, rarely enough
+// that the check (the Python one takes the GIL) costs nothing.
+constexpr std::chrono::milliseconds kPollInterval{20};
+
+// f(Call) for the configuration; a Cancellation polled every kPollInterval when k.poll is
+// given. parallel_for throws Interrupted once it is requested; `out` is then unspecified.
+template <class F>
+void with_call(const Config& k, F&& f) {
+    Call call{static_cast<Kernel>(k.kernel), static_cast<Backend>(k.backend), k.nthreads,
+              static_cast<Partition>(k.partition), static_cast<Simd>(k.simd), k.min_work};
+    if (k.poll == nullptr) {
+        f(call);
+        return;
+    }
+    Cancellation cancel(k.poll, nullptr, kPollInterval);
+    call.cancel = &cancel;
+    f(call);
 }
 
 template <class T>
@@ -78,12 +96,14 @@ void csr_product(const O* indptr, const I* indices, const T* data, std::int64_t 
     static_assert(std::is_same_v<O, offset_t<I>>, "row pointers of the wrong type");
     const CsrView<I, T> a{indptr, indices, data, rows, cols, stored};
     const std::int64_t entries = rows == 0 ? 0 : static_cast<std::int64_t>(indptr[rows]);
-    with_dense<T>(b, entries, [&](const DenseView<T>& bv) {
-        if (by_columns) {
-            multiply_columns(a, bv, out_view<T>(c), call_of(k));
-        } else {
-            multiply_csr(a, bv, out_view<T>(c), call_of(k), check, SliceBounds{bounds, nbounds});
-        }
+    with_call(k, [&](const Call& call) {
+        with_dense<T>(b, entries, [&](const DenseView<T>& bv) {
+            if (by_columns) {
+                multiply_columns(a, bv, out_view<T>(c), call);
+            } else {
+                multiply_csr(a, bv, out_view<T>(c), call, check, SliceBounds{bounds, nbounds});
+            }
+        });
     });
 }
 
@@ -94,7 +114,9 @@ void coo_product(const I* row, const I* col, const T* data, std::int64_t nnz, st
                  std::int64_t cols, bool transposed, const Dense& b, const Out& c,
                  const Config& k) {
     const CooView<I, T> a{row, col, data, nnz, rows, cols, transposed};
-    with_dense<T>(b, nnz, [&](const DenseView<T>& bv) { multiply_coo(a, bv, out_view<T>(c), call_of(k)); });
+    with_call(k, [&](const Call& call) {
+        with_dense<T>(b, nnz, [&](const DenseView<T>& bv) { multiply_coo(a, bv, out_view<T>(c), call); });
+    });
 }
 
 // A in BSR, blocks of r x c: indptr (block_rows + 1), indices and data (`stored` blocks each).
@@ -106,12 +128,14 @@ void bsr_product(const I* indptr, const I* indices, const T* data, std::int64_t 
                  bool by_columns, const Dense& b, const Out& c, const Config& k) {
     const BsrView<I, T> a{indptr, indices, data, block_rows, block_cols, r, c_, stored};
     const std::int64_t entries = block_rows == 0 ? 0 : static_cast<std::int64_t>(indptr[block_rows]) * r * c_;
-    with_dense<T>(b, entries, [&](const DenseView<T>& bv) {
-        if (by_columns) {
-            multiply_bsr_columns(a, bv, out_view<T>(c), call_of(k));
-        } else {
-            multiply_bsr_rows(a, bv, out_view<T>(c), call_of(k));
-        }
+    with_call(k, [&](const Call& call) {
+        with_dense<T>(b, entries, [&](const DenseView<T>& bv) {
+            if (by_columns) {
+                multiply_bsr_columns(a, bv, out_view<T>(c), call);
+            } else {
+                multiply_bsr_rows(a, bv, out_view<T>(c), call);
+            }
+        });
     });
 }
 
@@ -122,8 +146,10 @@ void dia_product(const std::int64_t* offsets, const T* data, std::int64_t diagon
                  std::int64_t width, std::int64_t ld, std::int64_t rows, std::int64_t cols,
                  bool transposed, const Dense& b, const Out& c, const Config& k) {
     const DiaView<T> a{offsets, data, diagonals, width, ld, rows, cols};
-    with_dense<T>(b, diagonals * std::min(rows, cols), [&](const DenseView<T>& bv) {
-        multiply_dia(a, transposed, bv, out_view<T>(c), call_of(k));
+    with_call(k, [&](const Call& call) {
+        with_dense<T>(b, diagonals * std::min(rows, cols), [&](const DenseView<T>& bv) {
+            multiply_dia(a, transposed, bv, out_view<T>(c), call);
+        });
     });
 }
 
@@ -148,23 +174,20 @@ inline std::vector<std::string> kernel_body(int family, int kernel, int simd) {
     throw std::invalid_argument("unknown kernel family " + std::to_string(family));
 }
 
-// Y = X W for W in the column-tile layout (formats/structured.hpp). X: batch x rows with element strides
-// (x_row_stride, x_col_stride); Y: batch x cols, rows contiguous with leading dimension ldy.
-// unit_ptr: tiles + 1 entries; unit_row: unit_ptr[tiles] entries; values: unit_ptr[tiles] *
-// run rows of ld elements.
+// Y = X W for W in the column-tile layout (formats/structured.hpp). X: batch x rows with
+// element strides (x_row_stride, x_col_stride); Y: batch x cols, rows contiguous with leading
+// dimension ldy. unit_ptr: tiles + 1 entries; unit_row: unit_ptr[tiles] entries; values:
+// unit_ptr[tiles] * run rows of ld elements.
 template <class T>
 void panels_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t width,
                         std::int64_t ld, std::int64_t run, const std::int64_t* unit_ptr,
                         const std::int32_t* unit_row, const T* values, const T* x,
                         std::int64_t batch, std::int64_t x_row_stride, std::int64_t x_col_stride,
-                        T* y, std::int64_t ldy, int backend, int nthreads, int partition,
-                        int simd, std::int64_t parallel_min_work) {
+                        T* y, std::int64_t ldy, const Config& k) {
     const PanelsView<T> w{rows, cols, width, ld, run, unit_ptr, unit_row, values};
     const StridedView<T> xv{x, batch, rows, x_row_stride, x_col_stride};
     const RowsView<T> yv{y, batch, cols, ldy};
-    multiply_panels(w, xv, yv, Call{Kernel::tiled, static_cast<Backend>(backend), nthreads,
-                                    static_cast<Partition>(partition), static_cast<Simd>(simd),
-                                    parallel_min_work});
+    with_call(k, [&](const Call& call) { multiply_panels(w, xv, yv, call); });
 }
 
 // Y = X W for W with N:M sparsity: values and offsets are chunks x (groups * n) x chunk
@@ -173,14 +196,11 @@ template <class T>
 void nm_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t n, std::int64_t m,
                     std::int64_t chunk, const T* values, const std::uint8_t* offsets, const T* x,
                     std::int64_t batch, std::int64_t x_row_stride, std::int64_t x_col_stride,
-                    T* y, std::int64_t ldy, int backend, int nthreads, int partition, int simd,
-                    std::int64_t parallel_min_work) {
+                    T* y, std::int64_t ldy, const Config& k) {
     const NmView<T> w{rows, cols, n, m, chunk, values, offsets};
     const StridedView<T> xv{x, batch, rows, x_row_stride, x_col_stride};
     const RowsView<T> yv{y, batch, cols, ldy};
-    multiply_nm(w, xv, yv, Call{Kernel::tiled, static_cast<Backend>(backend), nthreads,
-                                static_cast<Partition>(partition), static_cast<Simd>(simd),
-                                parallel_min_work});
+    with_call(k, [&](const Call& call) { multiply_nm(w, xv, yv, call); });
 }
 
 // The work below which a product runs on the calling thread (for show_config and benches).

@@ -16,18 +16,15 @@ namespace spmm {
 // sits inside one line), a longer one to a whole number of lines; the Python layer's
 // aligned_copy does the same for the operands it converts.
 
-// When a B whose rows are contiguous is still worth an aligned copy (decided here rather than
-// in Python, so that deciding costs no Python call per product): when B
-// does not start on a cache line, or its rows do not all start at the same offset in one, the
-// SIMD kernels either straddle lines or shift their blocks and load one masked vector more per
-// row. For a B that stays in the caches this costs the most: a float32 B of 16 columns read
-// 48 bytes past a line ran at 11.4 GFLOP/s against 17.1 for a copy (X^T of a 1024 x 4096 layer
-// at 10 %, serial). The copy is O(k n) against the product's O(nnz n), so it is made when B's
-// rows are short (kPackMaxRowBytes: the shifted blocks load one vector more per row, which
-// doubles the loads of a 64-byte row but adds a sixteenth to a 1 KiB one; copying a
-// 1024 x 256 float32 B was slower than shifting), B fits in kPackMaxBytes and each of its rows
-// is read at least 4 times on average. A larger B is read from memory, where alignment was
-// measured not to matter (science matrix, n = 8).
+// When a B whose rows are contiguous is still worth an aligned copy: when B does not start on a
+// cache line, or its rows do not all start at the same offset in one, the SIMD kernels either
+// straddle lines or shift their blocks and load one masked vector more per row, which costs the
+// most on a B that stays in the caches (a float32 B of 16 columns read 48 bytes past a line ran
+// at two thirds of a copy's speed). The copy is O(k n) against the product's O(nnz n), so it is
+// made when B's rows are short (kPackMaxRowBytes: one vector more per row doubles the loads of a
+// 64-byte row but adds a sixteenth to a 1 KiB one), B fits in kPackMaxBytes (a larger B is read
+// from memory, where alignment does not show) and each of its rows is read at least 4 times on
+// average.
 constexpr std::int64_t kPackMaxBytes = std::int64_t{1} << 20;
 constexpr std::int64_t kPackMaxRowBytes = 256;
 
@@ -47,51 +44,73 @@ bool worth_packing(const T* b, std::int64_t rows, std::int64_t cols, std::int64_
 // 16 cache lines wide at most per column step, stay in L1 while its columns are filled.
 constexpr std::int64_t kPackRowBlock = 16;
 
+// Elements between the rows of a copy of `cols` columns: a row of up to a cache line is padded to
+// the next power of two (it then sits inside one line), a longer one to whole lines, so that
+// no row straddles two lines more than it must (a load or store that straddles costs two).
+template <class T>
+std::int64_t padded_ld(std::int64_t cols) {
+    const auto item = static_cast<std::int64_t>(sizeof(T));
+    const std::int64_t row_bytes = cols * item;
+    std::int64_t ld_bytes = kCacheLineBytes;
+    if (row_bytes <= kCacheLineBytes) {
+        while (ld_bytes / 2 >= row_bytes && ld_bytes / 2 >= item) ld_bytes /= 2;
+    } else {
+        ld_bytes = (row_bytes + kCacheLineBytes - 1) / kCacheLineBytes * kCacheLineBytes;
+    }
+    return std::max(cols, ld_bytes / item);
+}
+
+// rows x padded_ld(cols) elements starting on a cache line, uninitialized.
+template <class T>
+class AlignedRows {
+  public:
+    AlignedRows(std::int64_t rows, std::int64_t cols) : ld_(padded_ld<T>(cols)) {
+        const std::int64_t per_line = std::max<std::int64_t>(1, kCacheLineBytes / static_cast<std::int64_t>(sizeof(T)));
+        storage_.reset(new T[static_cast<std::size_t>(std::max<std::int64_t>(1, rows) * ld_ + per_line)]);
+        const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
+        const auto shift = static_cast<std::int64_t>((kCacheLineBytes - address % kCacheLineBytes) % kCacheLineBytes);
+        data_ = storage_.get() + shift / static_cast<std::int64_t>(sizeof(T));
+    }
+    T* data() const { return data_; }
+    std::int64_t ld() const { return ld_; }
+
+  private:
+    std::int64_t ld_;
+    std::unique_ptr<T[]> storage_;
+    T* data_ = nullptr;
+};
+
 // A packed copy of B (rows x cols, element (r, j) at b[r * row_stride + j * col_stride]).
 // O(rows x cols) time, rows x ld + one cache line of memory.
 template <class T>
 class PackedRows {
   public:
     PackedRows(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
-               std::int64_t col_stride) {
-        const auto item = static_cast<std::int64_t>(sizeof(T));
-        const std::int64_t row_bytes = cols * item;
-        std::int64_t ld_bytes = kCacheLineBytes;
-        if (row_bytes <= kCacheLineBytes) {
-            while (ld_bytes / 2 >= row_bytes && ld_bytes / 2 >= item) ld_bytes /= 2;
-        } else {
-            ld_bytes = (row_bytes + kCacheLineBytes - 1) / kCacheLineBytes * kCacheLineBytes;
-        }
-        ld_ = std::max(cols, ld_bytes / item);
-        const std::int64_t per_line = std::max<std::int64_t>(1, kCacheLineBytes / item);
-        storage_.reset(new T[static_cast<std::size_t>(rows * ld_ + per_line)]);
-        const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
-        const std::int64_t shift =
-            static_cast<std::int64_t>((kCacheLineBytes - address % kCacheLineBytes) % kCacheLineBytes);
-        data_ = storage_.get() + shift / static_cast<std::int64_t>(sizeof(T));
+               std::int64_t col_stride)
+        : copy_(rows, cols) {
+        T* const data = copy_.data();
+        const std::int64_t ld = copy_.ld();
         if (col_stride == 1) {  // rows contiguous already (a copy for alignment): row by row
             for (std::int64_t r = 0; r < rows; ++r) {
-                std::copy(b + r * row_stride, b + r * row_stride + cols, data_ + r * ld_);
+                std::copy(b + r * row_stride, b + r * row_stride + cols, data + r * ld);
             }
         } else {
             for (std::int64_t r0 = 0; r0 < rows; r0 += kPackRowBlock) {
                 const std::int64_t r1 = std::min(rows, r0 + kPackRowBlock);
                 for (std::int64_t j = 0; j < cols; ++j) {
                     for (std::int64_t r = r0; r < r1; ++r) {
-                        data_[r * ld_ + j] = b[r * row_stride + j * col_stride];
+                        data[r * ld + j] = b[r * row_stride + j * col_stride];
                     }
                 }
             }
         }
-        view_ = DenseView<T>{data_, rows, cols, ld_};
+        view_ = DenseView<T>{data, rows, cols, ld};
     }
 
     const DenseView<T>& view() const { return view_; }
 
   private:
-    std::unique_ptr<T[]> storage_;
-    T* data_ = nullptr;
-    std::int64_t ld_ = 0;
+    AlignedRows<T> copy_;
     DenseView<T> view_{};
 };
 

@@ -122,11 +122,10 @@ void dia_one_column_at_a_time(const DiaView<T>& a, bool transposed, const DenseV
     for (std::int64_t j = j0; j < j1; ++j) dia_reordered(a, transposed, b, c, i0, i1, j, j + 1);
 }
 
-// Width of a column tile of the tiled kernel, in bytes of B's row: 1 KiB is 256 floats or
-// 128 doubles, 16 cache lines, long enough for the hardware prefetcher to stream each row
-// piece, small enough that the accumulator tile stays in L1 (48 KiB here) and that the rows of
-// B a slice touches stay in L2 (1 MiB) for k up to ~1000. A provisional choice: the fast-kernel
-// issue measures it.
+// Width of a column tile of the portable tiled kernel, in bytes of B's row: 1 KiB (256 floats
+// or 128 doubles, 16 cache lines) is long enough for the hardware prefetcher to stream each row
+// piece and short enough that the accumulator tile stays in L1. Only the portable code uses it:
+// the SIMD levels have their register-blocked body (tiled.inc).
 constexpr std::int64_t kTileBytes = 1024;
 
 // tiled: reordered, plus (1) tiling of B's columns: the slice's rows are swept once per tile
