@@ -953,7 +953,7 @@ def check(recipe: dict) -> dict:
                                           f"{dense_array.ndim}-D"}
     if out is not None and result is not out:
         return {"status": "wrong", "why": "out= was given but not returned"}
-    if type(result) is not np.ndarray or result.shape != expected.shape:
+    if (type(result) is not np.ndarray and out is None) or result.shape != expected.shape:
         return {"status": "wrong", "why": f"got {type(result).__name__} "
                 f"{getattr(result, 'shape', '')}, expected ndarray {expected.shape}"}
     if not result.dtype.isnative or result.dtype not in (dtype, np.float64):
