@@ -30,6 +30,10 @@ def corrupt(message: str) -> ValueError:
 def checked_shape(a: sp.spmatrix | sp.sparray) -> tuple[int, int]:
     """``a.shape`` as two Python ints >= 0, or a ValueError (a reassigned ``_shape``)."""
     shape = a.shape
+    if type(shape) is tuple and len(shape) == 2:  # the common case first: it runs per product
+        rows, cols = shape
+        if type(rows) is int and type(cols) is int and 0 <= rows < 2**63 and 0 <= cols < 2**63:
+            return shape
     if (not isinstance(shape, tuple) or len(shape) != 2
             or not all(is_int(n) and 0 <= n < 2**63 for n in shape)):
         raise corrupt(f"shape must be two integers in [0, 2**63); got {shape!r}")
