@@ -3,10 +3,9 @@
 For ``X @ W`` with W (inputs x outputs) pruned in a structured way, ``prepare`` can store W as
 *panels* (``include/spmm/formats/structured.hpp``): W's columns are cut into tiles of
 ``width`` outputs; in each tile, the kept input rows come in *units* of ``run`` consecutive
-rows (1 for tile-wise
-sparsity, the block height for block sparsity) whose whole segment in the tile is stored
-densely. The kernel then computes every tile as a gather of X's kept columns and a small dense
-product, with no index per stored entry.
+rows (1 for tile-wise sparsity, the block height for block sparsity) whose whole segment in
+the tile is stored densely. The kernel then computes every tile as a gather of X's kept
+columns and a small dense product, with no index per stored entry.
 
 A layout *fits* a matrix when every segment it stores is fully stored in the matrix (no zero
 fill): ``layout="auto"`` only picks a fitting one, so its products are exactly scipy's. A
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import _spmm_ext
-from ._operands import Csr, aligned_empty
+from ._operands import Csr, aligned_empty, read_only
 
 LAYOUTS = ("auto", "csr", "tile", "block", "n_m")
 
@@ -60,30 +59,8 @@ def _with_values_of(form: Panels | NmWeights, dtype: np.dtype) -> Panels | NmWei
         if dtype not in form._by_dtype:
             values = aligned_empty(form.values.size, dtype).reshape(form.values.shape)
             values[...] = form.values
-            form._by_dtype[dtype] = replace(form, values=values, _by_dtype={})
+            form._by_dtype[dtype] = replace(form, values=read_only(values), _by_dtype={})
         return form._by_dtype[dtype]
-
-
-def check(form: Panels | NmWeights, shape: tuple[int, int]) -> None:
-    """Raise ValueError unless ``form`` is a consistent structured form of a matrix of
-    ``shape``: every index the kernels follow stays inside its arrays. For a form that did not
-    come from :func:`build` / :func:`build_n_m` (an unpickled one)."""
-    rows, cols = shape
-    bad = form.shape != shape
-    if isinstance(form, Panels):
-        tiles = -(-cols // form.width) if form.width > 0 else -1
-        ptr, unit_row = form.unit_ptr, form.unit_row
-        bad = (bad or form.width < 1 or form.run < 1 or ptr.ndim != 1 or len(ptr) != tiles + 1
-               or ptr[0] != 0 or np.any(np.diff(ptr) < 0) or ptr[-1] != len(unit_row)
-               or form.values.ndim != 2 or form.values.shape[0] != len(unit_row) * form.run
-               or (len(unit_row) and (unit_row.min() < 0 or unit_row.max() >= rows)))
-    else:
-        bad = (bad or not 1 <= form.m <= _spmm_ext.max_group() or not 0 <= form.n <= form.m
-               or form.values.shape != form.offsets.shape
-               or (form.offsets.size and int(form.offsets.max()) >= form.m))
-    if bad:
-        raise ValueError(f"a structured form that does not fit a {rows} x {cols} matrix "
-                         "(a corrupted pickle?)")
 
 
 @dataclass(frozen=True)
@@ -163,8 +140,9 @@ class NmWeights:
     offsets : ndarray of uint8, same shape
         The position of each of those weights inside its group.
     fits : bool
-        Whether every column keeps exactly ``n`` (``min(n, rows left)`` in a last, shorter
-        group): no zero fill.
+        Whether every slot holds a stored weight: every column keeps exactly ``n`` in every
+        group, the last, shorter one included (a zero-filled slot multiplies a real row of X,
+        so 0 x inf there would give NaN).
     """
 
     shape: tuple[int, int]
@@ -222,7 +200,9 @@ def _group_counts(csr: Csr, row_of: np.ndarray, m: int) -> np.ndarray:
 
 def _fitting_n_m(csr: Csr, row_of: np.ndarray) -> tuple[int, int] | None:
     """The (n, m) with the smallest m of NM_GROUPS for which every output column keeps exactly
-    n < m weights in every group of m inputs (min(n, rows left) in a last, shorter group)."""
+    n < m weights in every group of m inputs (min(n, rows left) in a last, shorter group), and
+    the form needs no zero fill: a last group shorter than n would leave slots whose zero
+    meets a real row of X, where an inf or NaN gives NaN, not scipy's result."""
     rows, cols = csr.shape
     if rows * cols == 0 or csr.nnz < _NM_MIN_DENSITY * rows * cols:
         return None
@@ -233,15 +213,21 @@ def _fitting_n_m(csr: Csr, row_of: np.ndarray) -> tuple[int, int] | None:
         counts = _group_counts(csr, row_of, m)
         n = int(counts.max())
         sizes = np.minimum(m, rows - np.arange(groups) * m)
-        if n < m and np.all(counts == np.minimum(n, sizes)[:, None]):
+        if n < m and sizes[-1] >= n and np.all(counts == np.minimum(n, sizes)[:, None]):
             return (n, m)
     return None
 
 
 def build_n_m(csr: Csr, n: int, m: int) -> NmWeights:
     """``csr`` (W, canonical) compressed as N:M weights; a column keeping fewer than n in a
-    group is zero filled. Raises ValueError if some group keeps more than n."""
+    group is zero filled. Raises ValueError if some group keeps more than n.
+
+    A group of more than ``rows`` inputs is clamped to ``rows`` (and n to the group), which
+    keeps the same weights: the memory then follows the matrix, not the declared group.
+    """
     rows, cols = csr.shape
+    m = max(1, min(m, rows))
+    n = min(n, m)
     groups = -(-rows // m) if rows else 0
     row_of = _row_of_entries(csr)
     col_of = csr.indices.astype(np.int64)
@@ -267,9 +253,8 @@ def build_n_m(csr: Csr, n: int, m: int) -> NmWeights:
     where = (col_of // NM_CHUNK, group_of * n + slot, col_of % NM_CHUNK)
     values[where] = csr.data
     offsets[where] = row_of - group_of * m
-    sizes = np.minimum(m, rows - np.arange(groups) * m)
-    fits = bool(csr.nnz == int(np.minimum(n, sizes).sum()) * cols)
-    return NmWeights((rows, cols), n, m, values, offsets, fits)
+    fits = bool(csr.nnz == groups * n * cols)  # every slot a stored weight
+    return NmWeights((rows, cols), n, m, read_only(values), read_only(offsets), fits)
 
 
 def _row_of_entries(csr: Csr) -> np.ndarray:
@@ -372,8 +357,14 @@ def detect(csr: Csr) -> tuple[str, int, int]:
 
 def build(csr: Csr, run: int, width: int) -> Panels:
     """``csr`` (W, canonical, float32/float64 values) in the column-tile layout with units of
-    ``run`` rows and tiles of ``width`` outputs; segments partly stored are zero filled."""
+    ``run`` rows and tiles of ``width`` outputs; segments partly stored are zero filled.
+
+    A tile wider than the matrix or a unit taller than it is clamped to the matrix: the same
+    products, with panels sized by the matrix rather than by the declared shape (a 4 x 4
+    matrix with tiles of 2**22 columns would otherwise hold 64 MiB of zeros).
+    """
     rows, cols = csr.shape
+    run, width = max(1, min(run, rows)), max(1, min(width, cols))
     tiles = -(-cols // width) if cols else 0
     groups = -(-rows // run) if rows else 0
     row_of = _row_of_entries(csr)
@@ -396,7 +387,8 @@ def build(csr: Csr, run: int, width: int) -> Panels:
     stored_rows = np.minimum(run, rows - unit_row.astype(np.int64))
     tile_widths = np.minimum(width, cols - (units // groups) * width) if groups else units
     fits = bool(csr.nnz == int(np.sum(stored_rows * tile_widths)))
-    return Panels((rows, cols), width, run, unit_ptr, unit_row, values, fits)
+    return Panels((rows, cols), width, run, read_only(unit_ptr), read_only(unit_row),
+                  read_only(values), fits)
 
 
 def structured_form(csr: Csr, layout: str, tile: int | None, block: tuple[int, int] | None,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from . import _spmm_ext
+from . import _formats, _spmm_ext
 
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -71,8 +71,8 @@ class Csr:
         key = (nthreads, partition)
         bounds = self.slices.get(key)
         if bounds is None:
-            bounds = np.asarray(_spmm_ext.partition_bounds(self.indptr, nthreads, partition),
-                                dtype=np.int64)
+            bounds = read_only(np.array(
+                _spmm_ext.partition_bounds(self.indptr, nthreads, partition), dtype=np.int64))
             self.slices[key] = bounds
         return bounds
 
@@ -111,7 +111,8 @@ def result_dtype(left: np.dtype, right: np.dtype, where: str = "multiply") -> np
 
 
 def check_sparse(a: object, where: str = "multiply") -> None:
-    """Raise TypeError unless ``a`` is a 2-D scipy.sparse matrix or array."""
+    """Raise TypeError unless ``a`` is a 2-D scipy.sparse matrix or array (ValueError if its
+    shape is not two integers >= 0)."""
     if not sp.issparse(a):
         raise TypeError(f"{where}: expected a scipy.sparse matrix or array, got {type(a).__name__}")
     if a.ndim != 2:
@@ -119,18 +120,20 @@ def check_sparse(a: object, where: str = "multiply") -> None:
             f"{where}: sparse operands must be 2-D; got a {a.ndim}-D {type(a).__name__} of "
             f"shape {a.shape}"
         )
+    _formats.checked_shape(a)
 
 
 def to_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype) -> Csr:
     """CSR arrays of ``a``, validated, with values of ``dtype``.
 
     CSR input is used as it is: its arrays are not copied when their dtypes are supported.
-    Other formats are converted to CSR with scipy, but never from an unchecked structure
-    (scipy's conversion routines trust it and crash on a corrupt one): the input's own
-    structure is checked first.
+    Other formats are converted to CSR, never from an unchecked structure (scipy's conversion
+    routines trust it and crash on a corrupt one): CSC by scipy once it is checked, the others
+    by ``spmm._formats.as_csr``.
     """
-    check_structure(a)
-    m = a if a.format == "csr" else a.tocsr()
+    if a.format == "csc":
+        check_structure(a)
+    m = a if a.format == "csr" else a.tocsr() if a.format == "csc" else _formats.as_csr(a, dtype)
     indptr, indices, data = _checked_compressed(m, m.shape)
     return Csr(indptr, indices, kernel_ready(data, dtype), m.shape)
 
@@ -144,68 +147,22 @@ def kernel_ready(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.require(x, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
-def _corrupt(message: str) -> ValueError:
-    return ValueError(f"corrupt sparse matrix: {message}")
+_corrupt = _formats.corrupt
 
 
 def check_structure(a: sp.spmatrix | sp.sparray) -> None:
     """Raise ValueError if the stored structure of ``a`` is corrupt.
 
-    Checks what scipy's conversion routines assume, for every format whose arrays a user can
-    corrupt by assignment: CSR and CSC (as the kernels' own input), COO (coordinates in range),
-    BSR (block structure), DIA (offsets match the data) and LIL (row lists match). Never
-    modifies ``a``.
+    Checks what the kernels and scipy's conversion routines assume, for every format whose
+    arrays a user can corrupt by assignment: CSR and CSC here (as the kernels' own input),
+    COO, BSR, DIA, LIL and DOK in ``spmm._formats``. Never modifies ``a``.
     """
     if a.format == "csr":
         _checked_compressed(a, a.shape)
     elif a.format == "csc":
         _checked_compressed(a, (a.shape[1], a.shape[0]))
-    elif a.format == "coo":
-        coords = a.coords if hasattr(a, "coords") else (a.row, a.col)
-        for axis, (c, size) in enumerate(zip(coords, a.shape, strict=True)):
-            if c.ndim != 1 or c.dtype.kind not in "iu" or len(c) != len(a.data):
-                raise _corrupt(f"COO coordinates of axis {axis} must be a 1-D integer array "
-                               f"as long as data ({len(a.data)})")
-            if len(c) and (c.min() < 0 or c.max() >= size):
-                raise _corrupt(f"a COO coordinate of axis {axis} is out of range (valid: 0 to "
-                               f"{size - 1}; found {c.min()} to {c.max()})")
-    elif a.format == "bsr":
-        _check_bsr(a)
-    elif a.format == "dia":
-        data, offsets = a.data, a.offsets
-        if data.ndim != 2 or offsets.ndim != 1 or offsets.dtype.kind not in "iu":
-            raise _corrupt("DIA data must be 2-D and offsets a 1-D integer array")
-        if len(offsets) != data.shape[0]:
-            raise _corrupt(f"DIA has {len(offsets)} offsets for {data.shape[0]} diagonals")
-    elif a.format == "lil":
-        rows, data = a.rows, a.data
-        if len(rows) != a.shape[0] or len(data) != a.shape[0]:
-            raise _corrupt(f"LIL rows and data must each hold {a.shape[0]} lists")
-        for i, (cols, vals) in enumerate(zip(rows, data, strict=True)):
-            if len(cols) != len(vals):
-                raise _corrupt(f"LIL row {i} has {len(cols)} columns and {len(vals)} values")
-            if cols and (min(cols) < 0 or max(cols) >= a.shape[1]):
-                raise _corrupt(f"LIL row {i} has a column out of range (valid: 0 to "
-                               f"{a.shape[1] - 1})")
-
-
-def _check_bsr(a: sp.spmatrix | sp.sparray) -> None:
-    """BSR: blocks tile the shape, and the block-row structure is a valid CSR one."""
-    data = a.data
-    if data.ndim != 3:
-        raise _corrupt("BSR data must be 3-D (blocks x block rows x block columns)")
-    r, c = data.shape[1:]
-    if r == 0 or c == 0 or a.shape[0] % r or a.shape[1] % c:
-        raise _corrupt(f"BSR blocks of {r} x {c} do not tile the shape {a.shape}")
-    block_rows = a.shape[0] // r
-    indptr, indices = a.indptr, a.indices
-    if indptr.ndim != 1 or indices.ndim != 1 or len(indptr) != block_rows + 1:
-        raise _corrupt(f"BSR indptr must have {block_rows + 1} entries, one per block row + 1")
-    index_dtype = _common_index_dtype(indptr, indices)
-    _spmm_ext.validate_csr(np.ascontiguousarray(indptr, dtype=index_dtype),
-                           np.ascontiguousarray(indices, dtype=index_dtype), a.shape[1] // c)
-    if len(data) < int(indptr[-1]):
-        raise _corrupt(f"BSR data has {len(data)} blocks but indptr[-1] is {int(indptr[-1])}")
+    else:
+        _formats.check(a)
 
 
 def stored_arrays(a: object) -> list[np.ndarray]:
@@ -225,9 +182,10 @@ def _checked_compressed(m: sp.spmatrix | sp.sparray,
     arrays come back with one supported dtype; indices and data are cut to ``indptr[-1]``
     (scipy may keep spare capacity beyond it).
     """
+    _formats.checked_shape(m)
     indptr, indices, data = m.indptr, m.indices, m.data
-    if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
-        raise ValueError("corrupt sparse matrix: indptr, indices and data must be 1-D")
+    if not all(isinstance(x, np.ndarray) and x.ndim == 1 for x in (indptr, indices, data)):
+        raise ValueError("corrupt sparse matrix: indptr, indices and data must be 1-D arrays")
     if len(indptr) != shape[0] + 1:
         axis = "rows" if m.format == "csr" else "columns"
         raise ValueError(
@@ -277,6 +235,21 @@ def as_dense(b: object, where: str = "multiply") -> np.ndarray:
             f"{arr.shape}"
         )
     return arr
+
+
+def read_only(x: np.ndarray) -> np.ndarray:
+    """A view of ``x`` through which nothing can be written, ever: ``x`` and every array it
+    is a view of are marked read-only first, so no view of them can be made writeable again
+    (numpy refuses ``flags.writeable = True`` below a read-only base).
+
+    For the arrays a prepared matrix owns: the kernels trust them, so neither the arrays it
+    hands out nor a view of them may change them. ``x`` must not be shared with anyone else.
+    """
+    base = x
+    while isinstance(base, np.ndarray):
+        base.flags.writeable = False
+        base = base.base
+    return x.view()
 
 
 # Copies the kernels read start on a cache line and pad each row to a whole number of cache
@@ -418,12 +391,14 @@ def is_sparse(x: object) -> bool:
 
 def sparse_kind(m: Any, where: str = "multiply") -> tuple[str, np.dtype]:
     """The stored kind of the sparse operand ``m`` and the dtype of its values; a TypeError
-    for a sparse array that is not 2-D or a format spmm does not know."""
+    for a sparse array that is not 2-D or a format spmm does not know, a ValueError for a
+    shape that is not two integers >= 0 (an overwritten ``_shape``)."""
     if isinstance(m, SparseOperand):
         return "prepared", m.dtype
     if m.ndim != 2:
         raise TypeError(f"{where}: sparse operands must be 2-D; got a {m.ndim}-D "
                         f"{type(m).__name__} of shape {m.shape}")
+    _formats.checked_shape(m)
     kind = m.format
     if kind not in DIRECT_FORMATS and kind not in CONVERTED_FORMATS:
         raise TypeError(f"{where}: unsupported sparse format {kind!r}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _config, _layouts, _policy, _spmm_ext
-from ._operands import Csr, SparseOperand, check_sparse, result_dtype, to_csr
+from . import _config, _formats, _layouts, _policy, _spmm_ext
+from ._operands import Csr, SparseOperand, check_sparse, read_only, result_dtype, to_csr
 from ._pipeline import multiply
 
 # The largest N:M group: offsets inside a group are one byte (include/spmm/formats/structured.hpp).
@@ -21,7 +22,8 @@ MAX_COLUMNS_16BIT = 2**16
 
 
 def compressed(csr: Csr) -> Csr:
-    """``csr`` (canonical, validated) in the prepared layout, owning its arrays.
+    """``csr`` (canonical, validated, its data a copy of our own) in the prepared layout,
+    owning its arrays, read-only (``spmm._operands.read_only``).
 
     Column indices as uint16 (row pointers int64) when there are at most 65,536 columns, else
     int32 (row pointers int32) when every index and offset fits, else int64. The slice cache
@@ -34,8 +36,8 @@ def compressed(csr: Csr) -> Csr:
         index_dtype = offset_dtype = np.dtype(np.int32)
     else:
         index_dtype = offset_dtype = np.dtype(np.int64)
-    return Csr(csr.indptr.astype(offset_dtype), csr.indices.astype(index_dtype),
-               csr.data, csr.shape, {})  # data: already a copy of our own
+    return Csr(read_only(csr.indptr.astype(offset_dtype)),
+               read_only(csr.indices.astype(index_dtype)), read_only(csr.data), csr.shape, {})
 
 
 class PreparedMatrix(SparseOperand):
@@ -78,6 +80,9 @@ class PreparedMatrix(SparseOperand):
         self._csr = csr
         self._csr_t: Csr | None = None
         self._structured = structured
+        # The CSR forms with values of the other float dtype, keyed (transposed, dtype):
+        # converted once, on first use, and kept (a float32 matrix times float64 operands).
+        self._converted: dict[tuple[bool, np.dtype], Csr] = {}
         self._lock = threading.Lock()
 
     @property
@@ -115,22 +120,31 @@ class PreparedMatrix(SparseOperand):
 
     @property
     def nbytes(self) -> int:
-        return sum(x.nbytes for x in self.stored_arrays())
+        # Forms share arrays (a converted form its structure): count each array once.
+        unique = {id(x): x for x in self.stored_arrays()}
+        return sum(x.nbytes for x in unique.values())
 
     def __getstate__(self) -> dict:
-        # A lock cannot be pickled: drop it, and make a new one on unpickling.
-        return {"csr": self._csr, "csr_t": self._csr_t, "structured": self._structured}
+        """The canonical data only: the CSR arrays (as numpy arrays, so that pickle protocol
+        5 can move them out of band), the shape and the layout's parameters.
 
-    def __setstate__(self, state: dict) -> None:
-        structured = state.get("structured")
-        if structured is not None:
-            _layouts.check(structured, state["csr"].shape)
-        self.__init__(state["csr"], structured)
-        self._csr_t = state["csr_t"]
+        Every derived form (the transpose, the slices, the structured form, the converted
+        values) is rebuilt on unpickling from these, once they are checked: nothing a pickle
+        carries is trusted.
+        """
+        c = self._csr
+        return {"shape": c.shape, "indptr": c.indptr, "indices": c.indices, "data": c.data,
+                "layout": self.layout, "block": self.block, "n_m": self.n_m}
+
+    def __setstate__(self, state: object) -> None:
+        restored = from_state(state)
+        self.__init__(restored._csr, restored._structured)
 
     def stored_arrays(self) -> list[np.ndarray]:
-        """The arrays of every form built so far (``out=`` must not overlap them)."""
+        """The arrays of every form built so far (``out=`` must not overlap them); read-only
+        views."""
         forms = [self._csr] + ([self._csr_t] if self._csr_t is not None else [])
+        forms += tuple(self._converted.values())  # another thread may add one
         arrays = [x for f in forms for x in (f.indptr, f.indices, f.data)]
         if self._structured is not None:
             converted = tuple(self._structured._by_dtype.values())  # another thread may add
@@ -139,14 +153,35 @@ class PreparedMatrix(SparseOperand):
 
     def csr(self, dtype: np.dtype) -> Csr:
         """CSR arrays of the matrix with values of ``dtype`` (for ``p @ x``)."""
-        return self._csr.astype(dtype)
+        if self._csr.data.dtype == dtype:
+            return self._csr
+        return self._with_values_of(False, dtype)
 
     def csr_transposed(self, dtype: np.dtype) -> Csr:
         """CSR arrays of the transpose with values of ``dtype`` (for ``x @ p``)."""
-        with self._lock:
-            if self._csr_t is None:
-                self._csr_t = compressed(to_csr(self.to_scipy().T.tocsr(), self.dtype))
-        return self._csr_t.astype(dtype)
+        if self._csr_t is None:
+            with self._lock:
+                if self._csr_t is None:
+                    transposed = to_csr(self.to_scipy().T.tocsr(), self.dtype)
+                    self._csr_t = compressed(transposed)
+        if self._csr_t.data.dtype == dtype:
+            return self._csr_t
+        return self._with_values_of(True, dtype)
+
+    def _with_values_of(self, transposed: bool, dtype: np.dtype) -> Csr:
+        """The CSR form (of the transpose when ``transposed``) with values converted to
+        ``dtype``: made once, under the lock, and kept (counted in :attr:`nbytes`)."""
+        key = (transposed, np.dtype(dtype))
+        form = self._converted.get(key)
+        if form is None:
+            with self._lock:
+                form = self._converted.get(key)
+                if form is None:
+                    base = self._csr_t if transposed else self._csr
+                    form = Csr(base.indptr, base.indices, read_only(base.data.astype(dtype)),
+                               base.shape, base.slices)
+                    self._converted[key] = form
+        return form
 
     def form(self, family: str, transposed: bool, dtype: np.dtype) -> Any:
         """The stored form a kernel family reads, with values of ``dtype``: the CSR form (for
@@ -156,17 +191,22 @@ class PreparedMatrix(SparseOperand):
         return self.structured(dtype)
 
     def to_scipy(self) -> sp.csr_array:
-        """The matrix as a scipy ``csr_array``.
+        """The matrix as a scipy ``csr_array``, in canonical form.
 
-        It shares this matrix's values (do not modify them); 16-bit indices are widened to
-        int32, as scipy needs.
+        It shares this matrix's values, and its indices when it has more than 65,536 columns
+        (16-bit indices are widened to int32 copies, as scipy needs), as read-only arrays:
+        scipy's methods that would change them in place (``m.data *= 2``,
+        ``m[i, j] = v``...) raise ``ValueError`` instead. ``to_scipy().copy()`` is a matrix
+        of one's own.
         """
         c = self._csr
         indptr, indices = c.indptr, c.indices
         if indices.dtype == np.uint16:
             index_dtype = np.int32 if c.nnz < 2**31 else np.int64
             indptr, indices = indptr.astype(index_dtype), indices.astype(index_dtype)
-        return sp.csr_array((c.data, indices, indptr), shape=c.shape)
+        m = sp.csr_array((c.data.view(), indices, indptr), shape=c.shape)
+        m.has_canonical_format = True  # sorted and summed: scipy never needs to fix it
+        return m
 
     def footprint(self) -> dict[str, int]:
         """Bytes of this matrix next to the forms it replaces.
@@ -296,6 +336,129 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     prepared = PreparedMatrix(compressed(canonical), structured)
     _partition_for_default_threads(prepared._csr)
     return prepared
+
+
+_STATE_KEYS = ("shape", "indptr", "indices", "data", "layout", "block", "n_m")
+
+
+def from_state(state: object) -> PreparedMatrix:
+    """The PreparedMatrix of a pickled state (:meth:`PreparedMatrix.__getstate__`), checked
+    as fully as :func:`prepare` checks a matrix, every derived form rebuilt.
+
+    Also reads the state of earlier versions of spmm (the forms themselves, keyed ``csr``,
+    ``csr_t`` and ``structured``), of which it keeps only the canonical data too.
+    """
+    if isinstance(state, Mapping) and "csr" in state:
+        state = _state_of_forms(state)
+    if not isinstance(state, Mapping):
+        raise _bad_state(f"expected a dict, got {type(state).__name__}")
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise _bad_state(f"missing {missing}")
+    shape = state["shape"]
+    if (not isinstance(shape, tuple) or len(shape) != 2
+            or not all(_formats.is_int(n) and 0 <= n < 2**63 for n in shape)):
+        raise _bad_state(f"shape must be two integers in [0, 2**63); got {shape!r}")
+    rows, cols = int(shape[0]), int(shape[1])
+    indptr, indices, data = (_owned(state[name], name) for name in ("indptr", "indices", "data"))
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise _bad_state(f"indptr and indices must be integer arrays; got {indptr.dtype} and "
+                         f"{indices.dtype}")
+    if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8):
+        raise _bad_state(f"data must be float32 or float64; got {data.dtype}")
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)
+    if len(indptr) != rows + 1:
+        raise _bad_state(f"indptr has {len(indptr)} entries; expected {rows + 1} for "
+                         f"{rows} rows")
+    try:
+        _formats.check_compressed(indptr, indices, cols)
+    except ValueError as exc:
+        raise _bad_state(str(exc)) from None
+    nnz = int(indptr[-1])
+    if not len(indices) == len(data) == nnz:
+        raise _bad_state(f"indices and data must hold indptr[-1] = {nnz} entries; they hold "
+                         f"{len(indices)} and {len(data)}")
+    _check_canonical(indptr, indices)
+    layout, block, n_m = state["layout"], state["block"], state["n_m"]
+    parameters = {"csr": (None, None), "tile": (block, None), "block": (block, None),
+                  "n_m": (None, n_m)}
+    if not isinstance(layout, str) or layout not in parameters:
+        raise _bad_state(f"layout must be one of {tuple(parameters)}; got {layout!r}")
+    if (block, n_m) != parameters[layout] or not _valid_parameters(layout, block, n_m):
+        raise _bad_state(f"layout {layout!r} with block={block!r}, n_m={n_m!r}; expected "
+                         "block=(1, width) for 'tile', (rows >= 2, columns) for 'block', "
+                         f"n_m=(n, m) with 1 <= n <= m <= {MAX_GROUP} for 'n_m', the others "
+                         "None")
+    canonical = Csr(indptr, indices, data, (rows, cols))
+    tile = block[1] if layout == "tile" else None
+    try:
+        structured = _layouts.structured_form(canonical, layout, tile,
+                                              block if layout == "block" else None, n_m)
+    except ValueError as exc:  # an N:M matrix keeping more than n of m somewhere
+        raise _bad_state(str(exc)) from None
+    prepared = PreparedMatrix(compressed(canonical), structured)
+    _partition_for_default_threads(prepared._csr)
+    return prepared
+
+
+def _bad_state(message: str) -> ValueError:
+    return ValueError(f"PreparedMatrix: a corrupted or invalid pickled state: {message}")
+
+
+def _owned(x: object, name: str) -> np.ndarray:
+    """``x`` as a 1-D array that no one else can write to: an array unpickled in band owns
+    its memory; one made from out-of-band buffers (pickle protocol 5) or from a view is
+    copied, since its buffer's owner could change it after it is checked."""
+    if not isinstance(x, np.ndarray) or x.ndim != 1:
+        kind = f"a {x.ndim}-D array" if isinstance(x, np.ndarray) else type(x).__name__
+        raise _bad_state(f"{name} must be a 1-D numpy array; got {kind}")
+    return x if x.flags.owndata else x.copy()
+
+
+def _check_canonical(indptr: np.ndarray, indices: np.ndarray) -> None:
+    """Column indices strictly increasing within each row (what ``prepare`` stores, and
+    what the structured forms are built from: a duplicate would be dropped, not summed)."""
+    if len(indices) < 2:
+        return
+    increasing = np.diff(indices.astype(np.int64)) > 0
+    # Position p compares entries p and p + 1; it crosses a row boundary when p + 1 starts a
+    # row (empty rows repeat a start, so mark the boundaries, not count them).
+    crosses = np.zeros(len(indices) - 1, dtype=bool)
+    starts = indptr[1:-1].astype(np.int64) - 1
+    crosses[starts[(starts >= 0) & (starts < len(crosses))]] = True
+    bad = np.flatnonzero(~(increasing | crosses))
+    if len(bad):
+        raise _bad_state(f"the column indices at positions {bad[0]} and {bad[0] + 1} are not "
+                         "strictly increasing within their row (not canonical)")
+
+
+def _valid_parameters(layout: str, block: object, n_m: object) -> bool:
+    if layout == "csr":
+        return True
+    pair = block if layout != "n_m" else n_m
+    if not (isinstance(pair, tuple) and len(pair) == 2
+            and all(_formats.is_int(v) and v >= 1 for v in pair)):
+        return False
+    first, second = pair
+    if layout == "tile":
+        return first == 1
+    if layout == "block":
+        return first >= 2
+    return first <= second <= MAX_GROUP
+
+
+def _state_of_forms(state: Mapping) -> dict:
+    """The canonical state of an earlier version's pickled forms (a ``Csr`` and a structured
+    form): their arrays and parameters, to be checked like any state; the rest is dropped."""
+    csr, form = state["csr"], state.get("structured")
+    if not isinstance(csr, Csr) or not (form is None or isinstance(
+            form, (_layouts.Panels, _layouts.NmWeights))):
+        raise _bad_state("expected the forms of a PreparedMatrix (Csr and Panels or "
+                         f"NmWeights); got {type(csr).__name__} and {type(form).__name__}")
+    layout = "csr" if form is None else form.layout
+    n_m = (form.n, form.m) if isinstance(form, _layouts.NmWeights) else None
+    return {"shape": csr.shape, "indptr": csr.indptr, "indices": csr.indices, "data": csr.data,
+            "layout": layout, "block": None if form is None else form.block, "n_m": n_m}
 
 
 def _partition_for_default_threads(csr: Csr) -> None:

@@ -543,8 +543,8 @@ def panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_t run,
     ``values`` holds the panel rows (``ld`` = its number of columns); ``x`` is batch x rows
     with any strides (multiples of its item size), ``y`` batch x cols with unit column stride.
     The sizes that bound every access are checked here; the contents of ``unit_ptr`` and
-    ``unit_row`` (non-decreasing, in range) when the layout was built or unpickled
-    (``spmm._layouts.check``).
+    ``unit_row`` (non-decreasing, in range) hold by construction: ``spmm._layouts.build``
+    makes them from a checked CSR matrix, also when a prepared matrix is unpickled.
     """
     strided_operands(y, x, rows, cols)
     cdef Py_ssize_t size = sizeof(value_t)

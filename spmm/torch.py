@@ -11,7 +11,6 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 try:
     import torch
@@ -22,7 +21,7 @@ except ImportError as exc:
     ) from exc
 
 from ._pipeline import multiply
-from ._prepared import PreparedMatrix, prepare
+from ._prepared import PreparedMatrix, from_state, prepare
 from ._prune import prune
 
 __all__ = ["SparseLinear"]
@@ -210,22 +209,48 @@ class SparseLinear(torch.nn.Module):
         )
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The weights for ``state_dict``: CSR arrays as tensors (copies) and the shape."""
+        """The weights for ``state_dict``: CSR arrays as tensors (copies), the shape and the
+        layout's parameters (:attr:`PreparedMatrix.layout`, ``block``, ``n_m``)."""
         csr = self.prepared.to_scipy()
         return {
             "shape": tuple(csr.shape),
             "indptr": torch.from_numpy(np.array(csr.indptr)),
             "indices": torch.from_numpy(np.array(csr.indices)),
             "data": torch.from_numpy(np.array(csr.data)),
+            "layout": self.prepared.layout,
+            "block": self.prepared.block,
+            "n_m": self.prepared.n_m,
         }
 
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Load the weights of :meth:`get_extra_state` (of this module's shape)."""
-        shape = tuple(state["shape"])
-        if shape != self.prepared.shape:
+    def set_extra_state(self, state: Any) -> None:
+        """Load the weights of :meth:`get_extra_state` (of this module's shape).
+
+        They are checked as a pickled :class:`PreparedMatrix` is (a ValueError says what is
+        wrong) and their derived forms rebuilt. A state without a layout (saved by an earlier
+        version of spmm) has its layout detected again, as :func:`spmm.prepare` does.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"SparseLinear: the weights' state must be a dict; got "
+                             f"{type(state).__name__}")
+        fields = {name: state.get(name) for name in ("shape", "layout", "block", "n_m")}
+        for name in ("indptr", "indices", "data"):
+            tensor = state.get(name)
+            if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided:
+                raise ValueError(f"SparseLinear: the weights' {name} must be a strided tensor; "
+                                 f"got {type(tensor).__name__}")
+            try:
+                fields[name] = tensor.detach().cpu().numpy()
+            except TypeError as exc:  # a dtype numpy lacks (bfloat16...)
+                raise ValueError(f"SparseLinear: the weights' {name}: {exc}") from None
+        if "layout" not in state:
+            fields["layout"] = "csr"
+        shape = fields["shape"]
+        if isinstance(shape, (list, torch.Size)):
+            fields["shape"] = tuple(shape)
+        if fields["shape"] != self.prepared.shape:
             raise ValueError(
-                f"SparseLinear: the state's weights have shape {shape}; this module's have "
-                f"{self.prepared.shape} (in_features, out_features)"
+                f"SparseLinear: the state's weights have shape {fields['shape']}; this "
+                f"module's have {self.prepared.shape} (in_features, out_features)"
             )
-        arrays = [state[name].detach().cpu().numpy() for name in ("data", "indices", "indptr")]
-        self.prepared = prepare(sp.csr_array(tuple(arrays), shape=shape))
+        prepared = from_state(fields)
+        self.prepared = prepared if "layout" in state else prepare(prepared.to_scipy())

@@ -12,12 +12,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import select
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from fuzz.isolation import forked
 from hypothesis import HealthCheck, settings
 
 import spmm
@@ -317,47 +315,19 @@ def run_in_forked_child(fn: Callable[[], Any], timeout: float = 60.0) -> Any:
     the call in :func:`outcome` to report an expected exception instead). ``fn``'s return
     value must be picklable.
     """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        status = 0
+    def work() -> bytes:
         try:
-            os.close(read_fd)
-            try:
-                payload = pickle.dumps(("ok", fn()))
-            except BaseException as exc:
-                payload = pickle.dumps(("error", f"{type(exc).__name__}: {exc}\n"
-                                                 f"{traceback.format_exc()}"))
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(payload)
-        except BaseException:
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    with os.fdopen(read_fd, "rb") as pipe:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise ChildFailed(f"the forked child hung: killed after {timeout} s")
-            ready, _, _ = select.select([pipe], [], [], remaining)
-            if ready:
-                chunk = os.read(pipe.fileno(), 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
-        raise ChildFailed(f"the forked child crashed: killed by {sig}")
-    if not chunks:
-        raise ChildFailed(f"the forked child exited with status {os.WEXITSTATUS(status)} "
-                          "without a result")
-    kind, value = pickle.loads(b"".join(chunks))
+            return pickle.dumps(("ok", fn()))
+        except BaseException as exc:
+            return pickle.dumps(("error", f"{type(exc).__name__}: {exc}\n"
+                                          f"{traceback.format_exc()}"))
+
+    status, result = forked(work, timeout)
+    if status == "hang":
+        raise ChildFailed(f"the forked child hung: {result}")
+    if status == "crash":
+        raise ChildFailed(f"the forked child crashed: {result}")
+    kind, value = pickle.loads(result)
     if kind == "error":
         raise ChildFailed(f"the forked child raised {value}")
     return value

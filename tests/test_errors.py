@@ -16,6 +16,9 @@ from conftest import BACKENDS, KERNELS, make_csr, outcome, run_in_forked_child
 import spmm
 from spmm._pipeline import multiply_with_partition
 
+# Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
+pytestmark = pytest.mark.asan
+
 A = sp.csr_array(np.arange(12.0).reshape(4, 3))
 
 
@@ -166,6 +169,37 @@ def _coo_coordinate_out_of_range():
     return a
 
 
+def _lil_with(row_columns):
+    def make():
+        a = sp.lil_array((5, 5))
+        a[0, 0] = 1.0
+        a.rows[0] = row_columns
+        return a
+    return make
+
+
+def _lil_rows_as_a_list():
+    a = sp.lil_array((5, 5))
+    a[0, 0] = 1.0
+    a.rows = list(a.rows)
+    return a
+
+
+def _dok_with_key(key):
+    def make():
+        a = sp.dok_array((5, 5))
+        a[0, 0] = 1.0
+        a._dict[key] = 2.0  # bypassing dok's own __setitem__ checks, as a corruption does
+        return a
+    return make
+
+
+def _coo_with_three_coordinate_arrays():
+    a = sp.coo_array(np.eye(5))
+    a.coords = (*a.coords, a.coords[0])
+    return a
+
+
 OTHER_FORMAT_CORRUPTIONS = {
     "lil-column-out-of-range": (_lil_column_out_of_range, r"LIL row 0 has a column"),
     "lil-row-lists-of-different-lengths": (_lil_row_lists_of_different_lengths,
@@ -174,7 +208,15 @@ OTHER_FORMAT_CORRUPTIONS = {
     "bsr-blocks-not-tiling-the-shape": (_bsr_blocks_not_tiling_the_shape, r"do not tile"),
     "bsr-block-index-out-of-range": (_bsr_block_index_out_of_range, r"index 7 .* out of range"),
     "coo-coordinate-out-of-range": (
-        _coo_coordinate_out_of_range, r"(COO coordinate of axis 1|column coordinate 99) .*range"),
+        _coo_coordinate_out_of_range, r"column coordinate 99 at position 0 is out of range"),
+    "lil-row-a-tuple": (_lil_with((0,)), r"LIL row 0 must hold a list of columns"),
+    "lil-float-column": (_lil_with([0.5]), r"LIL row 0 has a column 0.5 that is not an integer"),
+    "lil-rows-a-list": (_lil_rows_as_a_list, r"LIL rows must be a 1-D object array of 5 lists"),
+    "dok-key-of-three": (_dok_with_key((1, 2, 3)), r"DOK key must be a pair"),
+    "dok-float-key": (_dok_with_key((1.5, 2)), r"DOK key must be a pair"),
+    "dok-key-out-of-range": (_dok_with_key((7, 9)), r"DOK key .* got \(7, 9\)"),
+    "coo-three-coordinate-arrays": (_coo_with_three_coordinate_arrays,
+                                    r"COO coord(s|inates) must be (a tuple of )?two"),
 }
 
 
@@ -194,6 +236,20 @@ def test_a_corrupt_lil_dia_bsr_or_coo_matrix_is_a_value_error_never_a_crash(corr
     assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
     assert "corrupt sparse matrix" in message
     assert re.search(pattern, message), f"{message!r} does not match {pattern!r}"
+
+
+@pytest.mark.parametrize("shape", [(5, -1), (5.0, 5), ("5", 5)],
+                         ids=["negative", "float", "str"])
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "bsr", "dia", "lil", "dok"])
+def test_a_sparse_matrix_whose_shape_was_overwritten_is_a_value_error(fmt, shape):
+    a = sp.eye_array(5, format=fmt)
+    a._shape = shape
+    calls = [lambda: spmm.prepare(a), lambda: spmm.multiply(a, np.ones((5, 2))),
+             lambda: spmm.multiply(np.ones((2, 5)), a)]
+    for call in calls:
+        kind, exc_type, message = run_in_forked_child(lambda call=call: outcome(call))
+        assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
+        assert "shape must be two integers" in message
 
 
 def test_checking_a_bsr_matrix_does_not_modify_it():

@@ -15,10 +15,14 @@ from conftest import (
     ids,
     make_csr,
     make_dense,
+    run_in_forked_child,
     sparse_arrays,
 )
 
 import spmm
+
+# Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
+pytestmark = pytest.mark.asan
 
 SPARSE_CLASSES = {"sparray": sp.csr_array, "spmatrix": sp.csr_matrix}
 
@@ -165,6 +169,48 @@ def test_integer_and_bool_results_are_float64_sums_not_integer_or_logical(dtype)
     result = spmm.multiply(a, b)
     assert result.dtype == np.float64
     np.testing.assert_array_equal(result, [[3.0]])
+
+
+DIA_SHAPE = (5, 8)
+
+
+@pytest.mark.parametrize("offsets", [
+    np.array([0, 2**32], dtype=np.int64),        # scipy's int32 cast makes it the diagonal 0
+    np.array([1, 2**31 + 2], dtype=np.int64),    # ... or a negative, huge offset
+    np.array([-(2**40), -2], dtype=np.int64),
+    np.array([0, 2**64 - 1], dtype=np.uint64),   # not -1: unsigned, beyond every column
+    np.array([8, -5, 3], dtype=np.int32),        # just outside: columns 8.., rows 5..
+    np.array([7, -4, 0], dtype=np.int16),        # just inside: one entry each
+], ids=["2**32", "2**31+2", "-2**40", "uint64-max", "just-outside", "just-inside"])
+def test_dia_offsets_outside_the_matrix_hold_no_entries_as_in_scipy(offsets, rng):
+    """An offset at or beyond the shape holds nothing (scipy's products ignore it when its
+    int32 cast does not crash them first): the product is that of the other diagonals."""
+    data = rng.uniform(1.0, 2.0, (len(offsets), DIA_SHAPE[1]))
+    a = sp.dia_array((np.ones((1, DIA_SHAPE[1])), [0]), shape=DIA_SHAPE)
+    a.data, a.offsets = data, offsets  # assigned as they are: no int32 cast
+    inside = [-DIA_SHAPE[0] < int(k) < DIA_SHAPE[1] for k in offsets]
+    expected = sp.dia_array((data[inside], offsets[inside].astype(np.int64)), shape=DIA_SHAPE)
+    b = make_dense((DIA_SHAPE[1], 3), np.float64, rng)
+    x = make_dense((3, DIA_SHAPE[0]), np.float64, rng)
+
+    def products():  # serial: OpenMP cannot run in a child forked after the parent used it
+        return (spmm.multiply(a, b, backend="serial"), spmm.multiply(x, a, backend="serial"),
+                spmm.multiply(spmm.prepare(a), b, backend="serial"))
+
+    got = run_in_forked_child(products)
+    for result, want in zip(got, (expected @ b, x @ expected, expected @ b), strict=True):
+        np.testing.assert_allclose(result, want, rtol=1e-12)
+
+
+def test_a_dia_matrix_is_multiplied_as_its_csr_form_repeated_offsets_summed_zeros_dropped():
+    """scipy's CSR form of a DIA matrix drops stored zeros (so 0 x inf is not NaN) and
+    sums repeated offsets; spmm converts DIA itself, to the same matrix."""
+    a = sp.dia_array((np.ones((1, 4)), [0]), shape=(4, 4))
+    a.data = np.array([[1.0, 0.0, 2.0, 3.0], [4.0, 5.0, 0.0, 6.0]])
+    a.offsets = np.array([0, 0], dtype=np.int32)
+    b = np.array([[1.0], [np.inf], [1.0], [1.0]])
+    np.testing.assert_array_equal(spmm.multiply(a, b), a.tocsr() @ b)
+    np.testing.assert_array_equal(spmm.multiply(a, b).ravel(), [5.0, np.inf, 2.0, 9.0])
 
 
 @pytest.mark.parametrize("value_dtype", [">f4", ">f8", ">i2"])

@@ -387,32 +387,6 @@ def test_x_times_a_structured_matrix_builds_no_csr_form_of_the_transpose(rng):
     assert p.nbytes > before  # only the float64 copy of the panels was added
 
 
-@pytest.mark.parametrize("corrupt", ["shape", "unit_row", "unit_ptr", "offsets"])
-def test_an_unpickled_structured_form_that_does_not_fit_is_refused(corrupt, rng):
-    from dataclasses import replace
-
-    if corrupt == "offsets":
-        p = spmm.prepare(n_m_sparse((16, 64), 2, 4, np.float32, rng))
-        form = p._structured
-        offsets = form.offsets.copy()
-        offsets[0, 0, 0] = 9  # past the group of 4: would read another group's X
-        bad = replace(form, offsets=offsets, _by_dtype={})
-    else:
-        p = spmm.prepare(tile_wise((64, 64), 32, 0.5, np.float32, rng))
-        form = p._structured
-        unit_row, unit_ptr = form.unit_row.copy(), form.unit_ptr.copy()
-        unit_row[-1] = 64  # past W's last row
-        unit_ptr[1] = unit_ptr[2] + 1  # decreasing
-        bad = {"shape": replace(form, shape=(64, 128), _by_dtype={}),
-               "unit_row": replace(form, unit_row=unit_row, _by_dtype={}),
-               "unit_ptr": replace(form, unit_ptr=unit_ptr, _by_dtype={})}[corrupt]
-    state = p.__getstate__()
-    state["structured"] = bad
-    restored = spmm.PreparedMatrix.__new__(spmm.PreparedMatrix)
-    with pytest.raises(ValueError, match="does not fit"):
-        restored.__setstate__(state)
-
-
 # The codes of a serial product: tiled, serial, 1 thread, nnz, scalar, default minimum work.
 SERIAL = (2, 0, 1, 1, 0, -1)
 
@@ -429,3 +403,32 @@ def test_the_extension_checks_the_operand_shapes_against_the_layout(rng):
     with pytest.raises(ValueError, match="do not fit its shape"):
         _spmm_ext.panels_times_dense(64, 64, 16, form.run, form.unit_ptr, form.unit_row,
                                      form.values, x, np.empty((3, 64), np.float32), SERIAL)
+
+
+@pytest.mark.parametrize(("kwargs", "block", "n_m"), [
+    ({"layout": "tile", "tile": 2**22}, (1, 4), None),
+    ({"layout": "block", "block": (2**20, 16)}, (4, 4), None),
+    ({"layout": "n_m", "n_m": (255, 255)}, None, (4, 4)),
+], ids=["tile", "block", "n_m"])
+def test_a_declared_unit_larger_than_the_matrix_is_clamped_to_it(kwargs, block, n_m, rng):
+    """A 4 x 4 matrix with tiles of 2**22 columns or blocks of 2**20 rows: panels sized by
+    the matrix, not by the declared shape (64 MiB of zeros otherwise)."""
+    w = sp.csr_array(np.diag([1.0, 2.0, 3.0, 4.0]).astype(np.float32))
+    p = spmm.prepare(w, **kwargs)
+    assert (p.block, p.n_m) == (block, n_m)
+    assert p.nbytes < 4096
+    x = make_dense((3, 4), np.float32, rng)
+    assert_product_matches_scipy(x @ p, x, w)
+
+
+def test_auto_stores_no_zero_in_a_short_last_n_m_group(rng):
+    """13 inputs in groups of 4: the last group is row 12 alone, keeping 1 where the others
+    keep 2. An N:M form would zero fill its second slot, and that zero would meet x[12]: with
+    x[12] = inf, NaN instead of scipy's inf. auto keeps such a matrix in CSR."""
+    w = n_m_sparse((13, 8), 2, 4, np.float64, rng)
+    p = spmm.prepare(w)
+    x = make_dense((3, 13), np.float64, rng)
+    x[:, 12] = [np.inf, -np.inf, np.nan]
+    assert_product_matches_scipy(x @ p, x, w)
+    # A last group of 2 rows keeps 2 as the others do: no zero, the N:M form is exact.
+    assert spmm.prepare(n_m_sparse((14, 8), 2, 4, np.float64, rng)).n_m == (2, 4)

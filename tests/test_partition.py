@@ -10,6 +10,9 @@ from conftest import INDEX_DTYPES, ids
 
 from spmm import _spmm_ext
 
+# Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
+pytestmark = pytest.mark.asan
+
 ROWS, NNZ, DYNAMIC = 0, 1, 2
 CODES = {"rows": ROWS, "nnz": NNZ, "dynamic": DYNAMIC}
 THREADS = (1, 2, 3, 4, 7, 16, 64)
@@ -127,3 +130,34 @@ def test_bounds_agree_for_int32_and_int64_indptr():
         for threads in THREADS:
             assert (_spmm_ext.partition_bounds(indptr_of(lengths, np.int32), threads, code)
                     == _spmm_ext.partition_bounds(indptr_of(lengths, np.int64), threads, code))
+
+
+@pytest.mark.parametrize("bounds", [
+    [0, 25, 20],          # a slice past the last row
+    [0, 12, 5, 20],       # decreasing in between: rows 5 to 12 twice
+    [0, -3, 20],          # a slice before the first row
+    [1, 20], [0, 19], [20], [],
+], ids=["past-the-end", "decreasing", "negative", "first-not-0", "last-not-rows", "one", "none"])
+def test_slice_bounds_handed_to_the_extension_are_checked_in_full(bounds):
+    """Slice bounds kept with a matrix are row ranges the kernels trust: every bound, not only
+    the first and the last, is checked before a thread runs."""
+    from conftest import outcome, run_in_forked_child
+
+    from spmm import _config
+
+    rng = np.random.default_rng(0)
+    rows, cols = 20, 10
+    indptr = indptr_of(rng.integers(0, 4, rows), np.int32)
+    indices = rng.integers(0, cols, int(indptr[-1])).astype(np.int32)
+    data = np.ones(len(indices))
+    b, c = np.ones((cols, 3)), np.empty((rows, 3))
+    threads = _config.codes("backend")["threads"]  # fork-safe, in the child below
+
+    def call():  # kernel tiled, 2 threads, nnz partition, scalar SIMD, no minimum work
+        config = (2, threads, 2, NNZ, 0, 0)
+        return _spmm_ext.csr_product(indptr, indices, data, rows, cols, False, False, b, c,
+                                     False, config, np.array(bounds, dtype=np.int64))
+
+    kind, exc_type, message = run_in_forked_child(lambda: outcome(call))
+    assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
+    assert "slice bounds" in message

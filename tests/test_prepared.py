@@ -16,6 +16,7 @@ from conftest import (
     ids,
     make_csr,
     make_dense,
+    run_in_forked_child,
 )
 
 import spmm
@@ -234,8 +235,9 @@ def test_a_prepared_matrix_is_shared_safely_between_python_threads(rng):
             assert_product_matches_scipy(got, x, a)
 
 
-def test_a_prepared_matrix_survives_pickling_with_its_forms(rng):
-    """For multiprocessing, joblib and saving models: pickle round-trips, results unchanged."""
+def test_a_prepared_matrix_survives_pickling(rng):
+    """For multiprocessing, joblib and saving models: pickle round-trips, results unchanged.
+    The derived forms (here the transpose ``x @ p`` built) are rebuilt when used again."""
     import pickle
 
     a = make_csr((30, 20), 0.3, np.float32, np.int32, rng)
@@ -243,9 +245,99 @@ def test_a_prepared_matrix_survives_pickling_with_its_forms(rng):
     x = rng.standard_normal((5, 30)).astype(np.float32)
     expected = x @ p
     q = pickle.loads(pickle.dumps(p))
-    assert q.shape == p.shape and q.nbytes == p.nbytes and q.dtype == p.dtype
+    assert q.shape == p.shape and q.dtype == p.dtype and q.nnz == p.nnz
+    assert q.nbytes < p.nbytes  # not pickled: the transpose
     np.testing.assert_array_equal(x @ q, expected)
+    assert q.nbytes == p.nbytes
     np.testing.assert_array_equal(q @ np.ones(20), p @ np.ones(20))
+
+
+# --------------------------------------------------------------------------------------------
+# Nothing handed out is memory the matrix trusts; the memory follows the matrix.
+
+
+@pytest.mark.parametrize("columns", [23, 70_000], ids=["16-bit-indices", "32-bit-indices"])
+def test_what_to_scipy_hands_out_cannot_change_the_prepared_matrix(columns, rng):
+    """Beyond 65,536 columns ``to_scipy()`` shares the index arrays too: writing to any array
+    of the matrix it returns fails (read-only) or writes to a copy, never to ``p``."""
+    a = make_csr((30, columns), min(0.3, 6 / columns), np.float64, np.int32, rng)
+    p = spmm.prepare(a)
+
+    def attempt():
+        m = p.to_scipy()
+        written = []
+        for name, position, value in (("indptr", 1, 10**6), ("indices", 0, 10**6),
+                                      ("data", 0, 7.0)):
+            try:
+                getattr(m, name)[position] = value
+                written.append(name)
+            except ValueError:  # assignment destination is read-only
+                pass
+        x = np.ones((2, 30))
+        unchanged = (np.allclose(spmm.multiply(p, np.ones(columns), backend="serial"),
+                                 a @ np.ones(columns))
+                     and np.allclose(spmm.multiply(x, p, backend="serial"), x @ a))
+        return written, unchanged
+
+    written, unchanged = run_in_forked_child(attempt)
+    assert "data" not in written
+    assert unchanged
+
+
+def test_scipys_in_place_methods_on_to_scipy_fail_loudly(rng):
+    p = spmm.prepare(make_csr((20, 70_000), 1e-4, np.float32, np.int32, rng))
+    m = p.to_scipy()
+    with pytest.raises(ValueError, match="read-only"):
+        m.data *= 2
+    with pytest.raises(ValueError, match="read-only"):
+        m[0, int(m.indices[0]) if m.nnz else 0] = 5.0
+    m.sort_indices()  # canonical already: nothing to do, nothing written
+    m.sum_duplicates()
+    copy = m.copy()
+    copy.data *= 2  # a copy is the user's own
+    np.testing.assert_array_equal(p.to_scipy().data * 2, copy.data)
+
+
+def test_no_array_of_a_prepared_matrix_can_be_made_writeable(rng):
+    from test_layouts import tile_wise
+
+    for p in (spmm.prepare(make_csr((40, 30), 0.3, np.float32, np.int32, rng)),
+              spmm.prepare(tile_wise((40, 64), 16, 0.5, np.float32, rng))):
+        x = make_dense((3, 40), np.float64, rng)
+        x @ p, spmm.multiply(x, p, kernel="tiled"), p @ np.ones(p.shape[1])  # every form
+        spmm.multiply(p, np.ones((p.shape[1], 2)), num_threads=2)  # and cached slices
+        arrays = p.stored_arrays() + list(p._csr.slices.values())
+        assert len(arrays) >= 9
+        for array in arrays:
+            assert not array.flags.writeable
+            with pytest.raises(ValueError, match="WRITEABLE"):
+                array.flags.writeable = True
+            with pytest.raises(ValueError, match="WRITEABLE"):
+                array[:0].view().flags.writeable = True
+
+
+@pytest.mark.parametrize("product", ["p @ x", "x @ p"])
+def test_a_float32_matrix_converts_its_values_once_for_float64_operands(product, rng):
+    """float32 values times a float64 operand are computed in float64: the converted values
+    are made once, kept (counted in nbytes) and shared by concurrent first calls."""
+    a = make_csr((300, 200), 0.1, np.float32, np.int32, rng)
+    p = spmm.prepare(a, layout="csr")
+    rows, cols = a.shape
+    x = make_dense((cols, 4) if product == "p @ x" else (4, rows), np.float64, rng)
+    if product == "x @ p":
+        p @ np.ones(cols, np.float32)  # the float32 transpose exists: only the conversion counts
+        x32 = np.ones((1, rows), np.float32)
+        x32 @ p
+    before = p.nbytes
+    call = (lambda: p @ x) if product == "p @ x" else (lambda: x @ p)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: call(), range(8), timeout=120))
+    for got in results:
+        assert got.dtype == np.float64
+        assert_product_matches_scipy(got, *((a, x) if product == "p @ x" else (x, a)))
+    assert p.nbytes == before + a.nnz * 8
+    call()
+    assert p.nbytes == before + a.nnz * 8
 
 
 @pytest.mark.parametrize("side", ["x @ p", "p @ x"])

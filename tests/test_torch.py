@@ -427,3 +427,93 @@ def test_sparse_linear_pickles():
     x = torch.randn(2, 9)
     with torch.no_grad():
         torch.testing.assert_close(copy(x), layer(x), rtol=0, atol=0)
+
+
+def test_sparse_linear_state_dict_keeps_a_declared_layout():
+    """A declared layout that does not fit the weights exactly (stored with zeros) is in the
+    state too: loading rebuilds the same form, not the one detection would choose."""
+    torch.manual_seed(3)
+    source = SparseLinear(spmm.prepare(
+        spmm.prune(np.random.default_rng(3).standard_normal((32, 48)), 0.7), layout="tile",
+        tile=16))
+    target = SparseLinear.from_dense(torch.nn.Linear(32, 48, bias=False), 0.5)
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    target.load_state_dict(torch.load(buffer, weights_only=True))
+    assert (target.prepared.layout, target.prepared.block) == ("tile", (1, 16))
+    x = torch.randn(4, 32, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+
+
+def _state_without(key: str) -> Any:
+    def corrupt(state: dict) -> dict:
+        return {k: v for k, v in state.items() if k != key}
+    return corrupt
+
+
+def _state_with(key: str, value: Any) -> Any:
+    def corrupt(state: dict) -> dict:
+        return {**state, key: value(state[key]) if callable(value) else value}
+    return corrupt
+
+
+def _index_out_of_range(indices: torch.Tensor) -> torch.Tensor:
+    changed = indices.clone()
+    changed[0] = 10**6
+    return changed
+
+
+SPARSE_LINEAR_CORRUPTIONS = {
+    "not-a-dict": (lambda state: [state["data"]], "must be a dict"),
+    "indices-missing": (_state_without("indices"), "indices must be a strided tensor"),
+    "indices-a-list": (_state_with("indices", lambda t: t.tolist()), "strided tensor"),
+    "data-bfloat16": (_state_with("data", lambda t: t.to(torch.bfloat16)), "data"),
+    "index-out-of-range": (_state_with("indices", _index_out_of_range), "out of range"),
+    "indptr-short": (_state_with("indptr", lambda t: t[:-1]), "indptr has"),
+    "layout-unknown": (_state_with("layout", "bsr"), "layout must be one of"),
+    "n_m-over-255": (_state_with("n_m", (2, 300)), "<= 255"),
+}
+
+
+@pytest.mark.parametrize("corruption", SPARSE_LINEAR_CORRUPTIONS)
+def test_a_corrupted_sparse_linear_state_is_a_value_error_saying_what_is_wrong(corruption):
+    torch.manual_seed(4)
+    source = SparseLinear.from_dense(torch.nn.Linear(20, 10), None, "n_m", n=2, m=4)
+    state = source.state_dict()
+    corrupt, says = SPARSE_LINEAR_CORRUPTIONS[corruption]
+    state["_extra_state"] = corrupt(state["_extra_state"])
+    target = SparseLinear.from_dense(torch.nn.Linear(20, 10), 0.3)
+    with pytest.raises(ValueError, match=says):
+        target.load_state_dict(state)
+
+
+def test_a_sparse_linear_state_of_an_earlier_version_has_its_layout_detected():
+    torch.manual_seed(5)
+    source = SparseLinear.from_dense(torch.nn.Linear(20, 10), None, "n_m", n=2, m=4)
+    extra = source.state_dict()["_extra_state"]
+    earlier = {key: extra[key] for key in ("shape", "indptr", "indices", "data")}
+    target = SparseLinear.from_dense(torch.nn.Linear(20, 10), 0.3)
+    target.load_state_dict({"bias": source.bias, "_extra_state": earlier})
+    assert target.prepared.n_m == (2, 4)
+
+
+def test_a_saved_sparse_linear_with_a_corrupted_weight_array_is_a_value_error():
+    """torch.save(module) pickles its PreparedMatrix: a corrupted index in the file is found
+    when it is loaded, before any product. (The legacy format is one pickle stream, whose
+    bytes can be patched; the zip format stores the same pickle with a checksum.)"""
+    torch.manual_seed(6)
+    layer = SparseLinear.from_dense(torch.nn.Linear(40, 30), 0.5)
+    buffer = io.BytesIO()
+    torch.save(layer, buffer, _use_new_zipfile_serialization=False)
+    blob = buffer.getvalue()
+    indices = layer.prepared._csr.indices
+    assert blob.count(indices.tobytes()) == 1
+    changed = np.array(indices, copy=True)
+    # Out of range for 30 columns; bytes below 0x80, which protocol 2 (torch's) stores as they
+    # are inside the latin-1 string it makes of an array's bytes.
+    changed[0] = 0x7F7F
+    buffer = io.BytesIO(blob.replace(indices.tobytes(), changed.tobytes()))
+    with pytest.raises(ValueError, match="out of range"):
+        torch.load(buffer, weights_only=False)
