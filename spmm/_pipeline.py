@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _config, _policy, _spmm_ext, _torch_bridge
+from . import _config, _formats, _policy, _spmm_ext, _torch_bridge
 from ._operands import (
     Product,
     aligned_result,
     bsr_arrays,
-    check_structure,
     compressed_arrays,
     coo_arrays,
     dia_arrays,
@@ -244,9 +243,8 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
             form.multiply_into(dense.reshape(1, -1) if dense.ndim == 1 else dense,
                                out.reshape(1, -1) if out.ndim == 1 else out, codes)
         return out
-    if kind == "lil" or kind == "dok":
-        check_structure(m)
-        m, kind = m.tocsr(), "csr"
+    if kind == "lil" or kind == "dok":  # converted as scipy's own product converts them
+        m, kind = _formats.as_csr(m, dtype), "csr"
     if kind == "csr" or kind == "csc":
         indptr, indices, data = compressed_arrays(m, dtype, kind)
         if transposed:

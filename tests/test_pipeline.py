@@ -287,3 +287,23 @@ def test_a_corrupt_csr_or_csc_operand_is_a_value_error_in_both_orientations(
     kind, exc_type, message = run_in_forked_child(lambda: outcome(calls[product]))
     assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
     assert "corrupt sparse matrix" in message
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "bsr"])
+@pytest.mark.parametrize("product", ["A@B", "X@W"])
+def test_a_corrupt_matrix_is_an_error_even_when_the_product_has_no_element(fmt, product):
+    """Nothing to compute (zero dense columns), but a corrupt matrix is still refused."""
+    def make():
+        a = sp.csr_array(np.arange(1.0, 21.0).reshape(4, 5))
+        a = a.tobsr(blocksize=(1, 1)) if fmt == "bsr" else a.asformat(fmt)
+        if fmt == "coo":
+            a.coords[1][2] = 9
+        else:
+            a.indices[2] = 9
+        return a
+
+    calls = {"A@B": lambda: spmm.multiply(make(), np.ones((5, 0)), backend="serial"),
+             "X@W": lambda: spmm.multiply(np.ones((0, 4)), make(), backend="serial")}
+    kind, exc_type, message = run_in_forked_child(lambda: outcome(calls[product]))
+    assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
+    assert "corrupt sparse matrix" in message

@@ -192,7 +192,10 @@ void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T
     check_backend_and_simd(k.backend, k.simd);
     const RowsKernel<I, T> fn = check ? rows_kernel<true, I, T>(k.kernel, k.simd).fn
                                       : rows_kernel<false, I, T>(k.kernel, k.simd).fn;
-    if (c.rows == 0) return;
+    if (c.rows == 0 || c.cols == 0) {  // nothing to compute; a user's matrix is still checked
+        if (check) check_structure(a);
+        return;
+    }
     if (check) check_first_pointer(a.indptr);
     const int t = k.threads(a.nnz(), a.rows, b.cols);
     const std::int64_t pieces = k.pieces(a.nnz(), b.cols, t);
@@ -213,7 +216,7 @@ void multiply_bsr_rows(const BsrView<I, T>& a, const DenseView<T>& b, const OutV
     }
     check_backend_and_simd(k.backend, k.simd);
     const BsrKernel<I, T> fn = bsr_kernel<false, I, T>(k.kernel, k.simd).fn;
-    if (a.block_rows == 0 || b.cols == 0) return;
+    if (a.block_rows == 0 || b.cols == 0) return check_structure(a);
     check_first_pointer(a.indptr);
     auto rows = [&](std::int64_t i0, std::int64_t i1) {
         if (c.rows_contiguous()) return fn(a, b, RowsView<T>{c.data, c.rows, c.cols, c.row_stride}, i0, i1, 0, b.cols);
@@ -368,7 +371,7 @@ void multiply_columns(const CsrView<I, T>& at, const DenseView<T>& b, const OutV
     }
     check_backend_and_simd(k.backend, k.simd);
     const ColumnsKernel<I, T> fn = columns_kernel<I, T>(k.kernel, k.simd).fn;
-    if (c.rows == 0 || c.cols == 0) return;
+    if (c.rows == 0 || c.cols == 0) return check_structure(at);
     check_first_pointer(at.indptr);
     const int t = k.threads(at.nnz(), at.cols, b.cols);
     run_columns<T>(at.cols, c, k, t, k.pieces(at.nnz(), b.cols, t),
@@ -389,7 +392,7 @@ void multiply_coo(const CooView<I, T>& a, const DenseView<T>& b, const OutView<T
     }
     check_backend_and_simd(k.backend, k.simd);
     const CooKernel<I, T> fn = coo_kernel<I, T>(k.kernel, k.simd).fn;
-    if (c.rows == 0 || c.cols == 0) return;
+    if (c.rows == 0 || c.cols == 0) return check_structure(a);
     const int t = k.threads(a.nnz, a.rows, b.cols);
     run_columns<T>(a.rows, c, k, t, k.pieces(a.nnz, b.cols, t),
                    [&](std::int64_t parts) {
@@ -409,7 +412,7 @@ void multiply_bsr_columns(const BsrView<I, T>& a, const DenseView<T>& b, const O
     }
     check_backend_and_simd(k.backend, k.simd);
     const BsrKernel<I, T> fn = bsr_kernel<true, I, T>(k.kernel, k.simd).fn;
-    if (c.rows == 0 || c.cols == 0) return;
+    if (c.rows == 0 || c.cols == 0) return check_structure(a);
     check_first_pointer(a.indptr);
     const std::int64_t entries = static_cast<std::int64_t>(a.indptr[a.block_rows]) * a.r * a.c;
     const int t = k.threads(entries, a.cols(), b.cols);

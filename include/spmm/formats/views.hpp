@@ -122,6 +122,18 @@ void check_columns(const CsrView<I, T>& a, std::int64_t p0, std::int64_t p1) {
     }
 }
 
+// The whole structure checked, for a product that reads none of it (an empty output): a
+// corrupt matrix is an error whatever the shape of the other operand.
+template <class I, class T>
+void check_structure(const CsrView<I, T>& a) {
+    check_first_pointer(a.indptr);
+    for (std::int64_t i = 0; i < a.rows; ++i) {
+        std::int64_t p0, p1;
+        a.template row<true>(i, p0, p1);
+        for (std::int64_t p = p0; p < p1; ++p) a.template column<true>(p);
+    }
+}
+
 // A COO matrix: entry q is (row[q], col[q], data[q]), in any order, duplicates summed.
 template <class I, class T>
 struct CooView {
@@ -178,6 +190,24 @@ std::int64_t bsr_block_column(const BsrView<I, T>& a, std::int64_t q) {
     const auto j = static_cast<std::int64_t>(a.indices[q]);
     if (!in_range(j, a.block_cols)) corrupt_index("block index", q, j, a.block_cols);
     return j;
+}
+
+template <class I, class T>
+void check_structure(const CooView<I, T>& a) {
+    for (std::int64_t q = 0; q < a.nnz; ++q) {
+        a.row_of(q);
+        a.col_of(q);
+    }
+}
+
+template <class I, class T>
+void check_structure(const BsrView<I, T>& a) {
+    check_first_pointer(a.indptr);
+    for (std::int64_t bi = 0; bi < a.block_rows; ++bi) {
+        std::int64_t q0, q1;
+        bsr_block_row(a, bi, q0, q1);
+        for (std::int64_t q = q0; q < q1; ++q) bsr_block_column(a, q);
+    }
 }
 
 // A DIA matrix: diagonal d (offset offsets[d]) holds element (i, i + offsets[d]) at
