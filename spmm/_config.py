@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import _spmm_ext
+from ._checks import choices
 
 # The names, each defined once in C++ (include/spmm/names.hpp); a name's code is its index.
 VOCABULARY = _spmm_ext.vocabulary()
@@ -101,18 +102,14 @@ def _local() -> dict[str, Any]:
         return _threadlocal.config
 
 
-def _choices(values: list[str] | tuple[str, ...]) -> str:
-    return "{" + ", ".join(repr(v) for v in values) + "}"
-
-
 def validate_backend(value: Any, source: str) -> str:
     """Return ``value`` if it is a backend this build has, else raise ValueError."""
     if not isinstance(value, str) or value not in BACKENDS:
-        raise ValueError(f"{source} must be one of {_choices(BACKENDS)}; got {value!r}")
+        raise ValueError(f"{source} must be one of {choices(BACKENDS)}; got {value!r}")
     if value == "openmp" and not _spmm_ext.has_openmp():
         raise ValueError(
             f"{source} is {value!r}, which is not available: spmm was built without OpenMP. "
-            f"Available backends: {_choices(available_backends())}"
+            f"Available backends: {choices(available_backends())}"
         )
     return value
 
@@ -120,7 +117,7 @@ def validate_backend(value: Any, source: str) -> str:
 def validate_kernel(value: Any, source: str) -> str:
     """Return ``value`` if it names a kernel, else raise ValueError."""
     if not isinstance(value, str) or value not in KERNELS:
-        raise ValueError(f"{source} must be one of {_choices(KERNELS)}; got {value!r}")
+        raise ValueError(f"{source} must be one of {choices(KERNELS)}; got {value!r}")
     return value
 
 
@@ -143,11 +140,11 @@ def validate_num_threads(value: Any, source: str) -> int:
 def validate_simd(value: Any, source: str) -> str:
     """Return ``value`` if this machine and build support it, else raise ValueError."""
     if not isinstance(value, str) or value not in SIMD_LEVELS:
-        raise ValueError(f"{source} must be one of {_choices(SIMD_LEVELS)}; got {value!r}")
+        raise ValueError(f"{source} must be one of {choices(SIMD_LEVELS)}; got {value!r}")
     if value not in available_simd():
         raise ValueError(
             f"{source} is {value!r}, which this build and CPU do not support; "
-            f"supported: {_choices(available_simd())}"
+            f"supported: {choices(available_simd())}"
         )
     return value
 
@@ -184,16 +181,6 @@ _ENV_NAMES = tuple(os.fsencode(name) for name in ENV_VARS.values())
 _environment_cache: tuple[tuple[bytes | None, ...], tuple[Any, ...]] | None = None
 
 
-def _environment() -> tuple[Any, ...]:
-    """The validated values of the environment variables, in :data:`ENV_VARS` order (``None``
-    for unset or empty ones); a ValueError naming the variable if one is invalid."""
-    raw = _spmm_ext.environment_values(*_ENV_NAMES)
-    cached = _environment_cache  # one read: another thread may replace it meanwhile
-    if cached is not None and cached[0] == raw:
-        return cached[1]
-    return _parse_environment(raw)
-
-
 def _parse_environment(raw: tuple[bytes | None, ...]) -> tuple[Any, ...]:
     """Parse and validate the variables whose raw values are ``raw``, and cache them."""
     global _environment_cache
@@ -214,7 +201,7 @@ def resolve_values(backend: Any = None, num_threads: Any = None,
     backend, num_threads, kernel
         The call's keywords; ``None`` means "not given".
     """
-    # _environment() and _local(), inlined: this runs on every product.
+    # The environment's cached values and _local(), inlined: this runs on every product.
     raw = _spmm_ext.environment_values(*_ENV_NAMES)
     cached = _environment_cache
     env = cached[1] if cached is not None and cached[0] == raw else _parse_environment(raw)

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _spmm_ext
+from ._checks import is_int
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -38,11 +39,6 @@ def checked_shape(a: sp.spmatrix | sp.sparray) -> tuple[int, int]:
             or not all(is_int(n) and 0 <= n < 2**63 for n in shape)):
         raise corrupt(f"shape must be two integers in [0, 2**63); got {shape!r}")
     return int(shape[0]), int(shape[1])
-
-
-def is_int(value: object) -> bool:
-    """Whether ``value`` is a Python or numpy integer (not a bool)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _integer_vector(x: object, what: str) -> np.ndarray:

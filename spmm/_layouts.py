@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import _spmm_ext
-from ._operands import Csr, aligned_empty, read_only
+from ._operands import SIMD_ALIGNMENT, Csr, aligned_empty, read_only
 
 LAYOUTS = ("auto", "csr", "tile", "block", "n_m")
 
@@ -41,7 +41,7 @@ DEFAULT_BLOCK = (32, 32)
 
 # Bytes a panel row is padded to: one cache line, so that every panel row starts aligned and
 # the kernel's last vector of a tile never reads past the row.
-_ROW_ALIGN = 64
+_ROW_ALIGN = SIMD_ALIGNMENT
 
 
 _CONVERSION_LOCK = threading.Lock()

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _config, _formats, _layouts, _policy, _spmm_ext
+from ._checks import is_int, is_positive_int
 from ._operands import Csr, SparseOperand, check_sparse, read_only, result_dtype, to_csr
 from ._pipeline import multiply
 
@@ -357,7 +358,7 @@ def from_state(state: object) -> PreparedMatrix:
         raise _bad_state(f"missing {missing}")
     shape = state["shape"]
     if (not isinstance(shape, tuple) or len(shape) != 2
-            or not all(_formats.is_int(n) and 0 <= n < 2**63 for n in shape)):
+            or not all(is_int(n) and 0 <= n < 2**63 for n in shape)):
         raise _bad_state(f"shape must be two integers in [0, 2**63); got {shape!r}")
     rows, cols = int(shape[0]), int(shape[1])
     indptr, indices, data = (_owned(state[name], name) for name in ("indptr", "indices", "data"))
@@ -437,7 +438,7 @@ def _valid_parameters(layout: str, block: object, n_m: object) -> bool:
         return True
     pair = block if layout != "n_m" else n_m
     if not (isinstance(pair, tuple) and len(pair) == 2
-            and all(_formats.is_int(v) and v >= 1 for v in pair)):
+            and all(is_int(v) and v >= 1 for v in pair)):
         return False
     first, second = pair
     if layout == "tile":
@@ -484,18 +485,16 @@ def _check_layout(layout: object, tile: object, block: object, n_m: object) -> N
     for name, value in (("tile", tile), ("block", block), ("n_m", n_m)):
         if value is not None and layout != name:
             raise ValueError(f"prepare: {name}= is for layout={name!r} (got layout={layout!r})")
-    if tile is not None and not _positive_int(tile):
+    if tile is not None and not is_positive_int(tile):
         raise ValueError(f"prepare: tile must be a positive int; got {tile!r}")
     if block is not None and not (isinstance(block, tuple) and len(block) == 2
-                                  and all(map(_positive_int, block))):
+                                  and all(map(is_positive_int, block))):
         raise ValueError(
             f"prepare: block must be a tuple of two positive ints (rows, columns); got {block!r}")
     if n_m is not None and not (isinstance(n_m, tuple) and len(n_m) == 2
-                                and all(map(_positive_int, n_m)) and n_m[0] <= n_m[1] <= MAX_GROUP):
+                                and all(map(is_positive_int, n_m))
+                                and n_m[0] <= n_m[1] <= MAX_GROUP):
         raise ValueError(
             f"prepare: n_m must be a tuple of two ints (n, m) with 1 <= n <= m <= {MAX_GROUP}; "
             f"got {n_m!r}")
 
-
-def _positive_int(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1

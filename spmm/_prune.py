@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._checks import choices, is_positive_int
+
 PATTERNS = ("unstructured", "block", "n_m", "tile_wise")
 NORMS = ("l1", "l2")
 FORMATS = ("csr", "csc")
@@ -188,7 +190,7 @@ def prune(
     """
     w = _as_weights(w, "prune")
     if not isinstance(format, str) or format not in FORMATS:
-        raise ValueError(f"prune: format must be one of {_choices(FORMATS)}; got {format!r}")
+        raise ValueError(f"prune: format must be one of {choices(FORMATS)}; got {format!r}")
     keep = _keep_mask(w, sparsity, pattern, "prune", block=block, n=n, m=m, tile=tile,
                       norm=norm, column_sparsity=column_sparsity)
     return _to_sparse(w, keep, format)
@@ -242,10 +244,6 @@ def prune_mask(
 # Checking the arguments.
 
 
-def _choices(values: tuple[str, ...]) -> str:
-    return ", ".join(repr(v) for v in values)
-
-
 def _as_weights(w: Any, where: str) -> np.ndarray:
     """``w`` as a 2-D float32 or float64 array without NaN (the caller's array when it is one)."""
     if sp.issparse(w):
@@ -280,12 +278,8 @@ def _as_weights(w: Any, where: str) -> np.ndarray:
     return arr
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _positive_int(value: Any, name: str, where: str) -> int:
-    if not _is_int(value) or value < 1:
+    if not is_positive_int(value):
         raise ValueError(f"{where}: {name} must be a positive integer; got {value!r}")
     return int(value)
 
@@ -302,7 +296,7 @@ def _fraction(value: Any, name: str, where: str, meaning: str) -> float:
 def _options(pattern: Any, given: dict[str, Any], where: str) -> dict[str, Any]:
     """The options of ``pattern``: the given ones, else the defaults. Others must be None."""
     if not isinstance(pattern, str) or pattern not in PATTERNS:
-        raise ValueError(f"{where}: pattern must be one of {_choices(PATTERNS)}; "
+        raise ValueError(f"{where}: pattern must be one of {choices(PATTERNS)}; "
                          f"got {pattern!r}")
     options = {}
     for name, value in given.items():
@@ -315,7 +309,7 @@ def _options(pattern: Any, given: dict[str, Any], where: str) -> dict[str, Any]:
                              f"{name}={value!r} with pattern={pattern!r}")
     if "norm" in options and (not isinstance(options["norm"], str)
                               or options["norm"] not in NORMS):
-        raise ValueError(f"{where}: norm must be one of {_choices(NORMS)}; "
+        raise ValueError(f"{where}: norm must be one of {choices(NORMS)}; "
                          f"got {options['norm']!r}")
     return options
 

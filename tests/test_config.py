@@ -359,13 +359,14 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     import json
     import numpy as np, scipy.sparse as sp
     import spmm
-    from spmm import _spmm_ext
+    from spmm import _policy
     used = []
-    original = _spmm_ext.csr_product
-    def recorder(*args):
-        used.append(list(args[10][:5]))
-        return original(*args)
-    _spmm_ext.csr_product = recorder
+    original = _policy.plan
+    def recorder(*args, **kwargs):
+        plan = original(*args, **kwargs)
+        used.append([plan.kernel, plan.backend, plan.num_threads, plan.partition, plan.simd])
+        return plan
+    _policy.plan = recorder
     a = sp.random_array((30, 20), density=0.3, format="csr", rng=0)
     b = np.arange(40.0).reshape(20, 2)
     ok = bool(np.allclose(spmm.multiply(a, b), a @ b, rtol=1e-12, atol=1e-12))
@@ -379,9 +380,8 @@ def test_valid_environment_variables_take_effect_in_a_fresh_process():
     assert report["config"] == expected
     assert report["shown"] == expected
     assert report["ok"]
-    # (kernel, backend, threads, partition, simd) codes: naive = 0, serial = 0, one thread
-    # (the serial backend's), nnz = 1, scalar = 0
-    assert report["used"] == [[0, 0, 1, 1, 0]]
+    # the plan: naive on the serial backend (so one thread), nnz partition, scalar SIMD
+    assert report["used"] == [["naive", "serial", 1, "nnz", "scalar"]]
 
 
 def test_an_empty_environment_variable_counts_as_unset():

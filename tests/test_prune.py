@@ -428,8 +428,8 @@ W = np.arange(1.0, 17.0).reshape(4, 4)
     ((W, "half"), {}, r"sparsity must be a number in \[0, 1\).*got 'half'"),
     ((W, True), {}, r"sparsity must be a number in \[0, 1\)"),
     ((W, 0.5, "random"), {},
-     r"pattern must be one of 'unstructured', 'block', 'n_m', 'tile_wise'; got 'random'"),
-    ((W, 0.5, "block"), {"norm": "l3"}, r"norm must be one of 'l1', 'l2'; got 'l3'"),
+     r"pattern must be one of {'unstructured', 'block', 'n_m', 'tile_wise'}; got 'random'"),
+    ((W, 0.5, "block"), {"norm": "l3"}, r"norm must be one of {'l1', 'l2'}; got 'l3'"),
     ((W, 0.5, "block"), {"block": (0, 4)}, r"block\[0\] must be a positive integer; got 0"),
     ((W, 0.5, "block"), {"block": (2, 2.5)}, r"block\[1\] must be a positive integer"),
     ((W, 0.5, "block"), {"block": 4}, r"block must be a pair \(rows, columns\)"),
@@ -462,7 +462,7 @@ def test_bad_arguments_are_a_value_error_naming_the_valid_values(args, kwargs, m
 
 
 def test_an_unknown_format_is_a_value_error():
-    with pytest.raises(ValueError, match=r"format must be one of 'csr', 'csc'; got 'coo'"):
+    with pytest.raises(ValueError, match=r"format must be one of {'csr', 'csc'}; got 'coo'"):
         spmm.prune(W, 0.5, format="coo")
 
 
