@@ -178,8 +178,9 @@ def test_out_is_accepted_whatever_stride_numpy_reports_for_an_axis_of_size_one(p
         left, right = rng.standard_normal((1, 5)), a
         shape = (1, 4)
     base = np.empty(8)
-    strides = (8, 12345 * 8) if shape[1] == 1 else (12345 * 8, 8)
+    odd = 12345 * 8 + 3  # not even a whole number of elements: never used for a size-1 axis
+    strides = (8, odd) if shape[1] == 1 else (odd, 8)
     out = np.lib.stride_tricks.as_strided(base, shape=shape, strides=strides, writeable=True)
-    assert out.flags.c_contiguous
+    assert out.flags.c_contiguous and out.flags.aligned
     assert spmm.multiply(left, right, out=out) is out
     np.testing.assert_allclose(out, left @ right, rtol=1e-12)
