@@ -281,6 +281,17 @@ def test_a_goal_is_the_speed_ratio_of_two_series_at_each_thread_count() -> None:
     assert missed["status"] == "missed" and missed["worst"] == "science/uniform"
 
 
+def test_a_peer_is_credited_with_its_best_time_at_up_to_the_compared_thread_count() -> None:
+    results = _synthetic()
+    for r in results["measurements"]:  # MKL slower at two threads than at one
+        if r["label"] == "mkl" and r["threads"] == 2:
+            r["median"] = 6.0
+    spec = {"series": {}, "goals": [goal(numerator="spmm openmp prepared", at_least=1.0,
+                                         workloads={"pattern": "uniform"}, threads=[2])]}
+    (row,) = goals.evaluate(results, spec)
+    assert row["measured"] == pytest.approx(3.0 / 1.0)  # MKL's 3.0 s at one thread, not 6.0
+
+
 def test_a_goal_whose_peer_was_skipped_is_not_measured_never_passed() -> None:
     (row,) = evaluate(goal(workloads={"pattern": "powerlaw"}, threads=[1]))
     assert row["status"] == "not measured" and "not installed" in row["reason"]

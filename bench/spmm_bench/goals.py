@@ -47,7 +47,9 @@ def _find(by: dict, wid: str, spec: Any, threads: int,
           aliases: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The record of ``spec`` (a label, an alias or ``{"fastest": [...]}``) on ``wid`` at
     ``threads``, or None and why. A series measured only at one thread (scipy, the serial
-    backend) stands at every thread count."""
+    backend) stands at every thread count. A peer (any library but spmm) is credited with
+    its best time at any thread count up to ``threads``: a library slower with more threads
+    could have been run with fewer."""
     spec = aliases.get(spec, spec) if isinstance(spec, str) else spec
     if isinstance(spec, dict):
         found = [_find(by, wid, s, threads, aliases) for s in spec["fastest"]]
@@ -56,6 +58,10 @@ def _find(by: dict, wid: str, spec: Any, threads: int,
         return (min(ok, key=lambda r: r["median"]), why) if ok else (None, why)
     at = by.get((wid, spec), {})
     r = at.get(threads) or (at.get(1) if set(at) == {1} else None)
+    if not spec.startswith("spmm"):
+        fewer = [x for t, x in at.items() if t <= threads and _ok(x)]
+        if fewer:
+            r = min(fewer, key=lambda x: x["median"])
     if r is None or not _ok(r):
         return None, f"{spec} " + (f"{r['status']}: {r.get('reason')}" if r else "not in this run")
     return r, ""
