@@ -14,8 +14,8 @@ from ._pipeline import multiply
 from ._prepared import prepare
 
 # Pause before each measurement: OpenMP (libgomp) and OpenBLAS workers keep spinning for a
-# while after their last call, and on a 2-core machine that steals a core from whatever is
-# measured next (10x slowdowns were seen). 50 ms is far longer than their spin periods.
+# while after their last call, stealing a core from whatever is measured next on a small
+# machine. 50 ms is far longer than their spin periods.
 _QUIET_SECONDS = 0.05
 
 

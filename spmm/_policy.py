@@ -43,8 +43,8 @@ FAMILIES: dict[tuple[str, bool], str] = {
 
 # With one dense column, CSR rows shorter than this (on average) are summed faster by the
 # plain loop (one running sum per row) than by the gather kernel, whose fixed cost per row (a
-# masked gather and a horizontal sum) then dominates. Measured by the "auto against the
-# fastest kernel" view of `python bench/run.py --suite dnn`.
+# masked gather and a horizontal sum) then dominates. Re-measured by the "`auto` against every
+# kernel" view of `python bench/run.py --suite dnn`.
 ROWDOT_MIN_ENTRIES_PER_ROW = 12
 
 
