@@ -14,9 +14,10 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from sys import modules as _modules
 from typing import Any
 
-from . import _spmm_ext
+from . import _dask_bridge, _spmm_ext
 from ._checks import choices
 
 # The names, each defined once in C++ (include/spmm/names.hpp); a name's code is its index.
@@ -218,6 +219,8 @@ def resolve_values(backend: Any = None, num_threads: Any = None,
         num_threads = validate_num_threads(num_threads, "the 'num_threads' parameter")
     elif (num_threads := local["num_threads"]) is None and (num_threads := env_threads) is None:
         num_threads = _spmm_ext.affinity_cpus() or default_num_threads()
+        if "dask" in _modules:  # inside a dask task: its share of the cores
+            num_threads = _dask_bridge.task_threads(num_threads)
     if kernel is not None:
         kernel = validate_kernel(kernel, "the 'kernel' parameter")
     elif (kernel := local["kernel"]) is None and (kernel := env_kernel) is None:

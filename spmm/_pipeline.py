@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _config, _formats, _policy, _spmm_ext, _torch_bridge
+from . import _config, _dask_bridge, _formats, _policy, _spmm_ext, _torch_bridge
 from ._operands import (
     Product,
     aligned_result,
@@ -118,6 +118,9 @@ def multiply(
     if "torch" in _modules and _torch_bridge.has_tensor(a, b, out):
         return _torch_bridge.multiply(_product, a, b, out, config=config,
                                       partition=DEFAULT_PARTITION)
+    if "dask" in _modules and _dask_bridge.has_dask_array(a, b, out):
+        return _dask_bridge.multiply(a, b, out, {"backend": backend,
+                                                 "num_threads": num_threads, "kernel": kernel})
     return _product(a, b, out=out, config=config, partition=DEFAULT_PARTITION)
 
 
@@ -158,6 +161,8 @@ def explain(
     config = _config.resolve_values(backend, num_threads, kernel)
     if _torch_bridge.has_tensor(a, b, out):
         a, b, out = _torch_bridge.as_numpy(a, b, out)
+    if _dask_bridge.has_dask_array(a, b, out):
+        raise TypeError(_dask_bridge.EXPLAIN_LAZY)
     product = normalize(a, b, out, "explain")
     plan = _plan(product, config, DEFAULT_PARTITION)
     body, level = plan.body()

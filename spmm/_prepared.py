@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from . import _config, _formats, _layouts, _policy, _spmm_ext
+from . import _config, _dask_bridge, _formats, _layouts, _policy, _spmm_ext
 from ._checks import is_int, is_positive_int
 from ._operands import Csr, SparseOperand, check_sparse, read_only, result_dtype, to_csr
 from ._pipeline import multiply
@@ -85,6 +85,7 @@ class PreparedMatrix(SparseOperand):
         # converted once, on first use, and kept (a float32 matrix times float64 operands).
         self._converted: dict[tuple[bool, np.dtype], Csr] = {}
         self._lock = threading.Lock()
+        self._token: str | None = None  # __dask_tokenize__, computed on first use
 
     @property
     def layout(self) -> str:
@@ -140,6 +141,21 @@ class PreparedMatrix(SparseOperand):
     def __setstate__(self, state: object) -> None:
         restored = from_state(state)
         self.__init__(restored._csr, restored._structured)
+
+    def __dask_tokenize__(self) -> str:
+        """A token naming this matrix in dask graphs: a hash of its canonical state (the
+        arrays, shape and layout that pickle carries), equal for equal matrices (an unpickled
+        copy included). Computed on first use and kept: the matrix never changes."""
+        if self._token is None:
+            self._token = _dask_bridge.fingerprint(self.__getstate__())
+        return self._token
+
+    def __sizeof__(self) -> int:
+        """Bytes held, as ``sys.getsizeof`` reports them: the object and the arrays of every
+        form built so far (:attr:`nbytes`), as numpy counts an array's own data. dask's
+        ``sizeof`` charges a worker holding the matrix this much (for any object it has no
+        rule for, it asks ``sys.getsizeof``)."""
+        return object.__sizeof__(self) + self.nbytes
 
     def stored_arrays(self) -> list[np.ndarray]:
         """The arrays of every form built so far (``out=`` must not overlap them); read-only
