@@ -91,7 +91,7 @@ def _has_sparse_chunks(x: da.Array) -> bool:
             raise TypeError(f"multiply: sparse operands must be 2-D; got a {x.ndim}-D dask "
                             f"array of shape {x.shape} with {type(meta).__name__} chunks")
         return True
-    if isinstance(meta, np.ndarray):
+    if type(meta) is np.ndarray:  # not a subclass: a masked array's mask would be dropped
         return False
     raise TypeError(
         f"multiply: a dask operand's chunks must be numpy arrays or scipy.sparse "

@@ -89,9 +89,11 @@ def _in_worker_task() -> bool:
 def _threaded_scheduler_slots() -> int:
     """The size of the dask threaded scheduler's pool that owns the calling thread, or 0.
 
-    A thread's pool never changes, so a pool thread's answer is kept for the thread. A thread
-    found in no pool is looked up again at its next call (a new pool thread can run its first
-    task before its pool has recorded it), except the main thread, which no pool owns.
+    A pool's thread is known by its name (the pool's prefix, ``_``, its number), given before
+    it starts: a new thread can run its first task before its pool has recorded it in its
+    set of threads. A thread's pool never changes, so the answer is kept for the thread; one
+    found in no pool is looked up again at its next call (a pool may be made later), except
+    the main thread, which no pool owns.
     """
     slots = getattr(_slots, "count", None)
     if slots is not None:
@@ -103,9 +105,10 @@ def _threaded_scheduler_slots() -> int:
         pools = [threaded.default_pool]
         for by_size in list(threaded.pools.values()):
             pools += list(by_size.values())
+        prefix = me.name.rpartition("_")[0]
         for pool in pools:
-            # ThreadPoolExecutor's threads and size: how dask.threaded builds its pools.
-            if me in getattr(pool, "_threads", ()):
+            # ThreadPoolExecutor's names and size: how dask.threaded builds its pools.
+            if prefix and prefix == getattr(pool, "_thread_name_prefix", None):
                 slots = getattr(pool, "_max_workers", 0)
                 break
     if slots or me is threading.main_thread():
