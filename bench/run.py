@@ -8,6 +8,7 @@ tree at the repository root.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,9 +59,12 @@ def build_parser(cpus: int) -> argparse.ArgumentParser:
                     "auto_check.csv and PNG plots to --out. Method: docs/benchmarks.md.",
         epilog="Examples: python bench/run.py --suite quick | python bench/run.py --suite "
                "formats --out formats-results | python bench/run.py --matrix A.mtx")
-    p.add_argument("--suite", choices=suites.SUITES + suites.HIDDEN_SUITES, default=None,
-                   metavar="{" + ",".join(suites.SUITES) + "}",
-                   help="workloads (default: quick, or only the --matrix file's)")
+    p.add_argument("--suite", choices=suites.SUITES + suites.HIDDEN_SUITES + tuple(
+                       suites.CLUSTERS), default=None,
+                   metavar="{" + ",".join(suites.SUITES) + ",dask}",
+                   help="workloads (default: quick, or only the --matrix file's); 'dask': "
+                        "products on dask arrays in one process and on LocalClusters of 1 and "
+                        "2 workers (needs dask and distributed: pip install '.[dask]')")
     p.add_argument("--threads", type=_ints, default=None, metavar="N[,N...]",
                    help=f"thread counts for every library (default: 1 and all CPUs: "
                         f"{sorted({1, cpus})})")
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     wrong result from spmm is a bug); a failing peer is reported, not fatal."""
     cpus = machine.cpu_count()
     args = build_parser(cpus).parse_args(argv)
+    if args.suite in suites.CLUSTERS:
+        return run_cluster_suite(args.suite, cpus, Path(args.out), not args.no_progress)
     command = ["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]
     results = runner.run(options_from_args(args, cpus), progress=not args.no_progress,
                          command=command)
@@ -140,6 +146,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     return int(any(r["status"] == "failed" and r["library"] == "spmm"
                    for r in results["measurements"]))
+
+
+def run_cluster_suite(suite: str, cpus: int, out: Path, progress: bool) -> int:
+    """The dask suite (``spmm_bench.cluster``): writes dask.json and dask.md to ``out``."""
+    from spmm_bench import cluster
+
+    results = cluster.run(suites.CLUSTERS[suite], cpus, progress)
+    results["machine"] = machine.describe()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dask.json").write_text(json.dumps(results, indent=1))
+    table = cluster.markdown(results)
+    (out / "dask.md").write_text(table)
+    print(table)
+    print(f"wrote {out / 'dask.json'}, {out / 'dask.md'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import os
 import pickle
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,12 +32,12 @@ else:
     pytest.importorskip("distributed", reason='distributed is optional and not installed '
                         '(pip install ".[dask]")')
 
-import dask.array as da  # noqa: E402 - only once dask is known to be there
-import distributed  # noqa: E402
-from dask._task_spec import DataNode  # noqa: E402
-from dask.sizeof import sizeof  # noqa: E402
+import dask.array as da
+import distributed
+from dask._task_spec import DataNode
+from dask.sizeof import sizeof
 
-from spmm import _dask  # noqa: E402
+from spmm import _dask
 
 CPUS = _spmm_ext.affinity_cpus() or 1
 
@@ -257,8 +256,8 @@ def test_unsupported_dtypes_and_chunk_types_are_type_errors(rng):
     with pytest.raises(TypeError, match="unsupported dense operand dtype complex128"):
         spmm.multiply(da.ones((4, 60), dtype=complex, chunks=2), w_matrix(rng))
     masked = da.ma.masked_greater(da.ones((4, 60), chunks=2), 2)  # a mask spmm would drop
-    with pytest.raises(TypeError, match="chunks must be numpy arrays or scipy.sparse.*"
-                       "MaskedArray"):
+    with pytest.raises(TypeError, match=r"chunks must be numpy arrays or scipy.sparse.*"
+                       r"MaskedArray"):
         spmm.multiply(masked, w_matrix(rng))
 
 
@@ -269,7 +268,7 @@ def test_a_three_dimensional_dask_operand_is_a_value_error(rng):
 
 def test_a_corrupt_scipy_matrix_is_reported_when_the_product_is_built():
     w = sp.csr_array((np.ones(3), np.array([0, 1, 9]), np.array([0, 2, 3])), shape=(2, 4))
-    with pytest.raises(ValueError, match="corrupt|out of range"):
+    with pytest.raises(ValueError, match=r"corrupt|out of range"):
         spmm.multiply(da.ones((5, 2), chunks=(2, 2)), w)
 
 
@@ -379,30 +378,15 @@ def _arrivals() -> int:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
-    with warnings_allowed_from_the_cluster():
-        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
-        (name, spec), = cluster.new_worker_spec().items()
-        cluster.worker_spec[name] = {**spec, "options": {**spec["options"], "nthreads": 2}}
-        cluster.scale(2)
-        with distributed.Client(cluster) as client:
-            client.wait_for_workers(2, timeout=60)
-            yield client
-        cluster.close()
-
-
-class warnings_allowed_from_the_cluster:  # noqa: N801 - used as a context manager
-    """The cluster's own threads (scheduler, comms) may warn: those warnings are not the
-    tests' (pytest turns warnings into errors)."""
-
-    def __enter__(self) -> None:
-        import warnings
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("default")
-
-    def __exit__(self, *exc: object) -> None:
-        self._catch.__exit__(*exc)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    (name, spec), = cluster.new_worker_spec().items()
+    cluster.worker_spec[name] = {**spec, "options": {**spec["options"], "nthreads": 2}}
+    cluster.scale(2)
+    with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)
+        yield client
+    cluster.close()
 
 
 def worker_by_threads(client: distributed.Client, nthreads: int) -> str:

@@ -196,6 +196,43 @@ DEFINITIONS: dict[str, list[Grid]] = {
              Grid("tiny", "xw", ((64, 96),), ("block4",), (0.75,), (4,), ("formats",),
                   formats=("csc", "bsr"), peers=())],
 }
+
+
+@dataclass(frozen=True)
+class ClusterProduct:
+    """A product of the dask suite (:mod:`cluster`): X (``n`` rows in blocks of ``block``) @ W
+    (kind ``xw``), or A @ B with B of ``n`` columns in blocks of ``block`` (kind ``ab``); the
+    sparse operand prepared and in memory, one key of the graph; on a LocalCluster of each
+    count of ``workers`` one-thread worker processes."""
+
+    kind: str
+    matrix: MatrixSpec
+    n: int
+    block: int
+    dtype: str = "float32"
+    workers: tuple[int, ...] = (1, 2)
+
+    @property
+    def id(self) -> str:
+        width = "batch" if self.kind == "xw" else "n"
+        return f"dask/{self.matrix.id}/{width}{self.n}/block{self.block}/{self.dtype}"
+
+
+# The dask suite: scheduling overhead small next to each task's product (X @ W: 2^14-row
+# blocks, 0.1 s or more of compute each), within memory (X's blocks of 64 MiB are made on
+# the workers, each output block of 256 MiB reduced where it is made); A @ B: the science
+# matrix replicated, B's column blocks streamed. "dask-tiny": the harness's own test.
+CLUSTERS: dict[str, list[ClusterProduct]] = {
+    "dask": [ClusterProduct("xw", MatrixSpec("dnn", (1024, 4096), "uniform", 0.9), 2**18,
+                            2**14),
+             ClusterProduct("ab", MatrixSpec("science", (SCIENCE_ROWS, SCIENCE_ROWS),
+                                             "uniform", SCIENCE_SPARSITY), 256, 32)],
+    "dask-tiny": [ClusterProduct("xw", MatrixSpec("tiny", (96, 160), "uniform", 0.9), 64, 16,
+                                 workers=(2,)),
+                  ClusterProduct("ab", MatrixSpec("tiny", (600, 600), "powerlaw", 1 - 8 / 600),
+                                 8, 4, workers=(2,))],
+}
+
 MATRIX_FILE = Grid("file", "ab", (), ("file",), (), (1, 8, 64),
                    (*REGULAR, "ablation", "partition", "scaling"))
 
