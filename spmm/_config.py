@@ -281,8 +281,9 @@ def set_config(
     num_threads : int, optional
         Number of threads, from 1 to 64 per CPU of the machine (as counted by
         ``os.cpu_count()``, whatever the affinity mask) and never more than 4096. Global default:
-        ``SPMM_NUM_THREADS``, else the CPUs this process may run on. More than the CPUs is
-        allowed (oversubscription).
+        ``SPMM_NUM_THREADS``, else the CPUs this process may run on (inside a dask task,
+        its task slot's share of them: see ``docs/dask.md``). More than the CPUs is allowed
+        (oversubscription).
     kernel : {"auto", "naive", "reordered", "tiled"}, optional
         Kernel variant. Global default: ``SPMM_KERNEL``, else ``"auto"``.
 

@@ -50,7 +50,8 @@ def multiply(
         Exactly one of them is sparse (any scipy.sparse format, 2-D, or a
         :class:`PreparedMatrix`); the other is dense: a numpy array or anything
         ``numpy.asarray`` accepts, 1-D or 2-D, in any memory order and with any strides, or
-        a CPU ``torch.Tensor``, read in place (see Notes).
+        a CPU ``torch.Tensor``, read in place (see Notes). Either may be a dask array: the
+        product is then lazy (see Notes).
     out : numpy.ndarray or torch.Tensor, optional
         Where to write the result: C-contiguous, aligned, writable, of the result's shape and
         dtype, not sharing memory with an input. Written in place and returned. A CPU tensor
@@ -71,7 +72,8 @@ def multiply(
         ``numpy.result_type`` of the operands when that is float32 or float64 (float32 with
         bool, 8- or 16-bit integers or float16 stays float32), float32 for float16, float64
         for integers and bools. ``out`` when it is given; otherwise a ``torch.Tensor``
-        (sharing the result's memory) when the dense operand is a tensor.
+        (sharing the result's memory) when the dense operand is a tensor; a lazy
+        ``dask.array.Array`` when an operand is a dask array.
 
     Raises
     ------
@@ -103,6 +105,11 @@ def multiply(
     ``Tensor.numpy()``, which shares its memory, with numpy's dtype rules. spmm computes no
     gradients: a tensor that requires grad is an error unless autograd is off
     (``torch.no_grad()``, ``torch.inference_mode()``), where it is read as if detached.
+
+    dask is optional and never imported by spmm. With a dask array as an operand (a dense
+    one, or one whose chunks are scipy sparse matrices), the result is a dask array with one
+    task per block, each a ``multiply`` of in-memory blocks; an in-memory sparse operand is
+    one key of the graph. ``out`` is then a TypeError. See ``docs/dask.md``.
 
     Examples
     --------

@@ -8,18 +8,20 @@ SPMM_REQUIRE_DASK=1, which turns the skip into a failure. The cluster tests shar
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import assert_product_matches_scipy, run_python
+from conftest import assert_product_matches_scipy, run_interpreter, run_python
 
 import spmm
 from spmm import _dask_bridge, _spmm_ext
@@ -484,3 +486,39 @@ def test_a_worker_killed_mid_graph_does_not_change_the_result(client, rng):
     np.testing.assert_allclose(total.result(timeout=120), (x_mem @ w).sum(axis=0), rtol=1e-10)
     assert victim not in client.nthreads()  # it died: its replacement has another address
     client.wait_for_workers(2, timeout=60)
+
+
+# --------------------------------------------------------------------------------------------
+# The documentation's example and the benchmark harness's dask suite.
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def test_the_example_of_docs_dask_md_runs_as_written(tmp_path):
+    text = (REPOSITORY / "docs" / "dask.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text, re.DOTALL).group(1)
+    printed = re.search(r"It prints\n\n```text\n(.*?)```", text, re.DOTALL).group(1)
+    script = tmp_path / "example.py"
+    script.write_text(code, encoding="utf-8")
+    proc = run_interpreter([str(script)], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == printed
+
+
+def test_bench_dask_suite_checks_and_measures_each_product_on_a_cluster(tmp_path):
+    proc = run_interpreter([str(REPOSITORY / "bench" / "run.py"), "--suite", "dask-tiny",
+                            "--out", str(tmp_path), "--no-progress"], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "dask.json").read_text())
+    assert [r["product"]["kind"] for r in results["products"]] == ["xw", "ab"]
+    for record in results["products"]:
+        assert record["max_relative_error"] < 1e-4
+        setups = [run["setup"] for run in record["runs"]]
+        assert setups == ["in-process, 1 thread(s)", *(["in-process, 2 thread(s)"]
+                                                        if CPUS > 1 else []),
+                          "LocalCluster, 2 worker(s) x 1 thread"]
+        cluster = record["runs"][-1]
+        assert cluster["product_tasks"] == record["product"]["n"] // record["product"]["block"]
+        assert cluster["graph_bytes"] > record["matrix_bytes"]  # the matrix, once
+        assert cluster["graph_bytes"] < 2 * record["matrix_bytes"] + 100_000
+    assert "| LocalCluster, 2 worker(s) x 1 thread |" in (tmp_path / "dask.md").read_text()
