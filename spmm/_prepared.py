@@ -49,9 +49,9 @@ class PreparedMatrix(SparseOperand):
     ``spmm.multiply(x, p)`` with the same results as scipy.
 
     The CSR form (for ``p @ x``) is built by ``prepare``; the CSR form of the transpose (for
-    ``x @ p``) is built on first use and kept. With a structured :attr:`layout` (``"tile"``
-    or ``"block"``), ``x @ p`` uses the structured form built by ``prepare`` instead (unless a
-    CSR kernel is named: ``kernel="naive"|"reordered"|"tiled"``).
+    ``x @ p``) is built on first use and kept. With a structured :attr:`layout` (``"tile"``,
+    ``"block"`` or ``"n_m"``), ``x @ p`` uses the structured form built by ``prepare`` instead
+    (unless a CSR kernel is named: ``kernel="naive"|"reordered"|"tiled"``).
 
     Attributes
     ----------

@@ -105,8 +105,8 @@ def prune(
         pruned, or fewer if those alone would prune more weights than ``sparsity`` asks (which
         rounding can cause only when the two are nearly equal).
     format : {"csr", "csc"}, default "csr"
-        The result's format. ``X @ w`` uses a CSC ``w`` without conversion; for many products
-        pass either to :func:`spmm.prepare`.
+        The result's format. :func:`spmm.multiply` reads either as stored, in both products;
+        for many products pass the result to :func:`spmm.prepare`.
 
     Returns
     -------
