@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import _spmm_ext
+from . import _precision, _spmm_ext
 from ._operands import SIMD_ALIGNMENT, Csr, aligned_empty, read_only
 
 LAYOUTS = ("auto", "csr", "tile", "block", "n_m")
@@ -48,12 +48,13 @@ _CONVERSION_LOCK = threading.Lock()
 
 
 def _with_values_of(form: Panels | NmWeights, dtype: np.dtype) -> Panels | NmWeights:
-    """``form`` with its values converted to ``dtype`` (aligned; made once and kept).
+    """``form`` with its values converted to ``dtype`` (aligned; made once and kept). A form
+    of reduced values (``spmm._precision``) is used as it is: its products compute in float32.
 
     Under a lock: another thread may be reading the cache (``PreparedMatrix.stored_arrays``
     snapshots it) or converting the same form.
     """
-    if form.values.dtype == dtype:
+    if form.values.dtype == dtype or form.reduced:
         return form
     with _CONVERSION_LOCK:
         if dtype not in form._by_dtype:
@@ -80,9 +81,12 @@ class Panels:
     unit_row : ndarray of int32
         The first input row of each unit.
     values : ndarray, (units * run, ld)
-        The panel rows, 64-byte aligned, each padded with zeros to ``ld`` elements.
+        The panel rows, 64-byte aligned, each padded with zeros to ``ld`` elements: float32 or
+        float64, or a reduced format (``spmm._precision``).
     fits : bool
         Whether every stored segment is fully stored in the matrix (no zero fill).
+    scales : ndarray of float32, (outputs,), or None
+        int8 values only: output j's products are scaled by ``scales[j]``.
     """
 
     shape: tuple[int, int]
@@ -93,6 +97,7 @@ class Panels:
     values: np.ndarray
     fits: bool
     _by_dtype: dict = field(default_factory=dict, compare=False, repr=False)
+    scales: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def layout(self) -> str:
@@ -104,19 +109,46 @@ class Panels:
         return (self.run, self.width)
 
     @property
+    def reduced(self) -> bool:
+        return _precision.format_of(self.values) != "float32"
+
+    @property
     def nbytes(self) -> int:
-        return self.unit_ptr.nbytes + self.unit_row.nbytes + self.values.nbytes
+        return sum(x.nbytes for x in self.arrays())
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.unit_ptr, self.unit_row, self.values)
+        scales = () if self.scales is None else (self.scales,)
+        return (self.unit_ptr, self.unit_row, self.values, *scales)
 
     def multiply_into(self, x: np.ndarray, y: np.ndarray,
                       codes: tuple[int, int, int, int, int, int]) -> None:
-        """y = x @ W (2-D, see ``spmm._spmm_ext.panels_times_dense``); codes: kernel,
-        backend, threads, partition, SIMD level, minimum work (``spmm._policy.Plan.codes``)."""
+        """y = x @ W (2-D, see ``spmm._spmm_ext.panels_times_dense``; float32 x and y for
+        reduced values); codes: kernel, backend, threads, partition, SIMD level, minimum work
+        (``spmm._policy.Plan.codes``)."""
         rows, cols = self.shape
+        if self.reduced:
+            code = _precision.FORMAT_CODES[_precision.format_of(self.values)]
+            _spmm_ext.reduced_panels_times_dense(rows, cols, self.width, self.run,
+                                                 self.unit_ptr, self.unit_row, self.values,
+                                                 code, self.scales, x, y, codes)
+            return
         _spmm_ext.panels_times_dense(rows, cols, self.width, self.run, self.unit_ptr,
                                      self.unit_row, self.values, x, y, codes)
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every position the panels store inside the matrix (zero fill included): (input
+        rows, output columns, stored values), in no particular order."""
+        rows, cols = self.shape
+        tiles = len(self.unit_ptr) - 1
+        unit_tile = np.repeat(np.arange(tiles, dtype=np.int64), np.diff(self.unit_ptr))
+        k = self.unit_row.astype(np.int64)[:, None] + np.arange(self.run)  # units x run
+        c = unit_tile[:, None] * self.width + np.arange(self.width)  # units x width
+        units = len(self.unit_row)
+        v = self.values.reshape(units, self.run, -1)[:, :, :self.width]
+        inside = (k < rows)[:, :, None] & (c < cols)[:, None, :]
+        k3 = np.broadcast_to(k[:, :, None], inside.shape)
+        c3 = np.broadcast_to(c[:, None, :], inside.shape)
+        return k3[inside], c3[inside], v[inside]
 
     def astype(self, dtype: np.dtype) -> Panels:
         """The same panels with values of ``dtype`` (converted once and kept)."""
@@ -136,13 +168,16 @@ class NmWeights:
     values : ndarray, (chunks, groups * n, NM_CHUNK)
         For each chunk of NM_CHUNK output columns, row ``g * n + s``: the ``s``-th kept
         weight of group ``g`` of each column (zero where a column keeps fewer; the last chunk
-        zero padded): one contiguous stream per chunk, 64-byte aligned.
+        zero padded): one contiguous stream per chunk, 64-byte aligned. float32 or float64, or
+        a reduced format (``spmm._precision``).
     offsets : ndarray of uint8, same shape
         The position of each of those weights inside its group.
     fits : bool
         Whether every slot holds a stored weight: every column keeps exactly ``n`` in every
         group, the last, shorter one included (a zero-filled slot multiplies a real row of X,
         so 0 x inf there would give NaN).
+    scales : ndarray of float32, (outputs,), or None
+        int8 values only: output j's products are scaled by ``scales[j]``.
     """
 
     shape: tuple[int, int]
@@ -152,24 +187,55 @@ class NmWeights:
     offsets: np.ndarray
     fits: bool
     _by_dtype: dict = field(default_factory=dict, compare=False, repr=False)
+    scales: np.ndarray | None = field(default=None, compare=False)
 
     layout = "n_m"
     block = None
 
     @property
+    def reduced(self) -> bool:
+        return _precision.format_of(self.values) != "float32"
+
+    @property
     def nbytes(self) -> int:
-        return self.values.nbytes + self.offsets.nbytes
+        return sum(x.nbytes for x in self.arrays())
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.values, self.offsets)
+        scales = () if self.scales is None else (self.scales,)
+        return (self.values, self.offsets, *scales)
 
     def multiply_into(self, x: np.ndarray, y: np.ndarray,
                       codes: tuple[int, int, int, int, int, int]) -> None:
         """y = x @ W (2-D, see ``spmm._spmm_ext.nm_times_dense``); codes as for
         :meth:`Panels.multiply_into`."""
         rows, cols = self.shape
+        if self.reduced:
+            code = _precision.FORMAT_CODES[_precision.format_of(self.values)]
+            _spmm_ext.reduced_nm_times_dense(rows, cols, self.n, self.m, self.values, code,
+                                             self.scales, self.offsets, x, y, codes)
+            return
         _spmm_ext.nm_times_dense(rows, cols, self.n, self.m, self.values, self.offsets, x, y,
                                  codes)
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every position the slots store inside the matrix: (input rows, output columns,
+        stored values), each position once. A zero-filled slot (offset 0, value 0) that falls
+        on a kept weight's position gives way to it; one that falls elsewhere stays a stored
+        zero."""
+        rows, cols = self.shape
+        chunks, slots, chunk = self.values.shape
+        group = np.arange(slots, dtype=np.int64) // max(self.n, 1)
+        k = group[None, :, None] * self.m + self.offsets.astype(np.int64)
+        c = np.broadcast_to(np.arange(chunks, dtype=np.int64)[:, None, None] * chunk
+                            + np.arange(chunk), k.shape)
+        inside = (k < rows) & (c < cols)
+        k, c, v = k[inside], c[inside], self.values[inside]
+        # Each position once: sorted by position, a kept (nonzero) value before a fill.
+        order = np.lexsort((v == 0, k, c))
+        k, c, v = k[order], c[order], v[order]
+        first = np.ones(len(k), dtype=bool)
+        first[1:] = (k[1:] != k[:-1]) | (c[1:] != c[:-1])
+        return k[first], c[first], v[first]
 
     def astype(self, dtype: np.dtype) -> NmWeights:
         """The same weights with values of ``dtype`` (converted once and kept)."""
@@ -423,3 +489,17 @@ def structured_form(csr: Csr, layout: str, tile: int | None, block: tuple[int, i
                 "every group of m inputs)")
         n_m = (first, second)
     return build_n_m(csr, int(n_m[0]), int(n_m[1]))
+
+
+def transposed_csr(form: Panels | NmWeights) -> Csr:
+    """The CSR arrays of Wᵀ (rows: W's outputs) holding every position ``form`` stores, its
+    values as they are stored (a reduced format's included) and its int8 scales: the inverse of
+    building the form from them. Canonical: sorted, each position once. int64 pointers and
+    indices (``spmm._prepared.compressed`` narrows them)."""
+    rows, cols = form.shape
+    k, c, v = form.positions()
+    order = np.lexsort((k, c))
+    indptr = np.zeros(cols + 1, dtype=np.int64)
+    np.cumsum(np.bincount(c, minlength=cols), out=indptr[1:])
+    return Csr(indptr, k[order], np.ascontiguousarray(v[order]), (cols, rows),
+               scales=form.scales)

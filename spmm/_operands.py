@@ -44,7 +44,8 @@ class Csr:
 
     ``slices`` caches the partitions of the rows among threads, keyed by (thread count,
     partition code), when the arrays are kept for many products (a prepared matrix); None
-    otherwise.
+    otherwise. A prepared matrix's values may be in a reduced format (``spmm._precision``:
+    bfloat16 bits, float16 or int8); int8 ones come with ``scales``, one float32 per row.
     """
 
     indptr: np.ndarray
@@ -52,6 +53,7 @@ class Csr:
     data: np.ndarray
     shape: tuple[int, int]
     slices: dict[tuple[int, int], np.ndarray] | None = field(default=None, compare=False)
+    scales: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def nnz(self) -> int:

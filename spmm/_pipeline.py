@@ -240,6 +240,8 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
         _warn_openmp_unusable()
     dtype, transposed, m, kind = product.dtype, product.transposed, product.sparse, product.kind
     out = product.out if product.out is not None else aligned_result(product.shape, dtype)
+    if kind == "prepared" and m.reduced:  # computed in float32 (spmm._precision)
+        return m.reduced_product(product.dense, out, transposed, plan)
     dense = kernel_dense(product.dense, dtype)
     codes = plan.codes
     rows, cols = m.shape

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _config, _dask_bridge, _formats, _layouts, _policy, _spmm_ext
+from . import _config, _dask_bridge, _formats, _layouts, _policy, _precision, _spmm_ext
 from ._checks import is_int, is_positive_int
-from ._operands import Csr, SparseOperand, check_sparse, read_only, result_dtype, to_csr
+from ._operands import (
+    Csr,
+    SparseOperand,
+    aligned_result,
+    check_sparse,
+    kernel_dense,
+    read_only,
+    result_dtype,
+    to_csr,
+)
 from ._pipeline import multiply
+
+_F32 = np.dtype(np.float32)
 
 # The largest N:M group: offsets inside a group are one byte (include/spmm/formats/structured.hpp).
 MAX_GROUP = _spmm_ext.max_group()
@@ -37,8 +49,25 @@ def compressed(csr: Csr) -> Csr:
         index_dtype = offset_dtype = np.dtype(np.int32)
     else:
         index_dtype = offset_dtype = np.dtype(np.int64)
+    scales = None if csr.scales is None else read_only(csr.scales)
     return Csr(read_only(csr.indptr.astype(offset_dtype)),
-               read_only(csr.indices.astype(index_dtype)), read_only(csr.data), csr.shape, {})
+               read_only(csr.indices.astype(index_dtype)), read_only(csr.data), csr.shape, {},
+               scales)
+
+
+def transposed(csr: Csr) -> Csr:
+    """The CSR arrays of the transpose of ``csr`` (canonical in, canonical out), its values
+    moved as they are, whatever their dtype (a reduced format's too: nothing is rounded), with
+    int32 or int64 indices; no scales."""
+    rows, cols = csr.shape
+    index_dtype = np.int32 if max(rows, cols, csr.nnz) < 2**31 else np.int64
+    # scipy transposes the structure (a counting sort, rows sorted); the values follow the
+    # permutation it applied to their positions.
+    order = sp.csr_array((np.arange(csr.nnz, dtype=np.int64), csr.indices.astype(index_dtype),
+                          csr.indptr.astype(index_dtype)), shape=csr.shape).T.tocsr()
+    order.sort_indices()
+    return Csr(order.indptr, order.indices, np.ascontiguousarray(csr.data[order.data]),
+               (cols, rows))
 
 
 class PreparedMatrix(SparseOperand):
@@ -53,16 +82,29 @@ class PreparedMatrix(SparseOperand):
     ``"block"`` or ``"n_m"``), ``x @ p`` uses the structured form built by ``prepare`` instead
     (unless a CSR kernel is named: ``kernel="naive"|"reordered"|"tiled"``).
 
+    With reduced values (``prepare(a, values="bfloat16" | "float16" | "int8")``) the values
+    are kept once, in the form ``x @ p`` reads (the CSR form of the transpose, or the
+    structured form), with no float32 copy; the CSR form ``p @ x`` reads is built from it on
+    first use (int8: with its own scales, one per row).
+
     Attributes
     ----------
     shape : tuple of int
         ``(rows, columns)``.
     dtype : numpy.dtype
-        float32 or float64: the dtype of the stored values.
+        float32 or float64: the dtype the products compute in (float32 for reduced values),
+        which decides the result's dtype as for a scipy matrix of that dtype.
+    values : str
+        How the values are stored: ``"float32"``, ``"float64"``, ``"bfloat16"``,
+        ``"float16"`` or ``"int8"`` (see :func:`spmm.prepare`).
+    activations : str or None
+        ``"bfloat16"`` or ``"int8"``: the dense operand is rounded to it at every product and
+        the dot-product instructions multiply (see :func:`spmm.prepare`); None: it is not.
     nnz : int
         Number of stored entries (duplicates summed).
     nbytes : int
-        Memory held by the arrays of every form built so far, in bytes.
+        Memory held by the arrays of every form built so far, in bytes: values, indices, row
+        pointers, structured arrays and int8 scales.
     layout : str
         ``"csr"``, ``"tile"`` (tile-wise sparsity), ``"block"`` (block sparsity) or ``"n_m"``
         (N:M sparsity): the form ``x @ p`` uses. See :func:`spmm.prepare`.
@@ -76,16 +118,29 @@ class PreparedMatrix(SparseOperand):
     # Make numpy defer ``ndarray @ PreparedMatrix`` to ``__rmatmul__``.
     __array_ufunc__ = None
 
-    def __init__(self, csr: Csr,
-                 structured: _layouts.Panels | _layouts.NmWeights | None = None) -> None:
+    def __init__(self, csr: Csr | None,
+                 structured: _layouts.Panels | _layouts.NmWeights | None = None, *,
+                 csr_t: Csr | None = None, nnz: int | None = None,
+                 activations: str | None = None) -> None:
+        # The CSR form (p @ x) and that of the transpose (x @ p), each built on first use when
+        # not given. A matrix of float values always has the first; one of reduced values has
+        # the second or its structured form, from which the others are made.
         self._csr = csr
-        self._csr_t: Csr | None = None
+        self._csr_t = csr_t
         self._structured = structured
         # The CSR forms with values of the other float dtype, keyed (transposed, dtype):
         # converted once, on first use, and kept (a float32 matrix times float64 operands).
         self._converted: dict[tuple[bool, np.dtype], Csr] = {}
         self._lock = threading.Lock()
         self._token: str | None = None  # __dask_tokenize__, computed on first use
+        self._activations = activations
+        if csr is not None:
+            self._shape, self._nnz, stored = csr.shape, csr.nnz, csr.data
+        elif csr_t is not None:
+            self._shape, self._nnz, stored = csr_t.shape[::-1], csr_t.nnz, csr_t.data
+        else:
+            self._shape, self._nnz, stored = structured.shape, int(nnz), structured.values
+        self._format = _precision.format_of(stored)
 
     @property
     def layout(self) -> str:
@@ -101,20 +156,34 @@ class PreparedMatrix(SparseOperand):
         return (form.n, form.m) if isinstance(form, _layouts.NmWeights) else None
 
     def structured(self, dtype: np.dtype) -> _layouts.Panels | _layouts.NmWeights | None:
-        """The structured form with values of ``dtype`` (for ``x @ p``), or None."""
+        """The structured form with values of ``dtype`` (for ``x @ p``; a form of reduced
+        values as it is), or None."""
         return None if self._structured is None else self._structured.astype(dtype)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self._csr.shape
+        return self._shape
+
+    @property
+    def reduced(self) -> bool:
+        """Whether the values are stored in a reduced format (bfloat16, float16, int8)."""
+        return self._format != "float32"
+
+    @property
+    def values(self) -> str:
+        return self._format if self.reduced else self._csr.data.dtype.name
+
+    @property
+    def activations(self) -> str | None:
+        return self._activations
 
     @property
     def dtype(self) -> np.dtype:
-        return self._csr.data.dtype
+        return _F32 if self.reduced else self._csr.data.dtype
 
     @property
     def nnz(self) -> int:
-        return self._csr.nnz
+        return self._nnz
 
     @property
     def ndim(self) -> int:
@@ -130,17 +199,29 @@ class PreparedMatrix(SparseOperand):
         """The canonical data only: the CSR arrays (as numpy arrays, so that pickle protocol
         5 can move them out of band), the shape and the layout's parameters.
 
+        Reduced values are kept as stored (rounding them again would lose more), with their
+        format, scales and activations: the arrays are then those of the transpose, the form
+        whose values ``prepare`` rounded (its rows are the outputs of ``x @ p``, one int8 scale
+        each).
+
         Every derived form (the transpose, the slices, the structured form, the converted
         values) is rebuilt on unpickling from these, once they are checked: nothing a pickle
         carries is trusted.
         """
+        parameters = {"layout": self.layout, "block": self.block, "n_m": self.n_m}
+        if self.reduced:
+            t = self._source_t()
+            return {"shape": self.shape, "indptr": t.indptr, "indices": t.indices,
+                    "data": t.data, "values": self._format, "scales": t.scales,
+                    "activations": self._activations, **parameters}
         c = self._csr
         return {"shape": c.shape, "indptr": c.indptr, "indices": c.indices, "data": c.data,
-                "layout": self.layout, "block": self.block, "n_m": self.n_m}
+                **parameters}
 
     def __setstate__(self, state: object) -> None:
         restored = from_state(state)
-        self.__init__(restored._csr, restored._structured)
+        self.__init__(restored._csr, restored._structured, csr_t=restored._csr_t,
+                      nnz=restored.nnz, activations=restored.activations)
 
     def __dask_tokenize__(self) -> str:
         """A token naming this matrix in dask graphs: a hash of its canonical state (the
@@ -160,30 +241,46 @@ class PreparedMatrix(SparseOperand):
     def stored_arrays(self) -> list[np.ndarray]:
         """The arrays of every form built so far (``out=`` must not overlap them); read-only
         views."""
-        forms = [self._csr] + ([self._csr_t] if self._csr_t is not None else [])
+        forms = [f for f in (self._csr, self._csr_t) if f is not None]
         forms += tuple(self._converted.values())  # another thread may add one
         arrays = [x for f in forms for x in (f.indptr, f.indices, f.data)]
+        arrays += [f.scales for f in forms if f.scales is not None]
         if self._structured is not None:
             converted = tuple(self._structured._by_dtype.values())  # another thread may add
             arrays += [x for p in (self._structured, *converted) for x in p.arrays()]
         return arrays
 
     def csr(self, dtype: np.dtype) -> Csr:
-        """CSR arrays of the matrix with values of ``dtype`` (for ``p @ x``)."""
+        """CSR arrays of the matrix with values of ``dtype`` (for ``p @ x``; reduced values as
+        they are)."""
+        if self.reduced:
+            if self._csr is None:
+                with self._lock:
+                    if self._csr is None:
+                        self._csr = compressed(_left_form(self._source_t(), self._format))
+            return self._csr
         if self._csr.data.dtype == dtype:
             return self._csr
         return self._with_values_of(False, dtype)
 
     def csr_transposed(self, dtype: np.dtype) -> Csr:
-        """CSR arrays of the transpose with values of ``dtype`` (for ``x @ p``)."""
+        """CSR arrays of the transpose with values of ``dtype`` (for ``x @ p``; reduced values
+        as they are)."""
         if self._csr_t is None:
             with self._lock:
                 if self._csr_t is None:
-                    transposed = to_csr(self.to_scipy().T.tocsr(), self.dtype)
-                    self._csr_t = compressed(transposed)
-        if self._csr_t.data.dtype == dtype:
+                    self._csr_t = compressed(
+                        _layouts.transposed_csr(self._structured) if self.reduced
+                        else transposed(self._csr))
+        if self._csr_t.data.dtype == dtype or self.reduced:
             return self._csr_t
         return self._with_values_of(True, dtype)
+
+    def _source_t(self) -> Csr:
+        """The CSR arrays of the transpose of a matrix of reduced values: the form whose
+        values ``prepare`` rounded (made from the structured form when none is kept)."""
+        t = self._csr_t
+        return t if t is not None else _layouts.transposed_csr(self._structured)
 
     def _with_values_of(self, transposed: bool, dtype: np.dtype) -> Csr:
         """The CSR form (of the transpose when ``transposed``) with values converted to
@@ -207,6 +304,29 @@ class PreparedMatrix(SparseOperand):
             return self.csr_transposed(dtype) if transposed else self.csr(dtype)
         return self.structured(dtype)
 
+    def reduced_product(self, dense: np.ndarray, out: np.ndarray, transposed: bool,
+                        plan: _policy.Plan) -> np.ndarray:
+        """Write the product with a dense operand into ``out`` for reduced values: computed in
+        float32 (the dense operand converted, when it is float64, and the float32 result then
+        written into a float64 ``out``), every sum accumulated in float32."""
+        x = kernel_dense(dense, _F32)
+        target = out if out.dtype == _F32 else aligned_result(out.shape, _F32)
+        form = self.form(plan.family, transposed, _F32)
+        codes = plan.codes
+        if plan.family == "csr_rows":
+            bounds = (form.slice_bounds(plan.num_threads, codes[3]) if plan.num_threads > 1
+                      else None)
+            rows, cols = form.shape
+            _spmm_ext.reduced_csr_product(form.indptr, form.indices, form.data,
+                                          _precision.FORMAT_CODES[self._format], form.scales,
+                                          rows, cols, x, target, transposed, codes, bounds)
+        else:
+            form.multiply_into(x.reshape(1, -1) if x.ndim == 1 else x,
+                               target.reshape(1, -1) if target.ndim == 1 else target, codes)
+        if target is not out:
+            np.copyto(out, target)
+        return out
+
     def to_scipy(self) -> sp.csr_array:
         """The matrix as a scipy ``csr_array``, in canonical form.
 
@@ -215,7 +335,17 @@ class PreparedMatrix(SparseOperand):
         scipy's methods that would change them in place (``m.data *= 2``,
         ``m[i, j] = v``...) raise ``ValueError`` instead. ``to_scipy().copy()`` is a matrix
         of one's own.
+
+        With reduced values it holds the values the products use, as float32: the rounded
+        values (int8: each one times its scale), in arrays of its own.
         """
+        if self.reduced:
+            t = self._source_t()
+            wide = _precision.widen(t.data, t.scales, t.indptr)
+            c = transposed(Csr(t.indptr, t.indices, wide, t.shape))
+            m = sp.csr_array((c.data, c.indices, c.indptr), shape=self.shape)
+            m.has_canonical_format = True
+            return m
         c = self._csr
         indptr, indices = c.indptr, c.indices
         if indices.dtype == np.uint16:
@@ -225,21 +355,25 @@ class PreparedMatrix(SparseOperand):
         m.has_canonical_format = True  # sorted and summed: scipy never needs to fix it
         return m
 
-    def footprint(self) -> dict[str, int]:
+    def footprint(self) -> dict[str, float]:
         """Bytes of this matrix next to the forms it replaces.
 
         Returns
         -------
         dict
-            ``"prepared"``: :attr:`nbytes` (every form built so far); ``"scipy_csr"``: the
-            same matrix as a scipy CSR matrix (int32 indices when they fit, as scipy stores
-            them); ``"dense"``: as a dense array of the same dtype.
+            ``"prepared"``: :attr:`nbytes` (every form built so far); ``"per_stored_weight"``:
+            that divided by :attr:`nnz` (values, indices and everything else counted);
+            ``"scipy_csr"``: the same matrix as a scipy CSR matrix of :attr:`dtype` (int32
+            indices when they fit, as scipy stores them); ``"dense"``: as a dense array of
+            :attr:`dtype`.
         """
         rows, cols = self.shape
         index_bytes = 4 if max(rows, cols, self.nnz) < 2**31 else 8
         itemsize = self.dtype.itemsize
+        nbytes = self.nbytes
         return {
-            "prepared": self.nbytes,
+            "prepared": nbytes,
+            "per_stored_weight": nbytes / max(1, self.nnz),
             "scipy_csr": (rows + 1) * index_bytes + self.nnz * (index_bytes + itemsize),
             "dense": rows * cols * itemsize,
         }
@@ -261,15 +395,28 @@ class PreparedMatrix(SparseOperand):
     def __repr__(self) -> str:
         shape = self.n_m if self.layout == "n_m" else self.block
         layout = "" if self._structured is None else f", layout {self.layout} {shape}"
+        activations = "" if self._activations is None else f", {self._activations} activations"
         return (
             f"<PreparedMatrix {self.shape[0]}x{self.shape[1]}, {self.nnz} stored "
-            f"{self.dtype} entries{layout}, {self.nbytes} bytes>"
+            f"{self.values} entries{layout}{activations}, {self.nbytes} bytes>"
         )
 
 
+def _left_form(source_t: Csr, fmt: str) -> Csr:
+    """The CSR form of a matrix of reduced values for ``p @ x`` (rows: A's rows), from the
+    form of its transpose: the values moved as they are, or, for int8, each row quantized
+    again with a scale of its own (from the values the transpose's scales give)."""
+    if fmt != "int8":
+        return transposed(source_t)
+    wide = _precision.widen(source_t.data, source_t.scales, source_t.indptr)
+    left = transposed(Csr(source_t.indptr, source_t.indices, wide, source_t.shape))
+    q, scales = _precision.quantize(left.data, left.indptr)
+    return Csr(left.indptr, left.indices, q, left.shape, scales=scales)
+
+
 def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | None = None,
-            block: tuple[int, int] | None = None,
-            n_m: tuple[int, int] | None = None) -> PreparedMatrix:
+            block: tuple[int, int] | None = None, n_m: tuple[int, int] | None = None,
+            values: str | None = None, activations: str | None = None) -> PreparedMatrix:
     """Convert a sparse matrix once for many products.
 
     Parameters
@@ -301,6 +448,29 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
         kernels hold a group in a register: m up to 16 floats / 8 doubles with AVX-512, 8 / 4
         with AVX2, others run a portable loop); default: the one that fits (an error if none
         does).
+    values : {None, "float32", "bfloat16", "float16", "int8"}, default None
+        How the values are stored. None: as described for ``a`` above (float32, or float64
+        when float32 cannot hold them). ``"float32"``: float32 (float64 values rounded to
+        nearest). ``"bfloat16"`` (2 bytes, float32's range, 8 significant bits) and
+        ``"float16"`` (2 bytes, 11 significant bits, at most 65504 in magnitude): rounded to
+        nearest, ties to even. ``"int8"`` (1 byte): symmetric, one float32 scale per output
+        of the product the stored form serves (per column of ``a`` for ``x @ p``, per row for
+        ``p @ x``): ``s = max|w| / 127``, ``q = round(w / s)``. Reduced values are widened to
+        float32 in registers and every sum is accumulated in float32: :attr:`dtype` is
+        float32, float64 operands give a float64 result computed in float32. The matrix keeps
+        no float32 copy of them. See docs/usage.md ("Reduced-precision values") for the error
+        bounds.
+    activations : {None, "bfloat16", "int8"}, default None
+        Also round the dense operand, at every product, to this format (it must equal
+        ``values``), so that the CPU's dot-product instructions multiply: ``vdpbf16ps``
+        (AVX512_BF16), ``vpdpbusd`` (AVX512_VNNI, AVX-VNNI), ``bfdot`` and ``sdot`` (aarch64)
+        on the stored entries grouped by the instruction's width (2 for bfloat16, 4 for int8),
+        with a portable loop computing the same where the CPU has none. int8 activations are
+        quantized per dense vector (a row of ``x`` for ``x @ p``, a column of ``x`` for
+        ``p @ x``) with their own scale; the products are then integer sums, exact until the
+        two scales are applied. A property of the matrix, not of a call, because ``x @ p``
+        takes no options and the grouped form it needs is built once. Not with the ``"n_m"``
+        layout (``"auto"`` then uses CSR). See docs/usage.md for the error bounds.
 
     Returns
     -------
@@ -316,8 +486,11 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     TypeError
         If ``a`` is not a 2-D scipy.sparse matrix/array, or has a complex or object dtype.
     ValueError
-        If its structure is corrupt, or ``layout``, ``tile``, ``block`` or ``n_m`` is not
-        valid, or the matrix keeps more than n of m weights somewhere for ``layout="n_m"``.
+        If its structure is corrupt, or ``layout``, ``tile``, ``block``, ``n_m``, ``values``
+        or ``activations`` is not valid, or the matrix keeps more than n of m weights
+        somewhere for ``layout="n_m"``, or its weights do not fit ``values``: a finite weight
+        beyond float16's range (or one that rounds beyond bfloat16's), a NaN or infinite one
+        for int8.
 
     Notes
     -----
@@ -337,10 +510,16 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     >>> p = spmm.prepare(spmm.prune(w, 0.75, "tile_wise", tile=64))
     >>> p.layout, p.block
     ('tile', (1, 64))
+    >>> p = spmm.prepare(w, values="bfloat16")
+    >>> p.values, p.dtype, round(p.footprint()["per_stored_weight"], 2)
+    ('bfloat16', dtype('float32'), 4.0)
     """
     _check_layout(layout, tile, block, n_m)
+    _check_values(values, activations, layout)
     check_sparse(a, "prepare")
     dtype = result_dtype(a.dtype, np.dtype(np.float32), "prepare")
+    if values == "float32":
+        dtype = _F32
     csr = to_csr(a, dtype)
     # Own the arrays (never the caller's), in canonical form: sorted, no duplicates, with
     # int32 indices whenever every index and offset fits (half the index bytes to stream).
@@ -349,10 +528,42 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
                           csr.indptr.astype(index_dtype)), shape=csr.shape)
     owned.sum_duplicates()
     canonical = to_csr(owned, dtype)
+    if values in _precision.REDUCED:
+        # Rounded in the form x @ p reads: its rows are the outputs int8 scales belong to.
+        t = transposed(canonical)
+        stored, scales = _precision.reduce(t.data, t.indptr, values)
+        return _reduced(Csr(t.indptr, t.indices, stored, t.shape, scales=scales), layout,
+                        tile, block, n_m, activations)
     structured = _layouts.structured_form(canonical, layout, tile, block, n_m)
     prepared = PreparedMatrix(compressed(canonical), structured)
     _partition_for_default_threads(prepared._csr)
     return prepared
+
+
+def _reduced(csr_t: Csr, layout: str, tile: int | None, block: tuple[int, int] | None,
+             n_m: tuple[int, int] | None, activations: str | None) -> PreparedMatrix:
+    """The PreparedMatrix of reduced values whose x @ p form is ``csr_t`` (the CSR arrays of
+    the transpose, canonical, values stored and scaled as the format says), in ``layout``.
+
+    Its structured form, when there is one, is built from the same values and scales (the
+    scales of x @ p's outputs: the columns of W), and is then the only copy kept. Its stored
+    entries are the positions the form stores: those of ``csr_t``, and for a declared layout
+    that does not fit, the zeros it fills in too.
+    """
+    structured = None
+    if layout != "csr":
+        w = transposed(csr_t)  # W's CSR, the values as stored: what the layouts are built from
+        structured = _layouts.structured_form(w, layout, tile, block, n_m)
+        if isinstance(structured, _layouts.NmWeights) and activations is not None:
+            structured = None  # no dot-product kernel for N:M: auto falls back to CSR
+    if structured is None:
+        prepared = PreparedMatrix(None, csr_t=compressed(csr_t), activations=activations)
+        _partition_for_default_threads(prepared._csr_t)
+        return prepared
+    scales = None if csr_t.scales is None else read_only(csr_t.scales)
+    structured = replace(structured, scales=scales)
+    nnz = csr_t.nnz if structured.fits else _layouts.transposed_csr(structured).nnz
+    return PreparedMatrix(None, structured, nnz=nnz, activations=activations)
 
 
 _STATE_KEYS = ("shape", "indptr", "indices", "data", "layout", "block", "n_m")
@@ -361,6 +572,11 @@ _STATE_KEYS = ("shape", "indptr", "indices", "data", "layout", "block", "n_m")
 def from_state(state: object) -> PreparedMatrix:
     """The PreparedMatrix of a pickled state (:meth:`PreparedMatrix.__getstate__`), checked
     as fully as :func:`prepare` checks a matrix, every derived form rebuilt.
+
+    A state of reduced values (key ``values``: ``"bfloat16"``, ``"float16"`` or ``"int8"``)
+    holds the CSR arrays of the transpose, its stored values (of the format's storage dtype;
+    int8 within [-127, 127]) and, for int8, one finite, non-negative float32 scale per row;
+    they are kept as they are, never rounded again.
 
     Also reads the state of earlier versions of spmm (the forms themselves, keyed ``csr``,
     ``csr_t`` and ``structured``), of which it keeps only the canonical data too.
@@ -377,18 +593,29 @@ def from_state(state: object) -> PreparedMatrix:
             or not all(is_int(n) and 0 <= n < 2**63 for n in shape)):
         raise _bad_state(f"shape must be two integers in [0, 2**63); got {shape!r}")
     rows, cols = int(shape[0]), int(shape[1])
+    fmt = state.get("values")
+    if fmt is not None and (not isinstance(fmt, str) or fmt not in _precision.REDUCED):
+        raise _bad_state(f"values must be one of {_precision.REDUCED} (or absent, for float "
+                         f"values); got {fmt!r}")
+    # Reduced values come in the CSR arrays of the transpose: major = W's columns.
+    major, minor = (cols, rows) if fmt is not None else (rows, cols)
     indptr, indices, data = (_owned(state[name], name) for name in ("indptr", "indices", "data"))
     if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
         raise _bad_state(f"indptr and indices must be integer arrays; got {indptr.dtype} and "
                          f"{indices.dtype}")
-    if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8):
+    if fmt is not None:
+        if data.dtype.newbyteorder("=") != _precision.STORAGE[fmt]:
+            raise _bad_state(f"data of {fmt} values must be "
+                             f"{_precision.STORAGE[fmt]}; got {data.dtype}")
+    elif data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8):
         raise _bad_state(f"data must be float32 or float64; got {data.dtype}")
     data = data.astype(data.dtype.newbyteorder("="), copy=False)
-    if len(indptr) != rows + 1:
-        raise _bad_state(f"indptr has {len(indptr)} entries; expected {rows + 1} for "
-                         f"{rows} rows")
+    if len(indptr) != major + 1:
+        kind = "columns (the arrays of the transpose)" if fmt is not None else "rows"
+        raise _bad_state(f"indptr has {len(indptr)} entries; expected {major + 1} for "
+                         f"{major} {kind}")
     try:
-        _formats.check_compressed(indptr, indices, cols)
+        _formats.check_compressed(indptr, indices, minor)
     except ValueError as exc:
         raise _bad_state(str(exc)) from None
     nnz = int(indptr[-1])
@@ -406,16 +633,48 @@ def from_state(state: object) -> PreparedMatrix:
                          "block=(1, width) for 'tile', (rows >= 2, columns) for 'block', "
                          f"n_m=(n, m) with 1 <= n <= m <= {MAX_GROUP} for 'n_m', the others "
                          "None")
-    canonical = Csr(indptr, indices, data, (rows, cols))
     tile = block[1] if layout == "tile" else None
+    declared = (layout, tile, block if layout == "block" else None, n_m)
+    if fmt is not None:
+        scales = _checked_scales(state.get("scales"), fmt, data, major)
+        activations = state.get("activations")
+        try:
+            _check_values(fmt, activations, layout)
+            return _reduced(Csr(indptr, indices, data, (cols, rows), scales=scales),
+                            *declared, activations)
+        except ValueError as exc:
+            raise _bad_state(str(exc)) from None
+    canonical = Csr(indptr, indices, data, (rows, cols))
     try:
-        structured = _layouts.structured_form(canonical, layout, tile,
-                                              block if layout == "block" else None, n_m)
+        structured = _layouts.structured_form(canonical, *declared)
     except ValueError as exc:  # an N:M matrix keeping more than n of m somewhere
         raise _bad_state(str(exc)) from None
     prepared = PreparedMatrix(compressed(canonical), structured)
     _partition_for_default_threads(prepared._csr)
     return prepared
+
+
+def _checked_scales(scales: object, fmt: str, data: np.ndarray,
+                    outputs: int) -> np.ndarray | None:
+    """The scales of a state of ``fmt`` values: for int8, ``outputs`` finite, non-negative
+    float32 values (owned, native), its values checked within [-127, 127] too; else None."""
+    if fmt != "int8":
+        if scales is not None:
+            raise _bad_state(f"{fmt} values have no scales; got {type(scales).__name__}")
+        return None
+    if scales is None:
+        raise _bad_state("int8 values need their scales")
+    scales = _owned(scales, "scales")
+    if scales.dtype.newbyteorder("=") != _F32 or len(scales) != outputs:
+        raise _bad_state(f"scales must be {outputs} float32 values (one per column); got "
+                         f"{len(scales)} of {scales.dtype}")
+    scales = scales.astype(_F32, copy=False)
+    if not np.all(np.isfinite(scales) & (scales >= 0)):
+        raise _bad_state("scales must be finite and non-negative")
+    if data.size and int(np.min(data)) < -_precision.INT8_MAX:
+        raise _bad_state(f"int8 values must lie in [-{_precision.INT8_MAX}, "
+                         f"{_precision.INT8_MAX}]; got {int(np.min(data))}")
+    return scales
 
 
 def _bad_state(message: str) -> ValueError:
@@ -493,6 +752,26 @@ def _partition_for_default_threads(csr: Csr) -> None:
     if threads > 1:
         for partition in ("nnz", "dynamic"):
             csr.slice_bounds(threads, _policy.PARTITION_CODES[partition])
+
+
+def _check_values(values: object, activations: object, layout: object) -> None:
+    """Raise ValueError unless ``values`` and ``activations`` are valid for ``prepare``."""
+    choices = (None, *_precision.VALUE_FORMATS)
+    if not (values is None or (isinstance(values, str) and values in choices)):
+        raise ValueError(f"prepare: values must be one of {choices}; got {values!r}")
+    kinds = (None, *_precision.ACTIVATIONS)
+    if not (activations is None or (isinstance(activations, str) and activations in kinds)):
+        raise ValueError(f"prepare: activations must be one of {kinds}; got {activations!r}")
+    if activations is not None:
+        if values != activations:
+            raise ValueError(
+                f"prepare: activations={activations!r} needs values={activations!r} (the "
+                f"dot-product instructions multiply {activations} by {activations}); got "
+                f"values={values!r}")
+        if layout == "n_m":
+            raise ValueError(
+                "prepare: activations= has no kernel for the 'n_m' layout; use layout='csr' "
+                "(or 'auto', which then uses CSR)")
 
 
 def _check_layout(layout: object, tile: object, block: object, n_m: object) -> None:

@@ -16,7 +16,7 @@ microseconds per call, as much as a whole small product.
 
 cimport numpy as cnp
 from cpython.pythread cimport PyThread_get_thread_ident
-from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport getenv
 from libcpp cimport bool as cbool
 from libcpp.string cimport string
@@ -117,6 +117,20 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         int64_t rows, int64_t cols, int64_t n, int64_t m, int64_t chunk, const T* values,
         const uint8_t* offsets, const T* x, int64_t batch, int64_t x_row_stride,
         int64_t x_col_stride, T* y, int64_t ldy, const Config& k) except +raise_error
+    void c_reduced_csr_product "spmm::reduced_csr_product"[O, I](
+        const O* indptr, const I* indices, const void* values, int format, const float* scale,
+        int64_t rows, int64_t cols, const Dense& b, const Out& c, const Config& k,
+        const int64_t* bounds, int64_t nbounds) except +raise_error
+    void c_reduced_panels_times_dense "spmm::reduced_panels_times_dense"(
+        int64_t rows, int64_t cols, int64_t width, int64_t ld, int64_t run,
+        const int64_t* unit_ptr, const int32_t* unit_row, const void* values, int format,
+        const float* scale, const float* x, int64_t batch, int64_t x_row_stride,
+        int64_t x_col_stride, float* y, int64_t ldy, const Config& k) except +raise_error
+    void c_reduced_nm_times_dense "spmm::reduced_nm_times_dense"(
+        int64_t rows, int64_t cols, int64_t n, int64_t m, int64_t chunk, const void* values,
+        int format, const float* scale, const uint8_t* offsets, const float* x, int64_t batch,
+        int64_t x_row_stride, int64_t x_col_stride, float* y, int64_t ldy,
+        const Config& k) except +raise_error
     int64_t c_parallel_min_work "spmm::parallel_min_work"()
     int c_threads_used "spmm::threads_used"(int64_t entries, int64_t out_rows, int64_t n,
                                             int backend, int nthreads, int64_t min_work)
@@ -343,6 +357,87 @@ def csr_product(object indptr, object indices, object data, int64_t rows, int64_
                               a_cols, stored, by_columns, check, dense, out, k, bp, nb)
     else:
         raise ValueError("indptr and indices must both be int32 or both int64")
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# Reduced-precision values of a prepared matrix (include/spmm/formats/values.hpp): bfloat16 as
+# its bits (uint16), float16, int8 with one float32 scale per output. The format's code is its
+# position in the vocabulary's "values" list; X, B and the result are float32.
+
+cdef int reduced_values(object values, int format, object scale, int64_t outputs,
+                        const void** data, const float** scale_data) except -1:
+    """Check a reduced form's values (1-D, contiguous, of the format's storage dtype) and its
+    scales (int8: ``outputs`` float32 values; the others: None)."""
+    cdef int t = vector_type(values, "values")
+    cdef int want = (cnp.NPY_UINT16 if format == 1 else cnp.NPY_FLOAT16 if format == 2
+                     else cnp.NPY_INT8 if format == 3 else -1)
+    if t != want:
+        raise ValueError(f"values of stored format {format} must be "
+                         "uint16 (bfloat16 bits), float16 or int8 respectively")
+    data[0] = cnp.PyArray_DATA(<cnp.ndarray>values)
+    scale_data[0] = NULL
+    if format == 3:
+        if scale is None or vector_type(scale, "scale") != cnp.NPY_FLOAT \
+                or cnp.PyArray_DIM(<cnp.ndarray>scale, 0) != outputs:
+            raise ValueError(f"int8 values need {outputs} float32 scales")
+        scale_data[0] = <const float*>cnp.PyArray_DATA(<cnp.ndarray>scale)
+    elif scale is not None:
+        raise ValueError("only int8 values have scales")
+    return 0
+
+
+def reduced_csr_product(object indptr, object indices, object values, int format,
+                        object scale, int64_t rows, int64_t cols, object b, object c,
+                        bint transposed, tuple config, object bounds=None):
+    """Write ``A @ B`` into ``c`` for a prepared matrix A (``rows`` x ``cols``, CSR) whose
+    values are stored in a reduced ``format`` (code of the vocabulary's ``"values"``).
+
+    ``indptr`` and ``indices``: int64 and uint16, or both int32, or both int64, as
+    :func:`csr_product` takes a prepared matrix's; ``values``: as many entries as
+    ``indices``; ``scale``: int8 only, ``rows`` float32 values (row i's sum is scaled by
+    ``scale[i]``), else None. ``b``, ``c``: float32, as for :func:`csr_product`, with
+    ``transposed`` for X @ W. The arrays are trusted (a prepared matrix's, checked when it was
+    made); their lengths are checked here.
+    """
+    cdef int tp = vector_type(indptr, "indptr")
+    cdef int ti = vector_type(indices, "indices")
+    cdef const void* v
+    cdef const float* sp
+    reduced_values(values, format, scale, rows, &v, &sp)
+    cdef Dense dense
+    cdef Out out
+    read_operands(b, c, cnp.NPY_FLOAT, transposed, (indptr, indices, values), &dense, &out)
+    if cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) != rows + 1 or rows < 0 or cols < 0:
+        raise ValueError(f"indptr must have {rows + 1} entries")
+    if cnp.PyArray_DIM(<cnp.ndarray>indices, 0) != cnp.PyArray_DIM(<cnp.ndarray>values, 0):
+        raise ValueError("indices and values must be equally long")
+    if dense.rows != cols or out.rows != rows:
+        raise ValueError("operand shapes do not match")
+    cdef Config k = read_config(config)
+    cdef const int64_t* bp = NULL
+    cdef int64_t nb = 0
+    if bounds is not None:
+        if vector_type(bounds, "bounds") != cnp.NPY_INT64:
+            raise ValueError("bounds must be int64")
+        nb = cnp.PyArray_DIM(<cnp.ndarray>bounds, 0)
+        bp = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>bounds)
+    cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>indptr)
+    cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
+    if tp == cnp.NPY_INT64 and ti == cnp.NPY_UINT16:
+        with nogil:
+            c_reduced_csr_product(<const int64_t*>p, <const uint16_t*>q, v, format, sp, rows,
+                                  cols, dense, out, k, bp, nb)
+    elif tp == ti == cnp.NPY_INT32:
+        with nogil:
+            c_reduced_csr_product(<const int32_t*>p, <const int32_t*>q, v, format, sp, rows,
+                                  cols, dense, out, k, bp, nb)
+    elif tp == ti == cnp.NPY_INT64:
+        with nogil:
+            c_reduced_csr_product(<const int64_t*>p, <const int64_t*>q, v, format, sp, rows,
+                                  cols, dense, out, k, bp, nb)
+    else:
+        raise ValueError("indptr and indices must be int64 and uint16, or both int32 or int64")
     return c
 
 
@@ -597,6 +692,87 @@ def nm_times_dense(int64_t rows, int64_t cols, int64_t n, int64_t m,
                          y.strides[0] // size, k)
 
 
+cdef const float* structured_operands(object values, int format, object scale, object x,
+                                      object y, int64_t rows, int64_t cols, const void** data,
+                                      int64_t* strides) except? NULL:
+    """Check a reduced structured product's values and scales (as :func:`reduced_values`),
+    X (batch x rows, float32, any whole-element strides) and Y (batch x cols, float32, unit
+    column stride); strides: X's row and column strides and Y's row stride, in elements."""
+    cdef const float* scale_data
+    if not cnp.PyArray_Check(values) or not cnp.PyArray_CHKFLAGS(
+            <cnp.ndarray>values, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED):
+        raise ValueError("values must be a C-contiguous array")
+    reduced_values(values.reshape(-1), format, scale, cols, data, &scale_data)
+    data[0] = cnp.PyArray_DATA(<cnp.ndarray>values)
+    cdef const float[:, :] xv = x
+    cdef float[:, :] yv = y
+    strided_operands(yv, xv, rows, cols)
+    strides[0] = xv.strides[0] // 4
+    strides[1] = xv.strides[1] // 4
+    strides[2] = yv.strides[0] // 4
+    return scale_data
+
+
+def reduced_panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_t run,
+                               const int64_t[::1] unit_ptr, const int32_t[::1] unit_row,
+                               object values, int format, object scale, object x, object y,
+                               tuple config):
+    """:func:`panels_times_dense` for reduced values (``format``: the vocabulary's code;
+    ``values``: units * run rows of ``ld`` elements of its storage dtype, C-contiguous;
+    ``scale``: int8 only, ``cols`` float32 values, else None); X and Y float32."""
+    cdef const void* v
+    cdef int64_t strides[3]
+    cdef const float* sp = structured_operands(values, format, scale, x, y, rows, cols, &v,
+                                               strides)
+    cdef int64_t tiles = (cols + width - 1) // width if width > 0 else -1
+    cdef int64_t itemsize = 1 if format == 3 else 2
+    cdef int64_t vector = c_cache_line_bytes() // itemsize  # panel rows are padded to a line
+    if (values.ndim != 2 or width < 1 or run < 1 or unit_ptr.shape[0] != tiles + 1
+            or values.shape[1] < (width + vector - 1) // vector * vector
+            or values.shape[0] != unit_row.shape[0] * run):
+        raise ValueError("reduced_panels_times_dense: the layout's arrays do not fit its shape")
+    cdef const int32_t* rows_ptr = &unit_row[0] if unit_row.shape[0] > 0 else NULL
+    cdef int64_t ld = values.shape[1]
+    cdef const float[:, :] xv = x
+    cdef float[:, :] yv = y
+    cdef const float* x_ptr = &xv[0, 0] if xv.shape[0] > 0 and xv.shape[1] > 0 else NULL
+    cdef float* y_ptr = &yv[0, 0] if yv.shape[0] > 0 and yv.shape[1] > 0 else NULL
+    cdef Config k = read_config(config)
+    with nogil:
+        c_reduced_panels_times_dense(rows, cols, width, ld, run, &unit_ptr[0], rows_ptr, v,
+                                     format, sp, x_ptr, xv.shape[0], strides[0], strides[1],
+                                     y_ptr, strides[2], k)
+
+
+def reduced_nm_times_dense(int64_t rows, int64_t cols, int64_t n, int64_t m, object values,
+                           int format, object scale, const uint8_t[:, :, ::1] offsets, object x,
+                           object y, tuple config):
+    """:func:`nm_times_dense` for reduced values (``format``, ``values`` and ``scale`` as for
+    :func:`reduced_panels_times_dense`; values chunks x (groups * n) x chunk); X and Y
+    float32."""
+    cdef const void* v
+    cdef int64_t strides[3]
+    cdef const float* sp = structured_operands(values, format, scale, x, y, rows, cols, &v,
+                                               strides)
+    cdef int64_t chunk = offsets.shape[2]
+    cdef int64_t groups = (rows + m - 1) // m if m > 0 else -1
+    if (values.ndim != 3 or tuple(values.shape) != (offsets.shape[0], offsets.shape[1], chunk)
+            or chunk < 64 or chunk % 64 or offsets.shape[0] != (cols + chunk - 1) // chunk
+            or m < 1 or m > c_max_group() or n < 0 or n > m or offsets.shape[1] != groups * n):
+        raise ValueError("reduced_nm_times_dense: the layout's arrays do not fit its shape")
+    cdef const uint8_t* offsets_ptr = NULL
+    if offsets.shape[0] > 0 and offsets.shape[1] > 0:
+        offsets_ptr = &offsets[0, 0, 0]
+    cdef const float[:, :] xv = x
+    cdef float[:, :] yv = y
+    cdef const float* x_ptr = &xv[0, 0] if xv.shape[0] > 0 and xv.shape[1] > 0 else NULL
+    cdef float* y_ptr = &yv[0, 0] if yv.shape[0] > 0 and yv.shape[1] > 0 else NULL
+    cdef Config k = read_config(config)
+    with nogil:
+        c_reduced_nm_times_dense(rows, cols, n, m, chunk, v, format, sp, offsets_ptr, x_ptr,
+                                 xv.shape[0], strides[0], strides[1], y_ptr, strides[2], k)
+
+
 def affinity_cpus():
     """The number of CPUs in this process's affinity mask, or 0 where it cannot be read
     cheaply (not Linux, or more CPUs than a ``cpu_set_t`` holds)."""
@@ -630,11 +806,13 @@ def partition_bounds(const index_t[::1] indptr, int nthreads, int partition):
 
 
 def vocabulary():
-    """The names of spmm's kernels, backends, partitions and SIMD levels, each list in the
-    order of its C++ enum codes (``include/spmm/names.hpp``), keyed ``"kernel"``,
-    ``"backend"``, ``"partition"``, ``"simd"`` and ``"family"``."""
+    """The names of spmm's kernels, backends, partitions, SIMD levels, kernel families and
+    stored value formats, each list in the order of its C++ enum codes
+    (``include/spmm/names.hpp``), keyed ``"kernel"``, ``"backend"``, ``"partition"``,
+    ``"simd"``, ``"family"`` and ``"values"``."""
     lists = [tuple(name.decode() for name in names) for names in c_vocabulary()]
-    return dict(zip(("kernel", "backend", "partition", "simd", "family"), lists, strict=True))
+    return dict(zip(("kernel", "backend", "partition", "simd", "family", "values"), lists,
+                    strict=True))
 
 
 def simd_levels():

@@ -380,8 +380,14 @@ def _arrivals() -> int:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+    # The scheduler (in this process) assigns every task up front and never moves one: with
+    # work stealing or root-task queuing a worker that has dropped the matrix after its share
+    # can be handed another task and fetch it again, which would make the arrivals counted
+    # below depend on timing (docs/dask.md says so).
+    with dask.config.set({"distributed.scheduler.work-stealing": False,
+                          "distributed.scheduler.worker-saturation": float("inf")}):
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
     (name, spec), = cluster.new_worker_spec().items()
     cluster.worker_spec[name] = {**spec, "options": {**spec["options"], "nthreads": 2}}
     cluster.scale(2)

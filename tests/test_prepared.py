@@ -127,6 +127,7 @@ def test_footprint_compares_the_prepared_bytes_with_scipy_csr_and_dense(rng):
     p = spmm.prepare(a)
     footprint = p.footprint()
     assert footprint == {"prepared": p.nbytes,
+                         "per_stored_weight": p.nbytes / p.nnz,
                          "scipy_csr": 301 * 4 + a.nnz * (4 + 4),
                          "dense": 300 * 200 * 4}
     assert footprint["prepared"] < footprint["scipy_csr"] < footprint["dense"]

@@ -1,5 +1,5 @@
 // spmm's vocabulary, each list written once: the kernel variants, threading backends, work
-// partitions and instruction-set levels. The enums below and the names the Python layer uses
+// partitions, instruction-set levels, kernel families and stored value formats. The enums below and the names the Python layer uses
 // (spmm._spmm_ext.vocabulary()) are both generated from these lists, so an entry added here
 // reaches every layer, show_config and the tests' parametrizations with no second edit. A
 // name's code is its position in its list.
@@ -28,6 +28,9 @@
 //   panels, n_m: the structured layouts of a prepared matrix, X @ W.
 #define SPMM_FAMILIES(X) \
     X(csr_rows) X(csc_columns) X(coo) X(bsr_rows) X(bsr_columns) X(dia) X(panels) X(n_m)
+// How a prepared matrix stores its values (formats/values.hpp): float32 (or the float64 of a
+// float64 matrix), or a reduced format widened to float32 in the kernels.
+#define SPMM_VALUE_FORMATS(X) X(float32) X(bfloat16) X(float16) X(int8)
 
 namespace spmm {
 
@@ -37,6 +40,7 @@ enum class Backend : int { SPMM_BACKENDS(SPMM_ENUM_ENTRY) };
 enum class Partition : int { SPMM_PARTITIONS(SPMM_ENUM_ENTRY) };
 enum class Simd : int { SPMM_SIMD_LEVELS(SPMM_ENUM_ENTRY) };
 enum class Family : int { SPMM_FAMILIES(SPMM_ENUM_ENTRY) };
+enum class ValueFormat : int { SPMM_VALUE_FORMATS(SPMM_ENUM_ENTRY) };
 #undef SPMM_ENUM_ENTRY
 
 #define SPMM_NAME_ENTRY(name) #name,
@@ -45,6 +49,7 @@ inline std::vector<std::string> backend_names() { return {SPMM_BACKENDS(SPMM_NAM
 inline std::vector<std::string> partition_names() { return {SPMM_PARTITIONS(SPMM_NAME_ENTRY)}; }
 inline std::vector<std::string> simd_names() { return {SPMM_SIMD_LEVELS(SPMM_NAME_ENTRY)}; }
 inline std::vector<std::string> family_names() { return {SPMM_FAMILIES(SPMM_NAME_ENTRY)}; }
+inline std::vector<std::string> value_format_names() { return {SPMM_VALUE_FORMATS(SPMM_NAME_ENTRY)}; }
 #undef SPMM_NAME_ENTRY
 
 // The name of a code, as the Python layer spells it.

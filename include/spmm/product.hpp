@@ -182,16 +182,17 @@ class RowsOut {
 // C = A B for A (rows x k, CSR), B (k x n), C (rows x n), as described by the views. Check:
 // A is a user's matrix, checked where the kernel reads it (a prepared matrix was checked once).
 // Every element of C is written. Slices of rows balanced by k.partition; a prepared matrix
-// hands over its cached bounds for one slice per thread.
-template <class I, class T>
-void multiply_csr(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+// hands over its cached bounds for one slice per thread. S: the stored values' type (T, or a
+// prepared matrix's reduced format: formats/values.hpp).
+template <class I, class T, class S>
+void multiply_csr(const CsrView<I, S>& a, const DenseView<T>& b, const OutView<T>& c,
                   const Call& k, bool check, SliceBounds given = {}) {
     if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) {
         throw std::invalid_argument("multiply_csr: operand shapes do not match");
     }
     check_backend_and_simd(k.backend, k.simd);
-    const RowsKernel<I, T> fn = check ? rows_kernel<true, I, T>(k.kernel, k.simd).fn
-                                      : rows_kernel<false, I, T>(k.kernel, k.simd).fn;
+    const RowsKernel<I, T, S> fn = check ? rows_kernel<true, I, T, S>(k.kernel, k.simd).fn
+                                         : rows_kernel<false, I, T, S>(k.kernel, k.simd).fn;
     if (c.rows == 0 || c.cols == 0) {  // nothing to compute; a user's matrix is still checked
         if (check) check_structure(a);
         return;
@@ -442,11 +443,11 @@ void check_structured(const char* what, std::int64_t rows, std::int64_t cols,
 // any strides, Y batch x w.cols with rows of unit stride. Tiles are the units of work handed
 // to threads, balanced by their stored rows (unit_ptr scaled by the run is their prefix sum
 // of work).
-template <class T>
-void multiply_panels(const PanelsView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+template <class T, class S>
+void multiply_panels(const PanelsView<S>& w, const StridedView<T>& x, const RowsView<T>& y,
                      const Call& k) {
     check_structured("multiply_panels", w.rows, w.cols, x, y, k.backend, k.simd);
-    const PanelsKernel<T> kernel = panels_kernel<T>(k.simd).fn;
+    const PanelsKernel<T, S> kernel = panels_kernel<T, S>(k.simd).fn;
     const std::int64_t tiles = w.tiles();
     if (x.rows == 0 || tiles == 0) return;
     const std::int64_t stored = w.unit_ptr[tiles] * w.run * w.width;
@@ -459,15 +460,15 @@ void multiply_panels(const PanelsView<T>& w, const StridedView<T>& x, const Rows
 
 // Y = X W for W with N:M sparsity (formats/structured.hpp's NmView). Every column costs the
 // same: the chunks of columns are cut into equal slices (many for the dynamic partition).
-template <class T>
-void multiply_nm(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+template <class T, class S>
+void multiply_nm(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>& y,
                  const Call& k) {
     check_structured("multiply_nm", w.rows, w.cols, x, y, k.backend, k.simd);
     if (w.m < 1 || w.m > kMaxGroup || w.n < 0 || w.n > w.m || w.chunk < 1 || w.chunk % 64 != 0) {
         throw std::invalid_argument("multiply_nm: need 0 <= n <= m <= " + std::to_string(kMaxGroup) +
                                     " and chunks of a multiple of 64 columns");
     }
-    const NmKernel<T> kernel = nm_kernel<T>(k.simd, w.m).fn;
+    const NmKernel<T, S> kernel = nm_kernel<T, S>(k.simd, w.m).fn;
     const std::int64_t chunks = w.chunks();
     if (x.rows == 0 || chunks == 0) return;
     const std::int64_t stored = w.groups() * w.n * w.cols;

@@ -153,6 +153,76 @@ void dia_product(const std::int64_t* offsets, const T* data, std::int64_t diagon
     });
 }
 
+// ---- Reduced-precision values of a prepared matrix (formats/values.hpp) ------------------
+// The same families with values stored as bfloat16, float16 or int8 (one float32 scale per
+// output): X, B and the result are float32, every sum accumulated in float32.
+
+// f(values as const S*) for the stored format's type S.
+template <class F>
+void with_stored(int format, const void* values, F&& f) {
+    switch (static_cast<ValueFormat>(format)) {
+        case ValueFormat::float32: return f(static_cast<const float*>(values));
+        case ValueFormat::bfloat16: return f(static_cast<const bfloat16*>(values));
+        case ValueFormat::float16: return f(static_cast<const float16*>(values));
+        case ValueFormat::int8: return f(static_cast<const std::int8_t*>(values));
+    }
+    throw std::invalid_argument("unknown stored value format " + std::to_string(format));
+}
+
+// csr_rows for a prepared matrix (trusted, never by columns): indptr (rows + 1), indices and
+// values (indptr[rows] entries each); scale: rows entries for int8, else null.
+template <class O, class I>
+void reduced_csr_product(const O* indptr, const I* indices, const void* values, int format,
+                         const float* scale, std::int64_t rows, std::int64_t cols,
+                         const Dense& b, const Out& c, const Config& k,
+                         const std::int64_t* bounds, std::int64_t nbounds) {
+    static_assert(std::is_same_v<O, offset_t<I>>, "row pointers of the wrong type");
+    const std::int64_t entries = rows == 0 ? 0 : static_cast<std::int64_t>(indptr[rows]);
+    with_stored(format, values, [&](const auto* data) {
+        using S = std::remove_const_t<std::remove_pointer_t<decltype(data)>>;
+        CsrView<I, S> a{indptr, indices, data, rows, cols, entries};
+        a.scale = scale;
+        with_call(k, [&](const Call& call) {
+            with_dense<float>(b, entries, [&](const DenseView<float>& bv) {
+                multiply_csr(a, bv, out_view<float>(c), call, false, SliceBounds{bounds, nbounds});
+            });
+        });
+    });
+}
+
+// panels with reduced values: as panels_times_dense; scale: cols entries for int8.
+inline void reduced_panels_times_dense(
+    std::int64_t rows, std::int64_t cols, std::int64_t width, std::int64_t ld, std::int64_t run,
+    const std::int64_t* unit_ptr, const std::int32_t* unit_row, const void* values, int format,
+    const float* scale, const float* x, std::int64_t batch, std::int64_t x_row_stride,
+    std::int64_t x_col_stride, float* y, std::int64_t ldy, const Config& k) {
+    with_stored(format, values, [&](const auto* data) {
+        using S = std::remove_const_t<std::remove_pointer_t<decltype(data)>>;
+        PanelsView<S> w{rows, cols, width, ld, run, unit_ptr, unit_row, data};
+        w.scale = scale;
+        const StridedView<float> xv{x, batch, rows, x_row_stride, x_col_stride};
+        const RowsView<float> yv{y, batch, cols, ldy};
+        with_call(k, [&](const Call& call) { multiply_panels(w, xv, yv, call); });
+    });
+}
+
+// n_m with reduced values: as nm_times_dense; scale: cols entries for int8.
+inline void reduced_nm_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t n,
+                                   std::int64_t m, std::int64_t chunk, const void* values,
+                                   int format, const float* scale, const std::uint8_t* offsets,
+                                   const float* x, std::int64_t batch, std::int64_t x_row_stride,
+                                   std::int64_t x_col_stride, float* y, std::int64_t ldy,
+                                   const Config& k) {
+    with_stored(format, values, [&](const auto* data) {
+        using S = std::remove_const_t<std::remove_pointer_t<decltype(data)>>;
+        NmView<S> w{rows, cols, n, m, chunk, data, offsets};
+        w.scale = scale;
+        const StridedView<float> xv{x, batch, rows, x_row_stride, x_col_stride};
+        const RowsView<float> yv{y, batch, cols, ldy};
+        with_call(k, [&](const Call& call) { multiply_nm(w, xv, yv, call); });
+    });
+}
+
 // What the registry runs for a family, variant and level: the body's name and its level, for
 // spmm.explain. One-column products of csr_rows run the gather row-dot inside `tiled`.
 inline std::vector<std::string> kernel_body(int family, int kernel, int simd) {
@@ -244,7 +314,8 @@ inline std::vector<std::string> simd_levels() { return supported_simd(); }
 
 // The names of every kernel, backend, partition and SIMD level (names.hpp), in code order.
 inline std::vector<std::vector<std::string>> vocabulary() {
-    return {kernel_names(), backend_names(), partition_names(), simd_names(), family_names()};
+    return {kernel_names(), backend_names(), partition_names(), simd_names(), family_names(),
+            value_format_names()};
 }
 
 inline bool has_openmp() { return openmp::available(); }

@@ -11,6 +11,10 @@
 // against an unreadable page (a load of an inactive lane past the end faults; A's indices and
 // values always end there); output rows contiguous (A @ B) or strided (X @ W).
 // Every element must match, and nothing around the output's elements may be written.
+// The reduced stored values of a prepared matrix (bfloat16, float16, int8 with a scale per row;
+// formats/values.hpp) run the same cases, their reference computed from the widened values: the
+// kernels' own error, against the float32 product of the rounded weights. Every float16 bit
+// pattern is also widened by each level's conversion and compared with the portable one.
 // Prints "N passed, N failed"; exit code 0 on success.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -118,6 +122,33 @@ const char* index_name(std::int32_t) { return "int32"; }
 const char* index_name(std::int64_t) { return "int64"; }
 const char* type_name(float) { return "float"; }
 const char* type_name(double) { return "double"; }
+const char* type_name(spmm::bfloat16) { return "bfloat16"; }
+const char* type_name(spmm::float16) { return "float16"; }
+const char* type_name(std::int8_t) { return "int8"; }
+
+// A stored value of type S near v in [-1, 1] (float and double: v itself), and its exact value.
+template <class S>
+S stored_near(double v) {
+    if constexpr (std::is_same_v<S, spmm::bfloat16>) {
+        const float f = static_cast<float>(v);
+        std::uint32_t bits;
+        std::memcpy(&bits, &f, sizeof bits);
+        return spmm::bfloat16{static_cast<std::uint16_t>(bits >> 16)};
+    } else if constexpr (std::is_same_v<S, spmm::float16>) {
+        // sign, a normal exponent for [2^-9, 1], a random-looking mantissa from v's digits
+        const double m = std::fabs(v);
+        const auto exponent = static_cast<std::uint16_t>(6 + static_cast<int>(m * 9));
+        const auto mantissa = static_cast<std::uint16_t>(static_cast<int>(m * 1e6) & 0x3FF);
+        return spmm::float16{static_cast<std::uint16_t>((v < 0 ? 0x8000 : 0) | exponent << 10 | mantissa)};
+    } else if constexpr (std::is_same_v<S, std::int8_t>) {
+        return static_cast<std::int8_t>(std::lround(v * 127));
+    } else {
+        return static_cast<S>(v);
+    }
+}
+
+template <class S>
+double exact(S s) { return static_cast<double>(spmm::Stored<S>::one(s)); }
 
 struct Tally {
     long passed = 0, failed = 0;
@@ -126,10 +157,10 @@ struct Tally {
 template <class T>
 T sentinel() { return T(-12345.5); }
 
-// One (I, T, width, row stride, placement) case: B is written into its arena, then every
+// One (I, T, S, width, row stride, placement) case: B is written into its arena, then every
 // level x kernel x output layout is run and checked.
-template <class I, class T>
-void check_case(const spmm::CsrView<I, T>& a, std::int64_t n, std::int64_t ld, int placement,
+template <class I, class T, class S>
+void check_case(const spmm::CsrView<I, S>& a, std::int64_t n, std::int64_t ld, int placement,
                 GuardedArena& b_arena, GuardedArena& c_arena, std::mt19937& gen, Tally& tally) {
     // B: the last row has no padding, so with the flush placement its last element is the last
     // readable one. Padding holds NaN: a padded lane used as active poisons the result.
@@ -146,7 +177,7 @@ void check_case(const spmm::CsrView<I, T>& a, std::int64_t n, std::int64_t ld, i
     std::vector<double> want(static_cast<std::size_t>(kRows * n)), mag(want.size());
     for (std::int64_t i = 0; i < kRows; ++i) {
         for (std::int64_t p = a.row_begin(i); p < a.row_end(i); ++p) {
-            const double av = static_cast<double>(a.data[p]);
+            const double av = exact(a.data[p]) * (a.scale != nullptr ? a.scale[i] : 1.0);
             const T* brow = bv.row(static_cast<std::int64_t>(a.indices[p]));
             for (std::int64_t j = 0; j < n; ++j) {
                 const auto e = static_cast<std::size_t>(i * n + j);
@@ -168,13 +199,14 @@ void check_case(const spmm::CsrView<I, T>& a, std::int64_t n, std::int64_t ld, i
         // The checked kernels (a user's matrix, checked where it is read) and the trusting
         // ones (a prepared matrix); 16-bit indices are only ever a prepared matrix's.
         for (const bool check : {false, true}) {
-            if (check && std::is_same_v<I, std::uint16_t>) continue;
+            if (check && (std::is_same_v<I, std::uint16_t> || !std::is_same_v<S, T>)) continue;
             for (const spmm::Simd level : spmm::supported_simd_levels()) {
                 for (const spmm::Kernel kernel :
                      {spmm::Kernel::naive, spmm::Kernel::reordered, spmm::Kernel::tiled}) {
                     std::snprintf(g_case, sizeof g_case,
-                                  "level=%s kernel=%s T=%s I=%s n=%lld ld=%lld placement=%d out=%s check=%d",
+                                  "level=%s kernel=%s T=%s S=%s I=%s n=%lld ld=%lld placement=%d out=%s check=%d",
                                   spmm::simd_name(level).c_str(), kernel_name(kernel), type_name(T()),
+                                  type_name(S()),
                                   index_name(I()), static_cast<long long>(n),
                                   static_cast<long long>(ld),
                                   placement, strided ? "strided" : "rows", int(check));
@@ -219,7 +251,8 @@ void check_case(const spmm::CsrView<I, T>& a, std::int64_t n, std::int64_t ld, i
     }
 }
 
-template <class I, class T>
+// T: the type the product computes in; S: the stored values' (T, or a reduced format).
+template <class I, class T, class S = T>
 void check_all(GuardedArena& b_arena, GuardedArena& c_arena, Tally& tally) {
     std::mt19937 gen(12345);
     const Pattern<I> pat = make_pattern<I>(gen);
@@ -227,21 +260,61 @@ void check_all(GuardedArena& b_arena, GuardedArena& c_arena, Tally& tally) {
     // last row's entries (a gather or a load of values with too many lanes) faults.
     const auto nnz = static_cast<std::int64_t>(pat.indices.size());
     GuardedArena idx_arena(pat.indices.size() * sizeof(I));
-    GuardedArena val_arena(pat.values.size() * sizeof(T));
+    GuardedArena val_arena(pat.values.size() * sizeof(S));
     I* const indices = idx_arena.place<I>(kPlacements - 1, nnz);
-    T* const values = val_arena.place<T>(kPlacements - 1, nnz);
+    S* const values = val_arena.place<S>(kPlacements - 1, nnz);
     std::copy(pat.indices.begin(), pat.indices.end(), indices);
-    std::transform(pat.values.begin(), pat.values.end(), values,
-                   [](double v) { return static_cast<T>(v); });
-    const spmm::CsrView<I, T> a{pat.indptr.data(), indices, values, kRows, kInner,
-                                static_cast<std::int64_t>(pat.indptr.back())};
+    std::transform(pat.values.begin(), pat.values.end(), values, stored_near<S>);
+    spmm::CsrView<I, S> a{pat.indptr.data(), indices, values, kRows, kInner,
+                          static_cast<std::int64_t>(pat.indptr.back())};
+    // int8: a scale per row, spanning orders of magnitude (and one row of scale zero).
+    std::vector<float> scale(kRows);
+    for (std::int64_t i = 0; i < kRows; ++i) scale[static_cast<std::size_t>(i)] = i == 3 ? 0.0f : std::ldexp(0.75f, static_cast<int>(i % 9) - 6);
+    if (spmm::is_scaled_v<S>) a.scale = scale.data();
     for (const std::int64_t n : kWidths) {
         // Unpadded; padded to a multiple of 16 elements (every vector length: B's rows then
         // share one alignment and the tiled kernel shifts its blocks); padded by 3.
         for (const std::int64_t ld : {n, (n + 16) / 16 * 16, n + 3}) {
             for (int placement = 0; placement < kPlacements; ++placement) {
-                check_case<I, T>(a, n, ld, placement, b_arena, c_arena, gen, tally);
+                check_case<I, T, S>(a, n, ld, placement, b_arena, c_arena, gen, tally);
             }
+        }
+    }
+}
+
+// Every float16 bit pattern widened by each level's conversion (F16C, vcvtph2ps, NEON's
+// fcvtl, through Stored<float16>::first and the row widening of the tiled body) equals the
+// portable conversion, bit for bit; NaNs need only stay NaN (a conversion may quiet them).
+void check_float16_widening(Tally& tally) {
+    std::vector<spmm::float16> all(65536);
+    for (std::size_t h = 0; h < all.size(); ++h) all[h] = spmm::float16{static_cast<std::uint16_t>(h)};
+    for (const spmm::Simd level : spmm::supported_simd_levels()) {
+        // A one-row matrix per 16 patterns, times B = 1: y = the widened values' sum would mix
+        // them; instead a row of one entry each, so y[i] is pattern i widened.
+        std::vector<std::int64_t> indptr(all.size() + 1);
+        for (std::size_t i = 0; i <= all.size(); ++i) indptr[i] = static_cast<std::int64_t>(i);
+        std::vector<std::uint16_t> indices(all.size(), 0);
+        const spmm::CsrView<std::uint16_t, spmm::float16> a{indptr.data(), indices.data(), all.data(),
+                                                            static_cast<std::int64_t>(all.size()), 1,
+                                                            static_cast<std::int64_t>(all.size())};
+        for (const std::int64_t n : {1, 2}) {
+            std::vector<float> b(static_cast<std::size_t>(n), 1.0f), c(all.size() * static_cast<std::size_t>(n));
+            spmm::Call call;
+            call.simd = level;
+            spmm::multiply_csr(a, spmm::DenseView<float>{b.data(), 1, n, n},
+                               spmm::OutView<float>{c.data(), static_cast<std::int64_t>(all.size()), n, n, 1},
+                               call, false);
+            long bad = 0;
+            for (std::size_t h = 0; h < all.size(); ++h) {
+                const float want = spmm::widen_float16(static_cast<std::uint16_t>(h));
+                const float got = c[h * static_cast<std::size_t>(n)];
+                const bool same = std::isnan(want) ? std::isnan(got) : std::memcmp(&want, &got, sizeof got) == 0 || (want == 0 && got == 0);
+                if (!same && bad++ < 3) {
+                    std::printf("FAIL: level=%s n=%lld: float16 0x%04zx widened to %.9g, want %.9g\n",
+                                spmm::simd_name(level).c_str(), static_cast<long long>(n), h, got, want);
+                }
+            }
+            ++(bad ? tally.failed : tally.passed);
         }
     }
 }
@@ -261,6 +334,13 @@ int main() {
     check_all<std::int32_t, double>(b_arena, c_arena, tally);
     check_all<std::int64_t, double>(b_arena, c_arena, tally);
     check_all<std::uint16_t, double>(b_arena, c_arena, tally);
+    // Reduced values, with a prepared matrix's index types.
+    check_all<std::uint16_t, float, spmm::bfloat16>(b_arena, c_arena, tally);
+    check_all<std::uint16_t, float, spmm::float16>(b_arena, c_arena, tally);
+    check_all<std::uint16_t, float, std::int8_t>(b_arena, c_arena, tally);
+    check_all<std::int32_t, float, spmm::bfloat16>(b_arena, c_arena, tally);
+    check_all<std::int64_t, float, std::int8_t>(b_arena, c_arena, tally);
+    check_float16_widening(tally);
     std::printf("levels:");
     for (const auto& name : spmm::supported_simd()) std::printf(" %s", name.c_str());
     std::printf("\n%ld passed, %ld failed\n", tally.passed, tally.failed);

@@ -7,11 +7,15 @@
 // rows of a panel. Then Y[:, tile] = X[:, kept rows] * panel: a gather of X's kept columns and
 // a small dense product, which is what lets structured sparsity run at dense-GEMM speed per
 // stored entry instead of paying an index and a scattered access per entry.
+//
+// T is the type of the stored values: float, double, or a reduced format (formats/values.hpp)
+// whose products compute in float.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 
+#include "values.hpp"
 #include "views.hpp"
 
 namespace spmm {
@@ -29,6 +33,7 @@ struct PanelsView {
     const std::int64_t* unit_ptr; // tiles + 1 entries: tile t holds units [unit_ptr[t], unit_ptr[t+1])
     const std::int32_t* unit_row; // each unit's first input row
     const T* values;              // unit q's row i is the panel row at values + (q * run + i) * ld
+    const float* scale = nullptr; // int8 values: cols entries, output j scaled by scale[j]
 
     std::int64_t tiles() const { return width <= 0 ? 0 : (cols + width - 1) / width; }
     std::int64_t tile_begin(std::int64_t t) const { return t * width; }
@@ -54,6 +59,7 @@ struct NmView {
     std::int64_t chunk;           // columns per chunk (the last chunk is zero padded)
     const T* values;              // chunks x (groups * n) x chunk
     const std::uint8_t* offsets;  // chunks x (groups * n) x chunk
+    const float* scale = nullptr; // int8 values: cols entries, output j scaled by scale[j]
 
     std::int64_t groups() const { return m <= 0 ? 0 : (rows + m - 1) / m; }
     std::int64_t chunks() const { return chunk <= 0 ? 0 : (cols + chunk - 1) / chunk; }

@@ -15,6 +15,8 @@
 #include <string>
 #include <type_traits>
 
+#include "values.hpp"
+
 namespace spmm {
 
 // ---- Checks fused into the kernels -------------------------------------------------------
@@ -75,6 +77,10 @@ using offset_t = std::conditional_t<std::is_same_v<I, std::uint16_t>, std::int64
 //   data    : indptr[rows] entries
 //   stored  : the entries indices and data both hold (indptr[rows] may not exceed it); the
 //             bound the fused checks use
+//   scale   : int8 values (formats/values.hpp) only: rows entries, row i's sum is scaled by
+//             scale[i]; null otherwise
+// T is the type of the stored values: float, double, or a reduced format (bfloat16, float16,
+// int8) of a prepared matrix, whose products compute in float.
 // Indices need not be sorted and may repeat within a row: every kernel sums what is stored,
 // which is what scipy does with a non-canonical matrix.
 template <class I, class T>
@@ -85,6 +91,7 @@ struct CsrView {
     std::int64_t rows;
     std::int64_t cols;
     std::int64_t stored = -1;  // -1: indptr[rows], for a trusted matrix
+    const float* scale = nullptr;
 
     std::int64_t row_begin(std::int64_t i) const { return static_cast<std::int64_t>(indptr[i]); }
     std::int64_t row_end(std::int64_t i) const { return static_cast<std::int64_t>(indptr[i + 1]); }

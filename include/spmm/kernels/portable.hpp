@@ -84,8 +84,8 @@ class RowAccumulator {
 // Kept as the baseline the others are measured against. The innermost loop jumps from row to
 // row of B (stride ld), so every load touches a new cache line and nothing vectorizes; the
 // row of A is re-read n times.
-template <bool Check, class I, class T>
-void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+template <bool Check, class I, class T, class S = T>
+void naive_rows(const CsrView<I, S>& a, const DenseView<T>& b, const OutView<T>& c,
                 std::int64_t r0, std::int64_t r1) {
     const std::int64_t n = b.cols;
     for (std::int64_t i = r0; i < r1; ++i) {
@@ -94,8 +94,9 @@ void naive_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
         for (std::int64_t j = 0; j < n; ++j) {
             T sum = T(0);
             for (std::int64_t p = p0; p < p1; ++p) {
-                sum += a.data[p] * b.row(a.template column<Check>(p))[j];
+                sum += Stored<S>::one(a.data[p]) * b.row(a.template column<Check>(p))[j];
             }
+            if constexpr (is_scaled_v<S>) sum *= a.scale[i];
             c.at(i, j) = sum;
         }
     }
@@ -132,15 +133,17 @@ constexpr std::int64_t kTileBytes = 1024;
 // of TJ columns, so the k x TJ panel of B they read stays in cache across rows instead of the
 // whole k x n matrix being streamed per row when n is wide; (2) unrolling over stored entries
 // by four: each pass over the accumulator applies four axpys, so C is loaded and stored a
-// quarter as often and the four B rows are independent streams.
-template <bool Check, class I, class T>
-void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>& c,
+// quarter as often and the four B rows are independent streams. Reduced stored values (S) are
+// widened once per entry and tile; an int8 row's piece is scaled once, when it is done.
+template <bool Check, class I, class T, class S = T>
+void tiled_rows(const CsrView<I, S>& a, const DenseView<T>& b, const OutView<T>& c,
                 std::int64_t r0, std::int64_t r1) {
     const std::int64_t n = b.cols;
     if (n == 1) {  // a matrix-vector product: one dot product per row, not an axpy per entry
-        rowdot_rows<Check>(a, b, c, r0, r1);
+        rowdot_rows<Check, I, T, S>(a, b, c, r0, r1);
         return;
     }
+    auto value = [&](std::int64_t p) -> T { return Stored<S>::one(a.data[p]); };
     const std::int64_t tile = std::max<std::int64_t>(1, kTileBytes / static_cast<std::int64_t>(sizeof(T)));
     RowAccumulator<T> acc(c, std::min(n, tile));
     for (std::int64_t j0 = 0; j0 < n; j0 += tile) {
@@ -150,7 +153,7 @@ void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
             std::int64_t p, p1;
             a.template row<Check>(i, p, p1);
             for (; p + 4 <= p1; p += 4) {
-                const T v0 = a.data[p], v1 = a.data[p + 1], v2 = a.data[p + 2], v3 = a.data[p + 3];
+                const T v0 = value(p), v1 = value(p + 1), v2 = value(p + 2), v3 = value(p + 3);
                 const T* b0 = b.row(a.template column<Check>(p)) + j0;
                 const T* b1 = b.row(a.template column<Check>(p + 1)) + j0;
                 const T* b2 = b.row(a.template column<Check>(p + 2)) + j0;
@@ -160,9 +163,13 @@ void tiled_rows(const CsrView<I, T>& a, const DenseView<T>& b, const OutView<T>&
                 }
             }
             for (; p < p1; ++p) {
-                const T v = a.data[p];
+                const T v = value(p);
                 const T* bk = b.row(a.template column<Check>(p)) + j0;
                 for (std::int64_t j = 0; j < len; ++j) ci[j] += v * bk[j];
+            }
+            if constexpr (is_scaled_v<S>) {
+                const T scale = a.scale[i];
+                for (std::int64_t j = 0; j < len; ++j) ci[j] *= scale;
             }
             acc.commit(i, j0, len);
         }

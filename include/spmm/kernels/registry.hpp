@@ -32,8 +32,10 @@ struct Picked {
 };
 
 // The function types of the families' bodies.
-template <class I, class T>  // csr_rows: C[rows r0..r1) = A B, any strides of C
-using RowsKernel = void (*)(const CsrView<I, T>&, const DenseView<T>&, const OutView<T>&,
+// T: the type a product computes in; S: the stored values' type (T, or a reduced format of a
+// prepared matrix, formats/values.hpp, computed in float).
+template <class I, class T, class S = T>  // csr_rows: C[rows r0..r1) = A B, any strides of C
+using RowsKernel = void (*)(const CsrView<I, S>&, const DenseView<T>&, const OutView<T>&,
                             std::int64_t, std::int64_t);
 template <class I, class T>  // csc_columns: C += A[:, p0..p1) B[p0..p1), columns j0..j1
 using ColumnsKernel = void (*)(const CsrView<I, T>&, const DenseView<T>&, const RowsView<T>&,
@@ -47,11 +49,11 @@ using BsrKernel = void (*)(const BsrView<I, T>&, const DenseView<T>&, const Rows
 template <class T>  // dia: output rows i0..i1, columns j0..j1 (A or, transposed, Aᵀ)
 using DiaKernel = void (*)(const DiaView<T>&, bool, const DenseView<T>&, const RowsView<T>&,
                            std::int64_t, std::int64_t, std::int64_t, std::int64_t);
-template <class T>  // panels: Y[:, tiles t0..t1) = X W
-using PanelsKernel = void (*)(const PanelsView<T>&, const StridedView<T>&, const RowsView<T>&,
+template <class T, class S = T>  // panels: Y[:, tiles t0..t1) = X W
+using PanelsKernel = void (*)(const PanelsView<S>&, const StridedView<T>&, const RowsView<T>&,
                               std::int64_t, std::int64_t);
-template <class T>  // n_m: Y[:, chunks c0..c1) = X W
-using NmKernel = void (*)(const NmView<T>&, const StridedView<T>&, const RowsView<T>&,
+template <class T, class S = T>  // n_m: Y[:, chunks c0..c1) = X W
+using NmKernel = void (*)(const NmView<S>&, const StridedView<T>&, const RowsView<T>&,
                           std::int64_t, std::int64_t);
 
 // Return the body `ns::fn` of the level `simd` when this build has one (x86: avx2, avx512;
@@ -73,17 +75,17 @@ using NmKernel = void (*)(const NmView<T>&, const StridedView<T>&, const RowsVie
 
 // csr_rows: A @ B with A in CSR, X @ W with W in CSC (Wᵀ's CSR arrays), prepared matrices.
 // Check: the operand is a user's matrix, checked where it is read.
-template <bool Check, class I, class T>
-Picked<RowsKernel<I, T>> rows_kernel(Kernel k, Simd simd) {
+template <bool Check, class I, class T, class S = T>
+Picked<RowsKernel<I, T, S>> rows_kernel(Kernel k, Simd simd) {
     if (k == Kernel::tiled) {
-        SPMM_RETURN_SIMD(simd, "tiled", tiled_rows<Check, I, T>)
-        return {&tiled_rows<Check, I, T>, "tiled"};
+        SPMM_RETURN_SIMD(simd, "tiled", tiled_rows<Check, I, T, S>)
+        return {&tiled_rows<Check, I, T, S>, "tiled"};
     }
     if (k == Kernel::reordered) {
-        SPMM_RETURN_LOOPS(simd, "reordered", reordered_rows<Check, I, T>)
-        return {&reordered_rows<Check, I, T>, "reordered"};
+        SPMM_RETURN_LOOPS(simd, "reordered", reordered_rows<Check, I, T, S>)
+        return {&reordered_rows<Check, I, T, S>, "reordered"};
     }
-    return {&naive_rows<Check, I, T>, "naive"};
+    return {&naive_rows<Check, I, T, S>, "naive"};
 }
 
 // csc_columns: A @ B with A in CSC, X @ W with W in CSR (Wᵀ's CSC arrays), read by columns.
@@ -145,23 +147,23 @@ Picked<DiaKernel<T>> dia_kernel(Kernel k, Simd simd) {
 }
 
 // panels (prepared tile and block layouts): one body per level, whatever the variant.
-template <class T>
-Picked<PanelsKernel<T>> panels_kernel(Simd simd) {
-    SPMM_RETURN_SIMD(simd, "tiled", panels_tiles<T>)
-    return {&panels_tiles_portable<T>, "portable"};
+template <class T, class S = T>
+Picked<PanelsKernel<T, S>> panels_kernel(Simd simd) {
+    SPMM_RETURN_SIMD(simd, "tiled", panels_tiles<T, S>)
+    return {&panels_tiles_portable<T, S>, "portable"};
 }
 
 // n_m (prepared N:M layout): the permute body when the level's register holds a group
 // (m <= lanes), else the portable loop.
-template <class T>
-Picked<NmKernel<T>> nm_kernel(Simd simd, std::int64_t m) {
+template <class T, class S = T>
+Picked<NmKernel<T, S>> nm_kernel(Simd simd, std::int64_t m) {
 #if SPMM_X86_SIMD
-    if (simd == Simd::avx512 && avx512::nm_supported<T>(m)) return {&avx512::nm_chunks<T>, "tiled", simd};
-    if (simd == Simd::avx2 && avx2::nm_supported<T>(m)) return {&avx2::nm_chunks<T>, "tiled", simd};
+    if (simd == Simd::avx512 && avx512::nm_supported<T>(m)) return {&avx512::nm_chunks<T, S>, "tiled", simd};
+    if (simd == Simd::avx2 && avx2::nm_supported<T>(m)) return {&avx2::nm_chunks<T, S>, "tiled", simd};
 #endif
     (void)simd;
     (void)m;
-    return {&nm_chunks_portable<T>, "portable"};
+    return {&nm_chunks_portable<T, S>, "portable"};
 }
 
 #undef SPMM_RETURN_SIMD

@@ -1,6 +1,7 @@
 // The portable kernels of the structured layouts (formats/structured.hpp): the reference the
 // SIMD bodies (panels.inc, nm.inc) are tested against, and what runs where no SIMD body
-// applies.
+// applies. Reduced stored values (S) are widened one at a time; int8 outputs are scaled by
+// their column's scale once, when they are done.
 #pragma once
 
 #include <algorithm>
@@ -12,8 +13,8 @@
 namespace spmm {
 
 // Y[:, chunks [c0, c1)] = X * W for N:M weights, portable.
-template <class T>
-void nm_chunks_portable(const NmView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+template <class T, class S = T>
+void nm_chunks_portable(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>& y,
                         std::int64_t c0, std::int64_t c1) {
     for (std::int64_t c = c0; c < c1; ++c) {
         const std::int64_t j0 = c * w.chunk, len = std::min(w.chunk, w.cols - j0);
@@ -23,10 +24,13 @@ void nm_chunks_portable(const NmView<T>& w, const StridedView<T>& x, const RowsV
             for (std::int64_t g = 0; g < w.groups(); ++g) {
                 for (std::int64_t s = 0; s < w.n; ++s) {
                     const std::int64_t at = w.at(c, g * w.n + s);
-                    const T* v = w.values + at;
+                    const S* v = w.values + at;
                     const std::uint8_t* o = w.offsets + at;
-                    for (std::int64_t j = 0; j < len; ++j) out[j] += v[j] * x.at(b, g * w.m + o[j]);
+                    for (std::int64_t j = 0; j < len; ++j) out[j] += Stored<S>::one(v[j]) * x.at(b, g * w.m + o[j]);
                 }
+            }
+            if constexpr (is_scaled_v<S>) {
+                for (std::int64_t j = 0; j < len; ++j) out[j] *= w.scale[j0 + j];
             }
         }
     }
@@ -34,8 +38,8 @@ void nm_chunks_portable(const NmView<T>& w, const StridedView<T>& x, const RowsV
 
 // Y[:, tiles [t0, t1)] = X * W, portable: for each batch row, each kept input row is one
 // axpy into the tile's output segment, a loop the compiler vectorizes.
-template <class T>
-void panels_tiles_portable(const PanelsView<T>& w, const StridedView<T>& x, const RowsView<T>& y,
+template <class T, class S = T>
+void panels_tiles_portable(const PanelsView<S>& w, const StridedView<T>& x, const RowsView<T>& y,
                            std::int64_t t0, std::int64_t t1) {
     for (std::int64_t t = t0; t < t1; ++t) {
         const std::int64_t c0 = w.tile_begin(t), len = w.tile_width(t);
@@ -44,11 +48,14 @@ void panels_tiles_portable(const PanelsView<T>& w, const StridedView<T>& x, cons
             std::fill(out, out + len, T(0));
             for (std::int64_t q = w.unit_ptr[t]; q < w.unit_ptr[t + 1]; ++q) {
                 const std::int64_t k0 = w.unit_row[q], n = w.unit_rows(q);
-                const T* panel = w.values + q * w.run * w.ld;
+                const S* panel = w.values + q * w.run * w.ld;
                 for (std::int64_t i = 0; i < n; ++i, panel += w.ld) {
                     const T xv = x.at(b, k0 + i);
-                    for (std::int64_t j = 0; j < len; ++j) out[j] += xv * panel[j];
+                    for (std::int64_t j = 0; j < len; ++j) out[j] += xv * Stored<S>::one(panel[j]);
                 }
+            }
+            if constexpr (is_scaled_v<S>) {
+                for (std::int64_t j = 0; j < len; ++j) out[j] *= w.scale[c0 + j];
             }
         }
     }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../formats/values.hpp"
 #include "levels.hpp"
 #include "target.hpp"
 
@@ -44,6 +45,7 @@ struct Vec<float> {
     static reg load_masked(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
     static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+    static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
     static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
     static void store_masked(float* p, reg v, mask m) { _mm256_maskstore_ps(p, m, v); }
 };
@@ -64,8 +66,66 @@ struct Vec<double> {
     static reg load_masked(const double* p, mask m) { return _mm256_maskload_pd(p, m); }
     static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
     static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
+    static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
     static void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
     static void store_masked(double* p, reg v, mask m) { _mm256_maskstore_pd(p, m, v); }
+};
+
+
+// Stored<S>: a register of S values widened to float (`load`: 8 of them; `first`: the first
+// n, the others zero and never read), and one value (`one`); as in spmm::avx512. A tail goes
+// through a zeroed buffer (AVX2 has no masked load of 8- or 16-bit elements).
+template <class S>
+struct Stored {
+    static typename Vec<S>::reg load(const S* p) { return Vec<S>::load(p); }
+    static typename Vec<S>::reg first(const S* p, std::int64_t n) {
+        return Vec<S>::load_masked(p, Vec<S>::lanes_mask(0, n));
+    }
+    static S one(S v) { return v; }
+};
+
+template <class S>
+S* copy_first(const S* p, std::int64_t n, S (&buffer)[8]) {
+    std::memset(buffer, 0, sizeof buffer);
+    std::memcpy(buffer, p, static_cast<std::size_t>(n) * sizeof(S));
+    return buffer;
+}
+
+template <>
+struct Stored<bfloat16> {
+    static __m256 load(const bfloat16* p) {
+        const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+    }
+    static __m256 first(const bfloat16* p, std::int64_t n) {
+        bfloat16 part[8];
+        return load(copy_first(p, n, part));
+    }
+    static float one(bfloat16 v) { return widen_bfloat16(v.bits); }
+};
+
+template <>
+struct Stored<float16> {
+    static __m256 load(const float16* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static __m256 first(const float16* p, std::int64_t n) {
+        float16 part[8];
+        return load(copy_first(p, n, part));
+    }
+    static float one(float16 v) { return _cvtsh_ss(v.bits); }
+};
+
+template <>
+struct Stored<std::int8_t> {
+    static __m256 load(const std::int8_t* p) {
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    }
+    static __m256 first(const std::int8_t* p, std::int64_t n) {
+        std::int8_t part[8];
+        return load(copy_first(p, n, part));
+    }
+    static float one(std::int8_t v) { return static_cast<float>(v); }
 };
 
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../formats/values.hpp"
 #include "levels.hpp"
 #include "target.hpp"
 
@@ -41,6 +42,7 @@ struct Vec<float> {
     static reg load_masked(const float* p, mask m) { return _mm512_maskz_loadu_ps(m, p); }
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
     static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+    static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
     static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
     static void store_masked(float* p, reg v, mask m) { _mm512_mask_storeu_ps(p, m, v); }
 };
@@ -59,8 +61,60 @@ struct Vec<double> {
     static reg load_masked(const double* p, mask m) { return _mm512_maskz_loadu_pd(m, p); }
     static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
     static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
+    static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
     static void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
     static void store_masked(double* p, reg v, mask m) { _mm512_mask_storeu_pd(p, m, v); }
+};
+
+
+// Stored<S>: a register of S values widened to float (`load`: 16 of them; `first`: the first
+// n, the others zero and never read), and one value (`one`). For S = float or double the plain
+// loads; for the reduced formats of a prepared matrix (formats/values.hpp) one or two
+// instructions more per register: bfloat16 is the upper half of a float, float16 converts
+// with vcvtph2ps, int8 is sign-extended and converted.
+template <class S>
+struct Stored {
+    static typename Vec<S>::reg load(const S* p) { return Vec<S>::load(p); }
+    static typename Vec<S>::reg first(const S* p, std::int64_t n) {
+        return Vec<S>::load_masked(p, Vec<S>::lanes_mask(0, n));
+    }
+    static S one(S v) { return v; }
+};
+
+template <>
+struct Stored<bfloat16> {
+    static __m512 widen(__m256i bits) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+    }
+    static __m512 load(const bfloat16* p) {
+        return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static __m512 first(const bfloat16* p, std::int64_t n) {
+        return widen(_mm256_maskz_loadu_epi16(Vec<float>::lanes_mask(0, n), p));
+    }
+    static float one(bfloat16 v) { return widen_bfloat16(v.bits); }
+};
+
+template <>
+struct Stored<float16> {
+    static __m512 load(const float16* p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static __m512 first(const float16* p, std::int64_t n) {
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(Vec<float>::lanes_mask(0, n), p));
+    }
+    static float one(float16 v) { return _cvtsh_ss(v.bits); }
+};
+
+template <>
+struct Stored<std::int8_t> {
+    static __m512 load(const std::int8_t* p) {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    }
+    static __m512 first(const std::int8_t* p, std::int64_t n) {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(Vec<float>::lanes_mask(0, n), p)));
+    }
+    static float one(std::int8_t v) { return static_cast<float>(v); }
 };
 
 

@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
+#include "../formats/values.hpp"
 #include "levels.hpp"
 
 #if SPMM_NEON_SIMD
@@ -54,6 +56,7 @@ struct Vec<float> {
     }
     static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
     static reg add(reg a, reg b) { return vaddq_f32(a, b); }
+    static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
     static void store(float* p, reg v) { vst1q_f32(p, v); }
     static void store_masked(float* p, reg v, mask m) {
         if (m == kAll) {
@@ -86,6 +89,7 @@ struct Vec<double> {
     }
     static reg fma(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
     static reg add(reg a, reg b) { return vaddq_f64(a, b); }
+    static reg mul(reg a, reg b) { return vmulq_f64(a, b); }
     static void store(double* p, reg v) { vst1q_f64(p, v); }
     static void store_masked(double* p, reg v, mask m) {
         if (m == kAll) {
@@ -96,6 +100,70 @@ struct Vec<double> {
         if (m & 2u) vst1q_lane_f64(p + 1, v, 1);
     }
 };
+
+// Stored<S>: a register of S values widened to float (`load`: 4 of them; `first`: the first
+// n, the others zero and never read), and one value (`one`); as in spmm::avx512. NEON widens
+// bfloat16 with a shift (vshll), float16 with its conversion (fcvtl), int8 with two sign
+// extensions and a conversion.
+template <class S>
+struct Stored {
+    static typename Vec<S>::reg load(const S* p) { return Vec<S>::load(p); }
+    static typename Vec<S>::reg first(const S* p, std::int64_t n) {
+        return Vec<S>::load_masked(p, Vec<S>::lanes_mask(0, n));
+    }
+    static S one(S v) { return v; }
+};
+
+template <class S>
+const S* copy_first(const S* p, std::int64_t n, S (&buffer)[4]) {
+    std::memset(buffer, 0, sizeof buffer);
+    std::memcpy(buffer, p, static_cast<std::size_t>(n) * sizeof(S));
+    return buffer;
+}
+
+template <>
+struct Stored<bfloat16> {
+    static float32x4_t load(const bfloat16* p) {
+        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(reinterpret_cast<const std::uint16_t*>(p)), 16));
+    }
+    static float32x4_t first(const bfloat16* p, std::int64_t n) {
+        bfloat16 part[4];
+        return load(copy_first(p, n, part));
+    }
+    static float one(bfloat16 v) { return widen_bfloat16(v.bits); }
+};
+
+template <>
+struct Stored<float16> {
+    static float32x4_t load(const float16* p) {
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const std::uint16_t*>(p))));
+    }
+    static float32x4_t first(const float16* p, std::int64_t n) {
+        float16 part[4];
+        return load(copy_first(p, n, part));
+    }
+    static float one(float16 v) {
+        __fp16 h;
+        std::memcpy(&h, &v.bits, sizeof h);
+        return static_cast<float>(h);
+    }
+};
+
+template <>
+struct Stored<std::int8_t> {
+    static float32x4_t load(const std::int8_t* p) {
+        std::int32_t four;
+        std::memcpy(&four, p, sizeof four);
+        const int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
+        return vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)));
+    }
+    static float32x4_t first(const std::int8_t* p, std::int64_t n) {
+        std::int8_t part[4];
+        return load(copy_first(p, n, part));
+    }
+    static float one(std::int8_t v) { return static_cast<float>(v); }
+};
+
 
 // Gather<I, T>: one register of x[idx[0..lanes)] (`full`) or of its first n lanes, the others
 // zero and never read (`first`). For the row-dot kernel. NEON has no gather instruction: each
