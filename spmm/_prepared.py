@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from . import _config, _dask_bridge, _formats, _layouts, _policy, _precision, _spmm_ext
+from . import _activations, _config, _dask_bridge, _formats, _layouts, _policy, _precision, _spmm_ext
 from ._checks import is_int, is_positive_int
 from ._operands import (
     Csr,
@@ -134,6 +134,9 @@ class PreparedMatrix(SparseOperand):
         self._lock = threading.Lock()
         self._token: str | None = None  # __dask_tokenize__, computed on first use
         self._activations = activations
+        # The grouped rows the dot-product kernels read, keyed by transposed (x @ p): that of
+        # x @ p built by prepare, that of p @ x on first use.
+        self._grouped: dict[bool, _activations.Grouped] = {}
         if csr is not None:
             self._shape, self._nnz, stored = csr.shape, csr.nnz, csr.data
         elif csr_t is not None:
@@ -248,6 +251,7 @@ class PreparedMatrix(SparseOperand):
         if self._structured is not None:
             converted = tuple(self._structured._by_dtype.values())  # another thread may add
             arrays += [x for p in (self._structured, *converted) for x in p.arrays()]
+        arrays += [x for g in tuple(self._grouped.values()) for x in g.arrays()]
         return arrays
 
     def csr(self, dtype: np.dtype) -> Csr:
@@ -282,6 +286,19 @@ class PreparedMatrix(SparseOperand):
         t = self._csr_t
         return t if t is not None else _layouts.transposed_csr(self._structured)
 
+    def grouped(self, transposed: bool) -> _activations.Grouped:
+        """The grouped rows of the form for ``x @ p`` (``transposed``) or ``p @ x``, for a
+        matrix with activations: made once, under the lock, and kept."""
+        form = self._grouped.get(transposed)
+        if form is None:
+            source = self._source_t() if transposed else self.csr(_F32)
+            with self._lock:
+                form = self._grouped.get(transposed)
+                if form is None:
+                    form = _activations.grouped(source, self._activations)
+                    self._grouped[transposed] = form
+        return form
+
     def _with_values_of(self, transposed: bool, dtype: np.dtype) -> Csr:
         """The CSR form (of the transpose when ``transposed``) with values converted to
         ``dtype``: made once, under the lock, and kept (counted in :attr:`nbytes`)."""
@@ -311,8 +328,16 @@ class PreparedMatrix(SparseOperand):
         written into a float64 ``out``), every sum accumulated in float32."""
         x = kernel_dense(dense, _F32)
         target = out if out.dtype == _F32 else aligned_result(out.shape, _F32)
-        form = self.form(plan.family, transposed, _F32)
         codes = plan.codes
+        if self._activations is not None:
+            g = self.grouped(transposed)
+            _spmm_ext.activations_product(g.ptr, g.block, g.words, g.scales, g.correction,
+                                          _precision.FORMAT_CODES[self._format], *g.shape,
+                                          x, target, transposed, codes)
+            if target is not out:
+                np.copyto(out, target)
+            return out
+        form = self.form(plan.family, transposed, _F32)
         if plan.family == "csr_rows":
             bounds = (form.slice_bounds(plan.num_threads, codes[3]) if plan.num_threads > 1
                       else None)
@@ -559,11 +584,14 @@ def _reduced(csr_t: Csr, layout: str, tile: int | None, block: tuple[int, int] |
     if structured is None:
         prepared = PreparedMatrix(None, csr_t=compressed(csr_t), activations=activations)
         _partition_for_default_threads(prepared._csr_t)
-        return prepared
-    scales = None if csr_t.scales is None else read_only(csr_t.scales)
-    structured = replace(structured, scales=scales)
-    nnz = csr_t.nnz if structured.fits else _layouts.transposed_csr(structured).nnz
-    return PreparedMatrix(None, structured, nnz=nnz, activations=activations)
+    else:
+        scales = None if csr_t.scales is None else read_only(csr_t.scales)
+        structured = replace(structured, scales=scales)
+        nnz = csr_t.nnz if structured.fits else _layouts.transposed_csr(structured).nnz
+        prepared = PreparedMatrix(None, structured, nnz=nnz, activations=activations)
+    if activations is not None:
+        prepared.grouped(True)  # x @ p's grouped rows, built once (an unpickled matrix too)
+    return prepared
 
 
 _STATE_KEYS = ("shape", "indptr", "indices", "data", "layout", "block", "n_m")

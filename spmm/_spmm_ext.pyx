@@ -16,7 +16,8 @@ microseconds per call, as much as a whole small product.
 
 cimport numpy as cnp
 from cpython.pythread cimport PyThread_get_thread_ident
-from libc.stdint cimport int8_t, int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport (int8_t, int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint32_t,
+                          uint64_t)
 from libc.stdlib cimport getenv
 from libcpp cimport bool as cbool
 from libcpp.string cimport string
@@ -131,6 +132,11 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         int format, const float* scale, const uint8_t* offsets, const float* x, int64_t batch,
         int64_t x_row_stride, int64_t x_col_stride, float* y, int64_t ldy,
         const Config& k) except +raise_error
+    void c_activations_product "spmm::activations_product"(
+        const int64_t* ptr, const int32_t* block, const uint32_t* words, const float* scale,
+        const int32_t* correction, int format, int64_t rows, int64_t cols, const Dense& b,
+        const Out& c, const Config& k) except +raise_error
+    vector[string] c_activations_body "spmm::activations_body"(int format, int simd) except +raise_error
     int64_t c_parallel_min_work "spmm::parallel_min_work"()
     int c_threads_used "spmm::threads_used"(int64_t entries, int64_t out_rows, int64_t n,
                                             int backend, int nthreads, int64_t min_work)
@@ -439,6 +445,53 @@ def reduced_csr_product(object indptr, object indices, object values, int format
     else:
         raise ValueError("indptr and indices must be int64 and uint16, or both int32 or int64")
     return c
+
+
+def activations_product(object ptr, object block, object words, object scale,
+                        object correction, int format, int64_t rows, int64_t cols, object b,
+                        object c, bint transposed, tuple config):
+    """Write ``W @ B`` into ``c`` for a prepared matrix with activations: ``W`` (``rows`` x
+    ``cols``) in grouped rows (``ptr``: ``rows + 1`` int64; ``block``: int32 and ``words``:
+    uint32, ``ptr[rows]`` each; for int8 (``format``, the vocabulary's code) ``scale``:
+    ``rows`` float32 and ``correction``: ``rows`` int32, else None), ``B`` rounded to the
+    format here. ``b``, ``c``: float32, as for :func:`csr_product`, with ``transposed`` for
+    X @ W. The arrays are trusted (built by prepare); their types and lengths are checked."""
+    if vector_type(ptr, "ptr") != cnp.NPY_INT64 or cnp.PyArray_DIM(<cnp.ndarray>ptr, 0) != rows + 1:
+        raise ValueError(f"ptr must be {rows + 1} int64 values")
+    cdef int64_t groups = (<const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>ptr))[rows]
+    if (vector_type(block, "block") != cnp.NPY_INT32 or vector_type(words, "words") != cnp.NPY_UINT32
+            or cnp.PyArray_DIM(<cnp.ndarray>block, 0) != groups
+            or cnp.PyArray_DIM(<cnp.ndarray>words, 0) != groups):
+        raise ValueError(f"block and words must be {groups} int32 and uint32 values")
+    cdef const float* sp = NULL
+    cdef const int32_t* cp = NULL
+    if scale is not None:
+        if vector_type(scale, "scale") != cnp.NPY_FLOAT or cnp.PyArray_DIM(<cnp.ndarray>scale, 0) != rows:
+            raise ValueError(f"scale must be {rows} float32 values")
+        if (vector_type(correction, "correction") != cnp.NPY_INT32
+                or cnp.PyArray_DIM(<cnp.ndarray>correction, 0) != rows):
+            raise ValueError(f"correction must be {rows} int32 values")
+        sp = <const float*>cnp.PyArray_DATA(<cnp.ndarray>scale)
+        cp = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>correction)
+    cdef Dense dense
+    cdef Out out
+    read_operands(b, c, cnp.NPY_FLOAT, transposed, (ptr, block, words), &dense, &out)
+    if dense.rows != cols or out.rows != rows:
+        raise ValueError("operand shapes do not match")
+    cdef Config k = read_config(config)
+    cdef const int64_t* p = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>ptr)
+    cdef const int32_t* q = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>block)
+    cdef const uint32_t* w = <const uint32_t*>cnp.PyArray_DATA(<cnp.ndarray>words)
+    with nogil:
+        c_activations_product(p, q, w, sp, cp, format, rows, cols, dense, out, k)
+    return c
+
+
+def activations_body(int format, int simd):
+    """What an activations product runs at a SIMD level (codes of names.hpp): ``(body,
+    level)``, e.g. ``("dot", "avx512_vnni")``, or ``("portable dot", "scalar")``."""
+    body, level = c_activations_body(format, simd)
+    return body.decode(), level.decode()
 
 
 def coo_product(object row, object col, object data, int64_t rows, int64_t cols, object b,

@@ -15,8 +15,13 @@
 #define SPMM_BACKENDS(X) X(serial) X(openmp) X(threads)
 // How work is cut among threads (parallel/partition.hpp).
 #define SPMM_PARTITIONS(X) X(rows) X(nnz) X(dynamic)
-// Instruction-set levels, lowest first per architecture (simd/levels.hpp).
-#define SPMM_SIMD_LEVELS(X) X(scalar) X(avx2) X(avx512) X(neon)
+// Instruction-set levels, lowest first per architecture (simd/levels.hpp). avx2_vnni,
+// avx512_vnni and avx512_bf16 run the avx2 / avx512 bodies of every family, and add the
+// dot-product instructions of prepare(activations=...) (kernels/dot.hpp): AVX-VNNI, AVX512_VNNI,
+// and AVX512_BF16 with VNNI. Each can be forced with SPMM_SIMD, so the tests run every path on a
+// CPU that has them all.
+#define SPMM_SIMD_LEVELS(X) \
+    X(scalar) X(avx2) X(avx2_vnni) X(avx512) X(avx512_vnni) X(avx512_bf16) X(neon)
 // Kernel families: a stored format read one way (kernels/registry.hpp).
 //   csr_rows:    by rows, gathering rows of B: A @ B with A in CSR, X @ W with W in CSC,
 //                and prepared matrices in CSR form;

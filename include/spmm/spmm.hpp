@@ -10,6 +10,7 @@
 
 #include "formats/pack.hpp"
 #include "formats/validate.hpp"
+#include "dot_product.hpp"
 #include "product.hpp"
 
 #ifndef SPMM_COMPILE_ARGS
@@ -221,6 +222,33 @@ inline void reduced_nm_times_dense(std::int64_t rows, std::int64_t cols, std::in
         const RowsView<float> yv{y, batch, cols, ldy};
         with_call(k, [&](const Call& call) { multiply_nm(w, xv, yv, call); });
     });
+}
+
+// A prepared matrix with activations (kernels/dot.hpp): C = W B, B rounded to `format`
+// (bfloat16 or int8) at this call. ptr (rows + 1), block and words (ptr[rows] entries each):
+// W's grouped rows, trusted (built by prepare); scale and correction: rows entries for int8,
+// else null. cols: the contracted dimension, B's rows.
+inline void activations_product(const std::int64_t* ptr, const std::int32_t* block,
+                                const std::uint32_t* words, const float* scale,
+                                const std::int32_t* correction, int format, std::int64_t rows,
+                                std::int64_t cols, const Dense& b, const Out& c,
+                                const Config& k) {
+    const GroupedView w{ptr, block, words, rows, cols, scale, correction};
+    const auto f = static_cast<ValueFormat>(format);
+    if (f == ValueFormat::int8 && (scale == nullptr || correction == nullptr)) {
+        throw std::invalid_argument("int8 activations need the rows' scales and corrections");
+    }
+    const StridedView<float> d{static_cast<const float*>(b.data), b.rows, b.cols, b.row_stride,
+                               b.col_stride};
+    with_call(k, [&](const Call& call) { multiply_grouped(w, f, d, out_view<float>(c), call); });
+}
+
+// The body and level an activations product runs at level `simd` ("dot", or "portable dot"
+// for the loop that computes what the instruction does), for spmm.explain.
+inline std::vector<std::string> activations_body(int format, int simd) {
+    const auto [fn, level] = dot_kernel(static_cast<ValueFormat>(format), static_cast<Simd>(simd));
+    (void)fn;
+    return {level == Simd::scalar ? "portable dot" : "dot", simd_name(level)};
 }
 
 // What the registry runs for a family, variant and level: the body's name and its level, for

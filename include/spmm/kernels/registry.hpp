@@ -59,9 +59,9 @@ using NmKernel = void (*)(const NmView<S>&, const StridedView<T>&, const RowsVie
 // Return the body `ns::fn` of the level `simd` when this build has one (x86: avx2, avx512;
 // aarch64: neon), with its name; a statement, for the lookups below.
 #if SPMM_X86_SIMD
-#define SPMM_RETURN_SIMD(simd, name, ...)                                          \
-    if ((simd) == Simd::avx512) return {&avx512::__VA_ARGS__, name, Simd::avx512}; \
-    if ((simd) == Simd::avx2) return {&avx2::__VA_ARGS__, name, Simd::avx2};
+#define SPMM_RETURN_SIMD(simd, name, ...)                                                        \
+    if (kernel_level(simd) == Simd::avx512) return {&avx512::__VA_ARGS__, name, Simd::avx512}; \
+    if (kernel_level(simd) == Simd::avx2) return {&avx2::__VA_ARGS__, name, Simd::avx2};
 // The plain-loop bodies, compiled per x86 level (on aarch64 the portable ones are NEON already).
 #define SPMM_RETURN_LOOPS(simd, name, ...) SPMM_RETURN_SIMD(simd, name, __VA_ARGS__)
 #elif SPMM_NEON_SIMD
@@ -128,6 +128,7 @@ Picked<BsrKernel<I, T>> bsr_kernel(Kernel k, Simd simd) {
     }
     if (k == Kernel::reordered) {
 #if SPMM_X86_SIMD
+        simd = kernel_level(simd);
         if (simd == Simd::avx512) return {Scatter ? &avx512::bsr_scatter_reordered<I, T> : &avx512::bsr_rows_reordered<I, T>, "reordered", simd};
         if (simd == Simd::avx2) return {Scatter ? &avx2::bsr_scatter_reordered<I, T> : &avx2::bsr_rows_reordered<I, T>, "reordered", simd};
 #endif
@@ -158,6 +159,7 @@ Picked<PanelsKernel<T, S>> panels_kernel(Simd simd) {
 template <class T, class S = T>
 Picked<NmKernel<T, S>> nm_kernel(Simd simd, std::int64_t m) {
 #if SPMM_X86_SIMD
+    simd = kernel_level(simd);
     if (simd == Simd::avx512 && avx512::nm_supported<T>(m)) return {&avx512::nm_chunks<T, S>, "tiled", simd};
     if (simd == Simd::avx2 && avx2::nm_supported<T>(m)) return {&avx2::nm_chunks<T, S>, "tiled", simd};
 #endif

@@ -43,6 +43,7 @@ inline std::vector<Simd> supported_simd_levels() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         levels.push_back(Simd::avx2);
+        if (__builtin_cpu_supports("avxvnni")) levels.push_back(Simd::avx2_vnni);
         // F, BW, DQ and VL: every AVX-512 CPU since Skylake-X has all four. The kernels need
         // only F's instructions, but BW's 32- and 64-bit mask moves (kmovd/kmovq) let GCC keep
         // the tail masks in k registers: compiled for F alone it reloaded both masks from the
@@ -51,12 +52,28 @@ inline std::vector<Simd> supported_simd_levels() {
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
             levels.push_back(Simd::avx512);
+            if (__builtin_cpu_supports("avx512vnni")) {
+                levels.push_back(Simd::avx512_vnni);
+                // Every CPU with AVX512_BF16 (Cooper Lake, Sapphire Rapids, Zen 4) has VNNI.
+                if (__builtin_cpu_supports("avx512bf16")) levels.push_back(Simd::avx512_bf16);
+            }
         }
     }
 #elif SPMM_NEON_SIMD
     levels.push_back(Simd::neon);
 #endif
     return levels;
+}
+
+// The level whose bodies a family other than the dot-product kernels runs at level `s`: the
+// VNNI and BF16 levels add instructions only those kernels use (kernels/dot.hpp).
+constexpr Simd kernel_level(Simd s) {
+    switch (s) {
+        case Simd::avx2_vnni: return Simd::avx2;
+        case Simd::avx512_vnni:
+        case Simd::avx512_bf16: return Simd::avx512;
+        default: return s;
+    }
 }
 
 // The same levels by name ("scalar", "avx2", ...), as the Python layer spells them.

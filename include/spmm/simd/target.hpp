@@ -21,3 +21,10 @@
 // AVX-512 F, BW, DQ and VL (levels.hpp says why all four): 16 floats or 8 doubles per register.
 #define SPMM_TARGET_BEGIN_AVX512 \
     SPMM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+// The dot-product instructions (kernels/dot.hpp): AVX-VNNI's vpdpbusd on ymm registers, and
+// AVX512_VNNI's and AVX512_BF16's (vpdpbusd, vdpbf16ps) on zmm registers.
+#define SPMM_TARGET_BEGIN_AVX2_VNNI SPMM_TARGET_BEGIN("avx2,fma,f16c,avxvnni")
+#define SPMM_TARGET_BEGIN_AVX512_VNNI \
+    SPMM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")
+#define SPMM_TARGET_BEGIN_AVX512_BF16 \
+    SPMM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512bf16,avx2,fma,f16c")

@@ -1,0 +1,361 @@
+// prepare(activations=...): the dense operand rounded to the stored values' format at every
+// product, and the CPU's dot-product instruction multiplying: vdpbf16ps (AVX512_BF16) for
+// bfloat16, vpdpbusd (AVX512_VNNI, AVX-VNNI) for int8, and where a level has neither, a
+// portable loop computing exactly what the instruction computes.
+//
+// The layout (built once by prepare, spmm/_activations.py): each output row's stored entries in
+// groups of G consecutive positions of the contracted dimension, G = 2 (bfloat16) or 4 (int8),
+// aligned (group b covers positions [b G, b G + G)), absent positions of a group holding a zero
+// weight; one 32-bit word per group packs its G values, lowest position in the lowest bits. The
+// dense operand D (contracted x n) is packed per call the same way: word [b][j] packs D[b G ..
+// b G + G, j]. Every group of a row then costs one broadcast of its word and one instruction
+// per register of dense columns; aligned groups (rather than any G stored entries) are what lets
+// D's words be loaded whole, with no gather or transposition per group.
+//
+// int8: vpdpbusd multiplies unsigned by signed bytes. D's bytes carry q + 128 (q in [-127,
+// 127]: [1, 255]); the weights stay signed. Then sum (q + 128) w = sum q w + 128 sum w, and the
+// second term, a constant of the row, is subtracted (GroupedView::correction, precomputed).
+// vpdpbusd wraps modulo 2^32, and so does the subtraction: the result is sum q w exactly as
+// long as |sum q w| < 2^31, which prepare guarantees by refusing an output with more than
+// kMaxInt8Entries stored weights (127 * 127 * kMaxInt8Entries < 2^31).
+//
+// bfloat16: vdpbf16ps adds the two products of a pair to the float32 accumulator, the odd one
+// first, each add rounded to nearest even, denormal inputs read as zero and denormal results
+// flushed to zero (it ignores MXCSR). The portable loop does the same steps.
+#pragma once
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../formats/views.hpp"
+#include "../names.hpp"
+#include "../parallel/partition.hpp"
+#include "../simd/levels.hpp"
+#include "../simd/target.hpp"
+
+#if SPMM_X86_SIMD
+#include <immintrin.h>
+#endif
+
+namespace spmm {
+
+// The most stored weights an output may have with int8 activations: the integer sum is then
+// exact in int32 (127 * 127 * 133143 < 2^31).
+constexpr std::int64_t kMaxInt8Entries = 133143;
+
+// The grouped rows of a prepared matrix (see above): rows + 1 pointers into the groups, each
+// group's block index and packed word; cols: the contracted dimension. int8: one float32 scale
+// and one correction (128 * the sum of the row's weights, modulo 2^32) per row.
+struct GroupedView {
+    const std::int64_t* ptr;
+    const std::int32_t* block;
+    const std::uint32_t* words;
+    std::int64_t rows, cols;
+    const float* scale = nullptr;
+    const std::int32_t* correction = nullptr;
+};
+
+// The dense operand packed for one product: blocks rows of ld words (ld >= n, a multiple of 64,
+// the padding zero) and, for int8, ld scales (one per column of D, zero in the padding).
+struct PackedDense {
+    const std::uint32_t* words;
+    std::int64_t blocks, n, ld;
+    const float* scale;
+};
+
+// Values per 32-bit word for an activations format.
+inline std::int64_t group_width(ValueFormat f) { return f == ValueFormat::int8 ? 4 : 2; }
+
+// float32 -> bfloat16 bits, rounded to nearest even; a NaN stays a quiet NaN.
+inline std::uint32_t bfloat16_bits(float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    if (std::isnan(f)) return (u >> 16) | 0x0040u;
+    return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+
+// D (K x n, element (k, j) at x[k * rs + j * cs]) packed for a product: int8 quantizes each
+// column j with its own scale s_j = max_k |D[k, j]| / 127 (0 for an all-zero column, whose
+// values are then all 0), q = round(D / s_j) to nearest even, computed as D * (127 / max).
+class PackedActivations {
+  public:
+    PackedActivations(ValueFormat f, const float* x, std::int64_t k, std::int64_t n,
+                      std::int64_t rs, std::int64_t cs) {
+        const std::int64_t g = group_width(f);
+        blocks_ = (k + g - 1) / g;
+        n_ = n;
+        ld_ = (n + 63) / 64 * 64;
+        words_.assign(static_cast<std::size_t>(blocks_ * ld_), 0u);
+        if (f == ValueFormat::int8) {
+            pack_int8(x, k, rs, cs);
+        } else {
+            pack_bfloat16(x, k, rs, cs);
+        }
+    }
+    PackedDense view() const {
+        return {words_.data(), blocks_, n_, ld_, scale_.empty() ? nullptr : scale_.data()};
+    }
+
+  private:
+    // Columns are packed kColumns at a time, so that the words written for one block are
+    // contiguous whichever of D's strides is 1.
+    static constexpr std::int64_t kColumns = 16;
+
+    void pack_bfloat16(const float* x, std::int64_t k, std::int64_t rs, std::int64_t cs) {
+        for (std::int64_t j0 = 0; j0 < n_; j0 += kColumns) {
+            const std::int64_t j1 = std::min(n_, j0 + kColumns);
+            for (std::int64_t b = 0; b < blocks_; ++b) {
+                std::uint32_t* out = words_.data() + b * ld_;
+                const std::int64_t k0 = 2 * b;
+                for (std::int64_t j = j0; j < j1; ++j) {
+                    const std::uint32_t lo = bfloat16_bits(x[k0 * rs + j * cs]);
+                    const std::uint32_t hi = k0 + 1 < k ? bfloat16_bits(x[(k0 + 1) * rs + j * cs]) : 0u;
+                    out[j] = lo | (hi << 16);
+                }
+            }
+        }
+    }
+
+    void pack_int8(const float* x, std::int64_t k, std::int64_t rs, std::int64_t cs) {
+        scale_.assign(static_cast<std::size_t>(ld_), 0.0f);
+        std::vector<float> largest(static_cast<std::size_t>(n_), 0.0f);
+        // A NaN compares false and is kept, so it reaches the finiteness check.
+        auto keep = [](float& m, float v) {
+            const float a = std::fabs(v);
+            if (!(a <= m)) m = a;
+        };
+        if (rs == 1) {
+            for (std::int64_t j = 0; j < n_; ++j) {
+                for (std::int64_t i = 0; i < k; ++i) keep(largest[j], x[i + j * cs]);
+            }
+        } else {
+            for (std::int64_t i = 0; i < k; ++i) {
+                for (std::int64_t j = 0; j < n_; ++j) keep(largest[j], x[i * rs + j * cs]);
+            }
+        }
+        std::vector<float> inverse(static_cast<std::size_t>(n_), 0.0f);
+        for (std::int64_t j = 0; j < n_; ++j) {
+            const float m = largest[j];
+            if (!std::isfinite(m)) {
+                throw std::invalid_argument(
+                    "activations='int8' needs finite dense values; dense vector " +
+                    std::to_string(j) + " holds an infinity or NaN");
+            }
+            const float s = m / 127.0f;
+            scale_[j] = s;
+            inverse[j] = s > 0.0f ? 127.0f / m : 0.0f;
+        }
+        // Round to nearest even by adding and subtracting 1.5 * 2^23 (exact for |t| <= 2^22); the
+        // clamp between the product and the addition also keeps the compiler from fusing them.
+        constexpr float kMagic = 12582912.0f;
+        auto byte = [&](std::int64_t i, std::int64_t j) -> std::uint32_t {
+            if (i >= k) return 128u;  // q = 0
+            const float t = std::min(127.0f, std::max(-127.0f, x[i * rs + j * cs] * inverse[j]));
+            const float q = (t + kMagic) - kMagic;
+            return static_cast<std::uint32_t>(static_cast<std::int32_t>(q) + 128);
+        };
+        for (std::int64_t j0 = 0; j0 < n_; j0 += kColumns) {
+            const std::int64_t j1 = std::min(n_, j0 + kColumns);
+            for (std::int64_t b = 0; b < blocks_; ++b) {
+                std::uint32_t* out = words_.data() + b * ld_;
+                const std::int64_t k0 = 4 * b;
+                for (std::int64_t j = j0; j < j1; ++j) {
+                    out[j] = byte(k0, j) | (byte(k0 + 1, j) << 8) | (byte(k0 + 2, j) << 16) |
+                             (byte(k0 + 3, j) << 24);
+                }
+            }
+        }
+        // Padding columns hold q = 0 too (their results are never stored).
+        for (std::int64_t b = 0; b < blocks_; ++b) {
+            std::fill(words_.data() + b * ld_ + n_, words_.data() + (b + 1) * ld_, 0x80808080u);
+        }
+    }
+
+    std::vector<std::uint32_t> words_;
+    std::vector<float> scale_;
+    std::int64_t blocks_ = 0, n_ = 0, ld_ = 0;
+};
+
+// ---- The instruction, portably ----------------------------------------------------------
+// 16 lanes, as AVX-512's registers: one body (dot.inc) for every instruction set, each copy in
+// a namespace of its own (as the other families' bodies: kernels/x86.hpp).
+namespace portable_dot {
+
+// The int8 sum of the row's scaled integer products, and the scales applied once.
+inline void finish_int8(std::int32_t sum, const GroupedView& w, const PackedDense& d,
+                        std::int64_t r, std::int64_t j, float* out) {
+    *out = static_cast<float>(sum) * (w.scale[r] * d.scale[j]);
+}
+
+struct PortableInt8 {
+    static constexpr std::int64_t lanes = 16;
+    struct acc {
+        std::uint32_t v[lanes];
+    };
+    using word = std::uint32_t;
+    static acc zero() { return acc{}; }
+    static word broadcast(std::uint32_t w) { return w; }
+    // vpdpbusd: each lane += the four products of D's unsigned bytes and W's signed bytes,
+    // modulo 2^32.
+    static acc dot(acc a, const std::uint32_t* x, word w) {
+        for (std::int64_t l = 0; l < lanes; ++l) {
+            std::int32_t sum = 0;
+            for (int t = 0; t < 4; ++t) {
+                sum += static_cast<std::int32_t>((x[l] >> (8 * t)) & 0xFFu) *
+                       static_cast<std::int32_t>(static_cast<std::int8_t>((w >> (8 * t)) & 0xFFu));
+            }
+            a.v[l] += static_cast<std::uint32_t>(sum);
+        }
+        return a;
+    }
+    static void finish(const acc& a, const GroupedView& w, const PackedDense& d, std::int64_t r,
+                       std::int64_t j, float* out) {
+        const auto correction = static_cast<std::uint32_t>(w.correction[r]);
+        for (std::int64_t l = 0; l < lanes; ++l) {
+            const std::uint32_t u = a.v[l] - correction;
+            std::int32_t sum;
+            std::memcpy(&sum, &u, sizeof sum);
+            finish_int8(sum, w, d, r, j + l, out + l);
+        }
+    }
+};
+
+// A float32 value with vdpbf16ps's denormal rule: a denormal reads (and is stored) as zero.
+inline float flushed(float f) { return std::fabs(f) < FLT_MIN ? std::copysign(0.0f, f) : f; }
+
+struct PortableBfloat16 {
+    static constexpr std::int64_t lanes = 16;
+    struct acc {
+        float v[lanes];
+    };
+    using word = std::uint32_t;
+    static acc zero() { return acc{}; }
+    static word broadcast(std::uint32_t w) { return w; }
+    static acc dot(acc a, const std::uint32_t* x, word w) {
+        const float w_lo = flushed(widen_bfloat16(static_cast<std::uint16_t>(w & 0xFFFFu)));
+        const float w_hi = flushed(widen_bfloat16(static_cast<std::uint16_t>(w >> 16)));
+        for (std::int64_t l = 0; l < lanes; ++l) {
+            const float x_lo = flushed(widen_bfloat16(static_cast<std::uint16_t>(x[l] & 0xFFFFu)));
+            const float x_hi = flushed(widen_bfloat16(static_cast<std::uint16_t>(x[l] >> 16)));
+            // Products of two bfloat16 values are exact in float32 (8 + 8 significant bits).
+            a.v[l] = flushed(flushed(a.v[l]) + x_hi * w_hi);
+            a.v[l] = flushed(a.v[l] + x_lo * w_lo);
+        }
+        return a;
+    }
+    static void finish(const acc& a, const GroupedView&, const PackedDense&, std::int64_t,
+                       std::int64_t, float* out) {
+        std::copy(a.v, a.v + lanes, out);
+    }
+};
+
+#include "dot.inc"
+}  // namespace portable_dot
+
+}  // namespace spmm
+
+// ---- The instructions --------------------------------------------------------------------
+#if SPMM_X86_SIMD
+
+SPMM_TARGET_BEGIN_AVX2_VNNI
+namespace spmm {
+namespace avx2_vnni {
+struct DotInt8 {
+    static constexpr std::int64_t lanes = 8;
+    using acc = __m256i;
+    using word = __m256i;
+    static acc zero() { return _mm256_setzero_si256(); }
+    static word broadcast(std::uint32_t w) { return _mm256_set1_epi32(static_cast<int>(w)); }
+    static acc dot(acc a, const std::uint32_t* x, word w) {
+        return _mm256_dpbusd_avx_epi32(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), w);
+    }
+    static void finish(acc a, const GroupedView& w, const PackedDense& d, std::int64_t r,
+                       std::int64_t j, float* out) {
+        const __m256 sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(a, _mm256_set1_epi32(w.correction[r])));
+        _mm256_storeu_ps(out, _mm256_mul_ps(sum, _mm256_mul_ps(_mm256_set1_ps(w.scale[r]),
+                                                               _mm256_loadu_ps(d.scale + j))));
+    }
+};
+#include "dot.inc"
+}  // namespace avx2_vnni
+}  // namespace spmm
+SPMM_TARGET_END
+
+SPMM_TARGET_BEGIN_AVX512_VNNI
+namespace spmm {
+namespace avx512_vnni {
+struct DotInt8 {
+    static constexpr std::int64_t lanes = 16;
+    using acc = __m512i;
+    using word = __m512i;
+    static acc zero() { return _mm512_setzero_si512(); }
+    static word broadcast(std::uint32_t w) { return _mm512_set1_epi32(static_cast<int>(w)); }
+    static acc dot(acc a, const std::uint32_t* x, word w) {
+        return _mm512_dpbusd_epi32(a, _mm512_loadu_si512(x), w);
+    }
+    static void finish(acc a, const GroupedView& w, const PackedDense& d, std::int64_t r,
+                       std::int64_t j, float* out) {
+        const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, _mm512_set1_epi32(w.correction[r])));
+        _mm512_storeu_ps(out, _mm512_mul_ps(sum, _mm512_mul_ps(_mm512_set1_ps(w.scale[r]),
+                                                               _mm512_loadu_ps(d.scale + j))));
+    }
+};
+#include "dot.inc"
+}  // namespace avx512_vnni
+}  // namespace spmm
+SPMM_TARGET_END
+
+SPMM_TARGET_BEGIN_AVX512_BF16
+namespace spmm {
+namespace avx512_bf16 {
+struct DotBfloat16 {
+    static constexpr std::int64_t lanes = 16;
+    using acc = __m512;
+    using word = __m512i;
+    static acc zero() { return _mm512_setzero_ps(); }
+    static word broadcast(std::uint32_t w) { return _mm512_set1_epi32(static_cast<int>(w)); }
+    static acc dot(acc a, const std::uint32_t* x, word w) {
+        return _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(x), (__m512bh)w);
+    }
+    static void finish(acc a, const GroupedView&, const PackedDense&, std::int64_t, std::int64_t,
+                       float* out) {
+        _mm512_storeu_ps(out, a);
+    }
+};
+#include "dot.inc"
+}  // namespace avx512_bf16
+}  // namespace spmm
+SPMM_TARGET_END
+
+#endif  // SPMM_X86_SIMD
+
+namespace spmm {
+
+using DotKernel = void (*)(const GroupedView&, const PackedDense&, const OutView<float>&,
+                           std::int64_t, std::int64_t);
+
+// The body for an activations format at a level: the instruction where the level has it, else
+// the portable loop; with the level it was compiled for ("scalar" for the portable loop).
+inline std::pair<DotKernel, Simd> dot_kernel(ValueFormat f, Simd simd) {
+#if SPMM_X86_SIMD
+    if (f == ValueFormat::int8) {
+        if (simd == Simd::avx512_vnni || simd == Simd::avx512_bf16) {
+            return {&avx512_vnni::dot_rows<avx512_vnni::DotInt8>, Simd::avx512_vnni};
+        }
+        if (simd == Simd::avx2_vnni) return {&avx2_vnni::dot_rows<avx2_vnni::DotInt8>, simd};
+    } else if (simd == Simd::avx512_bf16) {
+        return {&avx512_bf16::dot_rows<avx512_bf16::DotBfloat16>, simd};
+    }
+#endif
+    (void)simd;
+    if (f == ValueFormat::int8) return {&portable_dot::dot_rows<portable_dot::PortableInt8>, Simd::scalar};
+    return {&portable_dot::dot_rows<portable_dot::PortableBfloat16>, Simd::scalar};
+}
+
+}  // namespace spmm
