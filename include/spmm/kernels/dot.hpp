@@ -203,6 +203,10 @@ struct PortableInt8 {
     static word broadcast(std::uint32_t w) { return w; }
     // vpdpbusd: each lane += the four products of D's unsigned bytes and W's signed bytes,
     // modulo 2^32.
+    static acc add(acc a, const acc& b) {
+        for (std::int64_t l = 0; l < lanes; ++l) a.v[l] += b.v[l];
+        return a;
+    }
     static acc dot(acc a, const std::uint32_t* x, word w) {
         for (std::int64_t l = 0; l < lanes; ++l) {
             std::int32_t sum = 0;
@@ -237,6 +241,11 @@ struct PortableBfloat16 {
     using word = std::uint32_t;
     static acc zero() { return acc{}; }
     static word broadcast(std::uint32_t w) { return w; }
+    // The chains' sums: a plain float32 addition, as vaddps under the default MXCSR.
+    static acc add(acc a, const acc& b) {
+        for (std::int64_t l = 0; l < lanes; ++l) a.v[l] += b.v[l];
+        return a;
+    }
     static acc dot(acc a, const std::uint32_t* x, word w) {
         const float w_lo = flushed(widen_bfloat16(static_cast<std::uint16_t>(w & 0xFFFFu)));
         const float w_hi = flushed(widen_bfloat16(static_cast<std::uint16_t>(w >> 16)));
@@ -271,6 +280,7 @@ struct DotInt8 {
     using acc = __m256i;
     using word = __m256i;
     static acc zero() { return _mm256_setzero_si256(); }
+    static acc add(acc a, acc b) { return _mm256_add_epi32(a, b); }
     static word broadcast(std::uint32_t w) { return _mm256_set1_epi32(static_cast<int>(w)); }
     static acc dot(acc a, const std::uint32_t* x, word w) {
         return _mm256_dpbusd_avx_epi32(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), w);
@@ -295,6 +305,7 @@ struct DotInt8 {
     using acc = __m512i;
     using word = __m512i;
     static acc zero() { return _mm512_setzero_si512(); }
+    static acc add(acc a, acc b) { return _mm512_add_epi32(a, b); }
     static word broadcast(std::uint32_t w) { return _mm512_set1_epi32(static_cast<int>(w)); }
     static acc dot(acc a, const std::uint32_t* x, word w) {
         return _mm512_dpbusd_epi32(a, _mm512_loadu_si512(x), w);
@@ -319,6 +330,7 @@ struct DotBfloat16 {
     using acc = __m512;
     using word = __m512i;
     static acc zero() { return _mm512_setzero_ps(); }
+    static acc add(acc a, acc b) { return _mm512_add_ps(a, b); }
     static word broadcast(std::uint32_t w) { return _mm512_set1_epi32(static_cast<int>(w)); }
     static acc dot(acc a, const std::uint32_t* x, word w) {
         return _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(x), (__m512bh)w);
