@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _config, _dask_bridge, _formats, _policy, _spmm_ext, _torch_bridge
+from . import _config, _dask_bridge, _formats, _policy, _precision, _spmm_ext, _torch_bridge
 from ._operands import (
     Product,
     aligned_result,
@@ -174,6 +174,9 @@ def explain(
     plan = _plan(product, config, DEFAULT_PARTITION)
     body, level = plan.body()
     m = product.sparse
+    if product.kind == "prepared" and m.activations is not None:
+        body, level = _spmm_ext.activations_body(_precision.FORMAT_CODES[m.values],
+                                                 _policy.SIMD_CODES[plan.simd])
     out_rows = m.shape[1] if product.transposed else m.shape[0]
     contiguous = not product.transposed or product.n == 1
     return {

@@ -489,7 +489,7 @@ def activations_product(object ptr, object block, object words, object scale,
 
 def activations_body(int format, int simd):
     """What an activations product runs at a SIMD level (codes of names.hpp): ``(body,
-    level)``, e.g. ``("dot", "avx512_vnni")``, or ``("portable dot", "scalar")``."""
+    level)``, e.g. ``("dot", "avx512_vnni")``, or ``("portable_dot", "scalar")``."""
     body, level = c_activations_body(format, simd)
     return body.decode(), level.decode()
 

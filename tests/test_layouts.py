@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from conftest import (
     BACKENDS,
     PARTITIONS,
-    SIMD_LEVELS,
+    KERNEL_SIMD_LEVELS,
     THREAD_COUNTS,
     VALUE_DTYPES,
     assert_product_matches_scipy,
@@ -163,7 +163,7 @@ def test_auto_rejects_a_tall_unstructured_matrix_from_its_first_64_rows(monkeypa
 
 @pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("level", KERNEL_SIMD_LEVELS)
 @pytest.mark.parametrize("name", STRUCTURES)
 def test_structured_products_equal_scipy_at_every_simd_level_and_batch(
     name, level, backend, dtype, monkeypatch, rng

@@ -19,7 +19,7 @@ from conftest import (
     KERNELS,
     PARALLEL_BACKENDS,
     PARTITIONS,
-    SIMD_LEVELS,
+    KERNEL_SIMD_LEVELS,
     THREAD_COUNTS,
     VALUE_DTYPES,
     assert_product_matches_scipy,
@@ -240,7 +240,7 @@ SIMD_WIDTHS = (1, 3, 7, 9, 15, 16, 17, 31, 33, 63, 64, 65, 129)
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=ids(INDEX_DTYPES))
 @pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("level", KERNEL_SIMD_LEVELS)
 def test_every_simd_level_of_the_tiled_kernel_matches_scipy_for_every_width_and_tail(
     level, backend, dtype, index_dtype, product, prepared, monkeypatch, rng
 ):
@@ -270,7 +270,7 @@ def placed(dense: np.ndarray, offset: int, pad: int) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
 @pytest.mark.parametrize("kernel", ["reordered", "tiled"])
-@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("level", KERNEL_SIMD_LEVELS)
 def test_every_simd_level_reads_dense_rows_at_any_offset_and_row_stride(
     level, kernel, dtype, monkeypatch, rng
 ):

@@ -243,12 +243,12 @@ inline void activations_product(const std::int64_t* ptr, const std::int32_t* blo
     with_call(k, [&](const Call& call) { multiply_grouped(w, f, d, out_view<float>(c), call); });
 }
 
-// The body and level an activations product runs at level `simd` ("dot", or "portable dot"
+// The body and level an activations product runs at level `simd` ("dot", or "portable_dot"
 // for the loop that computes what the instruction does), for spmm.explain.
 inline std::vector<std::string> activations_body(int format, int simd) {
     const auto [fn, level] = dot_kernel(static_cast<ValueFormat>(format), static_cast<Simd>(simd));
     (void)fn;
-    return {level == Simd::scalar ? "portable dot" : "dot", simd_name(level)};
+    return {level == Simd::scalar ? "portable_dot" : "dot", simd_name(level)};
 }
 
 // What the registry runs for a family, variant and level: the body's name and its level, for

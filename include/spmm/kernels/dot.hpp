@@ -125,10 +125,10 @@ class PackedActivations {
     void pack_int8(const float* x, std::int64_t k, std::int64_t rs, std::int64_t cs) {
         scale_.assign(static_cast<std::size_t>(ld_), 0.0f);
         std::vector<float> largest(static_cast<std::size_t>(n_), 0.0f);
-        // A NaN compares false and is kept, so it reaches the finiteness check.
+        // A NaN, once kept, stays (every comparison with it is false): the check below sees it.
         auto keep = [](float& m, float v) {
             const float a = std::fabs(v);
-            if (!(a <= m)) m = a;
+            if (a > m || a != a) m = a;
         };
         if (rs == 1) {
             for (std::int64_t j = 0; j < n_; ++j) {
