@@ -223,3 +223,39 @@ def test_explain_names_the_dot_product_body_of_each_level(fmt, monkeypatch, rng)
                                       else level)
         else:
             assert (report["kernel"], report["simd"]) == ("csr_rows.portable_dot", "scalar")
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_int8_results_are_the_exact_integer_sums_times_the_two_scales(level, monkeypatch, rng):
+    """Each dense vector quantized with its own scale (q = round(x * (127 / max|x|)), ties to
+    even), the integer sums exact, then scaled: the result, bit for bit."""
+    monkeypatch.setenv("SPMM_SIMD", level)
+    p = spmm.prepare(weights(rng), values="int8", activations="int8")
+    x = dense_operand(37, 19, np.dtype(np.float32), rng).T.copy()  # 19 vectors, one zero
+    t = p._source_t()
+    q_w = sp.csr_array((t.data.astype(np.int64), t.indices.astype(np.int64), t.indptr),
+                       shape=t.shape).toarray()
+    largest = np.max(np.abs(x), axis=1)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(largest > 0, np.float32(127) / largest, np.float32(0))
+    q_x = np.rint(np.clip(x * inverse[:, None], -127, 127)).astype(np.int64)
+    s_x = largest / np.float32(127)
+    sums = (q_x @ q_w.T).astype(np.float32)
+    expected = sums * (t.scales[None, :] * s_x[:, None])
+    np.testing.assert_array_equal(x @ p, expected)
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_bfloat16_results_are_float32_sums_of_the_rounded_dense_values(level, monkeypatch, rng):
+    """Against the dense operand rounded to bfloat16 (to nearest even) the only error left is
+    the float32 summation's: the dense values were rounded, not kept in float32."""
+    monkeypatch.setenv("SPMM_SIMD", level)
+    p = spmm.prepare(weights(rng), values="bfloat16", activations="bfloat16")
+    w = used_weights(p, True)
+    x = dense_operand(37, 19, np.dtype(np.float32), rng)
+    rounded = (_precision.to_bfloat16(x).astype(np.uint32) << 16).view(np.float32)
+    exact = w @ rounded.astype(np.float64)
+    m = 2 * np.diff(p.grouped(True).ptr)[:, None] + 8.0
+    limit = m * U / (1 - m * U) * (np.abs(w) @ np.abs(rounded)) + (2 * m + np.abs(w).sum(axis=1)[:, None]) * TINY
+    assert np.all(np.abs((x.T @ p).T - exact) <= limit)
+    assert not np.allclose(w @ x.astype(np.float64), exact, rtol=1e-5, atol=0)
