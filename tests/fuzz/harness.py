@@ -77,7 +77,8 @@ ENV_VALUES = {
     "SPMM_BACKEND": (("openmp", "threads", "serial"), ("cuda", "", " threads")),
     "SPMM_NUM_THREADS": (("1", "2", "3"), ("0", "-1", "two", "1.5", "99999999999", "")),
     "SPMM_KERNEL": (KERNELS, ("fast", "")),
-    "SPMM_SIMD": (("scalar", "avx2", "avx512", "neon"), ("sse", "")),
+    "SPMM_SIMD": (("scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni", "avx512_bf16", "neon"),
+                  ("sse", "")),
 }
 CHILD_SECONDS = 60  # one case takes milliseconds: a child alive this long hangs
 
