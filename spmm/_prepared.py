@@ -488,14 +488,23 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
     activations : {None, "bfloat16", "int8"}, default None
         Also round the dense operand, at every product, to this format (it must equal
         ``values``), so that the CPU's dot-product instructions multiply: ``vdpbf16ps``
-        (AVX512_BF16), ``vpdpbusd`` (AVX512_VNNI, AVX-VNNI), ``bfdot`` and ``sdot`` (aarch64)
-        on the stored entries grouped by the instruction's width (2 for bfloat16, 4 for int8),
-        with a portable loop computing the same where the CPU has none. int8 activations are
-        quantized per dense vector (a row of ``x`` for ``x @ p``, a column of ``x`` for
-        ``p @ x``) with their own scale; the products are then integer sums, exact until the
-        two scales are applied. A property of the matrix, not of a call, because ``x @ p``
-        takes no options and the grouped form it needs is built once. Not with the ``"n_m"``
-        layout (``"auto"`` then uses CSR). See docs/usage.md for the error bounds.
+        (AVX512_BF16) and ``vpdpbusd`` (AVX512_VNNI, AVX-VNNI), on each output's stored
+        weights grouped in aligned runs of the instruction's width along the inputs (2 for
+        bfloat16, 4 for int8; zeros where a run stores none), built here once. A level
+        without the instruction (and aarch64, for now) runs a portable loop computing the same
+        float32 results. int8 activations are quantized per dense vector (a row of ``x`` for
+        ``x @ p``, a column of ``x`` for ``p @ x``) with their own scale
+        ``s_x = max|x| / 127``; the integer sums are exact (an output may store at most
+        133,143 weights), then the two scales are applied; a NaN or infinite dense value is a
+        ValueError. For one output ``y = sum_k ŵ_k x_k`` of the weights as stored, the error is
+        at most ``sum_k |ŵ_k| (s_x (1/2 + 2^-15) + 2^-21 (|x_k| + s_x))`` for int8, and
+        ``2^-8 (1 + 2^-15) S + γ(P + 8) (1 + 2^-7) S + (2P + 16 + sum_k |ŵ_k|) 2^-126`` for
+        bfloat16 (``S = sum_k |ŵ_k x_k|``, ``P`` the output's grouped entries,
+        ``γ(m) = m 2^-24 / (1 - m 2^-24)``); docs/usage.md ("Reduced-precision activations")
+        derives them. A property of the matrix, not of a call, because ``x @ p`` takes no
+        options and the grouped form it needs is built once. Not with the ``"n_m"`` layout
+        (``"auto"`` then uses CSR); with ``"tile"`` or ``"block"`` the products use the
+        grouped rows, not the structured form.
 
     Returns
     -------
