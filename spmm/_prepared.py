@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from . import _activations, _config, _dask_bridge, _formats, _layouts, _policy, _precision, _spmm_ext
+from . import (
+    _activations,
+    _config,
+    _dask_bridge,
+    _formats,
+    _layouts,
+    _policy,
+    _precision,
+    _spmm_ext,
+)
 from ._checks import is_int, is_positive_int
 from ._operands import (
     Csr,
@@ -498,9 +507,9 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
         133,143 weights), then the two scales are applied; a NaN or infinite dense value is a
         ValueError. For one output ``y = sum_k ŵ_k x_k`` of the weights as stored, the error is
         at most ``sum_k |ŵ_k| (s_x (1/2 + 2^-15) + 2^-21 (|x_k| + s_x))`` for int8, and
-        ``2^-8 (1 + 2^-15) S + γ(P + 8) (1 + 2^-7) S + (2P + 16 + sum_k |ŵ_k|) 2^-126`` for
+        ``2^-8 (1 + 2^-15) S + g(P + 8) (1 + 2^-7) S + (2P + 16 + sum_k |ŵ_k|) 2^-126`` for
         bfloat16 (``S = sum_k |ŵ_k x_k|``, ``P`` the output's grouped entries,
-        ``γ(m) = m 2^-24 / (1 - m 2^-24)``); docs/usage.md ("Reduced-precision activations")
+        ``g(m) = m 2^-24 / (1 - m 2^-24)``); docs/usage.md ("Reduced-precision activations")
         derives them. A property of the matrix, not of a call, because ``x @ p`` takes no
         options and the grouped form it needs is built once. Not with the ``"n_m"`` layout
         (``"auto"`` then uses CSR); with ``"tile"`` or ``"block"`` the products use the

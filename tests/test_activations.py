@@ -213,7 +213,8 @@ def test_a_corrupted_pickle_of_activations_is_a_value_error(change, message, rng
 @pytest.mark.parametrize("fmt", ACTIVATIONS)
 def test_explain_names_the_dot_product_body_of_each_level(fmt, monkeypatch, rng):
     p = spmm.prepare(weights(rng), values=fmt, activations=fmt)
-    instruction = {"int8": ("avx512_vnni", "avx512_bf16", "avx2_vnni"), "bfloat16": ("avx512_bf16",)}
+    instruction = {"int8": ("avx512_vnni", "avx512_bf16", "avx2_vnni"),
+                   "bfloat16": ("avx512_bf16",)}
     for level in SIMD_LEVELS:
         monkeypatch.setenv("SPMM_SIMD", level)
         report = spmm.explain(np.ones((4, 37), dtype=np.float32), p)
@@ -256,6 +257,7 @@ def test_bfloat16_results_are_float32_sums_of_the_rounded_dense_values(level, mo
     rounded = (_precision.to_bfloat16(x).astype(np.uint32) << 16).view(np.float32)
     exact = w @ rounded.astype(np.float64)
     m = 2 * np.diff(p.grouped(True).ptr)[:, None] + 8.0
-    limit = m * U / (1 - m * U) * (np.abs(w) @ np.abs(rounded)) + (2 * m + np.abs(w).sum(axis=1)[:, None]) * TINY
+    limit = (m * U / (1 - m * U) * (np.abs(w) @ np.abs(rounded))
+             + (2 * m + np.abs(w).sum(axis=1)[:, None]) * TINY)
     assert np.all(np.abs((x.T @ p).T - exact) <= limit)
     assert not np.allclose(w @ x.astype(np.float64), exact, rtol=1e-5, atol=0)

@@ -15,8 +15,8 @@ import pytest
 import scipy.sparse as sp
 from conftest import (
     BACKENDS,
-    PARTITIONS,
     KERNEL_SIMD_LEVELS,
+    PARTITIONS,
     THREAD_COUNTS,
     VALUE_DTYPES,
     assert_product_matches_scipy,

@@ -16,10 +16,10 @@ import scipy.sparse as sp
 from conftest import (
     BACKENDS,
     INDEX_DTYPES,
+    KERNEL_SIMD_LEVELS,
     KERNELS,
     PARALLEL_BACKENDS,
     PARTITIONS,
-    KERNEL_SIMD_LEVELS,
     THREAD_COUNTS,
     VALUE_DTYPES,
     assert_product_matches_scipy,
