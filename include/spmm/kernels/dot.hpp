@@ -83,6 +83,11 @@ inline std::uint32_t bfloat16_bits(float f) {
 // D (K x n, element (k, j) at x[k * rs + j * cs]) packed for a product: int8 quantizes each
 // column j with its own scale s_j = max_k |D[k, j]| / 127 (0 for an all-zero column, whose
 // values are then all 0), q = round(D / s_j) to nearest even, computed as D * (127 / max).
+//
+// In two passes, each a loop the compiler vectorizes: every value rounded to its code (int8:
+// the byte q + 128; bfloat16: its bits) along D's contiguous axis into a buffer of that layout,
+// then the words assembled: 4 bytes of one column are one unaligned 32-bit load when D's
+// columns are contiguous (X @ W: D = Xᵀ), else G rows of codes are interleaved.
 class PackedActivations {
   public:
     PackedActivations(ValueFormat f, const float* x, std::int64_t k, std::int64_t n,
@@ -91,11 +96,21 @@ class PackedActivations {
         blocks_ = (k + g - 1) / g;
         n_ = n;
         ld_ = (n + 63) / 64 * 64;
-        words_.assign(static_cast<std::size_t>(blocks_ * ld_), 0u);
+        words_.resize(static_cast<std::size_t>(blocks_ * ld_));
         if (f == ValueFormat::int8) {
-            pack_int8(x, k, rs, cs);
+            std::vector<float> inverse = int8_scales(x, k, rs, cs);
+            pack<std::uint8_t>(x, k, rs, cs, inverse.data(), [](float v, float factor) {
+                // Round to nearest even by adding and subtracting 1.5 * 2^23 (exact for
+                // |t| <= 2^22); the clamp between the product and the addition also keeps the
+                // compiler from fusing them.
+                constexpr float kMagic = 12582912.0f;
+                const float t = std::min(127.0f, std::max(-127.0f, v * factor));
+                return static_cast<std::uint8_t>(static_cast<std::int32_t>((t + kMagic) - kMagic) + 128);
+            }, std::uint8_t{128});
         } else {
-            pack_bfloat16(x, k, rs, cs);
+            pack<std::uint16_t>(x, k, rs, cs, nullptr, [](float v, float) {
+                return static_cast<std::uint16_t>(bfloat16_bits(v));
+            }, std::uint16_t{0});
         }
     }
     PackedDense view() const {
@@ -103,77 +118,107 @@ class PackedActivations {
     }
 
   private:
-    // Columns are packed kColumns at a time, so that the words written for one block are
-    // contiguous whichever of D's strides is 1.
-    static constexpr std::int64_t kColumns = 16;
-
-    void pack_bfloat16(const float* x, std::int64_t k, std::int64_t rs, std::int64_t cs) {
-        for (std::int64_t j0 = 0; j0 < n_; j0 += kColumns) {
-            const std::int64_t j1 = std::min(n_, j0 + kColumns);
-            for (std::int64_t b = 0; b < blocks_; ++b) {
-                std::uint32_t* out = words_.data() + b * ld_;
-                const std::int64_t k0 = 2 * b;
-                for (std::int64_t j = j0; j < j1; ++j) {
-                    const std::uint32_t lo = bfloat16_bits(x[k0 * rs + j * cs]);
-                    const std::uint32_t hi = k0 + 1 < k ? bfloat16_bits(x[(k0 + 1) * rs + j * cs]) : 0u;
-                    out[j] = lo | (hi << 16);
+    // The scales (kept, ld_ of them, zero in the padding) and the factors 127 / max|D[:, j]|.
+    std::vector<float> int8_scales(const float* x, std::int64_t k, std::int64_t rs, std::int64_t cs) {
+        scale_.assign(static_cast<std::size_t>(ld_), 0.0f);
+        std::vector<float> largest(static_cast<std::size_t>(n_), 0.0f);
+        // The largest magnitude as maxps computes it (a NaN operand loses), NaN noted apart.
+        bool nan = false;
+        if (rs == 1) {
+            for (std::int64_t j = 0; j < n_; ++j) {
+                float m = 0.0f;
+                for (std::int64_t i = 0; i < k; ++i) {
+                    const float a = std::fabs(x[i + j * cs]);
+                    m = a > m ? a : m;
+                    nan |= a != a;
+                }
+                largest[static_cast<std::size_t>(j)] = m;
+            }
+        } else {
+            float* m = largest.data();
+            for (std::int64_t i = 0; i < k; ++i) {
+                for (std::int64_t j = 0; j < n_; ++j) {
+                    const float a = std::fabs(x[i * rs + j * cs]);
+                    m[j] = a > m[j] ? a : m[j];
+                    nan |= a != a;
                 }
             }
         }
-    }
-
-    void pack_int8(const float* x, std::int64_t k, std::int64_t rs, std::int64_t cs) {
-        scale_.assign(static_cast<std::size_t>(ld_), 0.0f);
-        std::vector<float> largest(static_cast<std::size_t>(n_), 0.0f);
-        // A NaN, once kept, stays (every comparison with it is false): the check below sees it.
-        auto keep = [](float& m, float v) {
-            const float a = std::fabs(v);
-            if (a > m || a != a) m = a;
-        };
-        if (rs == 1) {
+        if (nan) {
             for (std::int64_t j = 0; j < n_; ++j) {
-                for (std::int64_t i = 0; i < k; ++i) keep(largest[j], x[i + j * cs]);
-            }
-        } else {
-            for (std::int64_t i = 0; i < k; ++i) {
-                for (std::int64_t j = 0; j < n_; ++j) keep(largest[j], x[i * rs + j * cs]);
+                for (std::int64_t i = 0; i < k; ++i) {
+                    if (std::isnan(x[i * rs + j * cs])) largest[static_cast<std::size_t>(j)] = x[i * rs + j * cs];
+                }
             }
         }
         std::vector<float> inverse(static_cast<std::size_t>(n_), 0.0f);
         for (std::int64_t j = 0; j < n_; ++j) {
-            const float m = largest[j];
+            const float m = largest[static_cast<std::size_t>(j)];
             if (!std::isfinite(m)) {
                 throw std::invalid_argument(
                     "activations='int8' needs finite dense values; dense vector " +
                     std::to_string(j) + " holds an infinity or NaN");
             }
             const float s = m / 127.0f;
-            scale_[j] = s;
-            inverse[j] = s > 0.0f ? 127.0f / m : 0.0f;
+            scale_[static_cast<std::size_t>(j)] = s;
+            inverse[static_cast<std::size_t>(j)] = s > 0.0f ? 127.0f / m : 0.0f;
         }
-        // Round to nearest even by adding and subtracting 1.5 * 2^23 (exact for |t| <= 2^22); the
-        // clamp between the product and the addition also keeps the compiler from fusing them.
-        constexpr float kMagic = 12582912.0f;
-        auto byte = [&](std::int64_t i, std::int64_t j) -> std::uint32_t {
-            if (i >= k) return 128u;  // q = 0
-            const float t = std::min(127.0f, std::max(-127.0f, x[i * rs + j * cs] * inverse[j]));
-            const float q = (t + kMagic) - kMagic;
-            return static_cast<std::uint32_t>(static_cast<std::int32_t>(q) + 128);
-        };
-        for (std::int64_t j0 = 0; j0 < n_; j0 += kColumns) {
-            const std::int64_t j1 = std::min(n_, j0 + kColumns);
+        return inverse;
+    }
+
+    // Codes of type C (G = 4 / sizeof(C) per word), `code(value, factor[column])` (factor: one
+    // float per column, or null), `zero` the code of 0 (for the positions past K and the
+    // padding columns). Factors are read into locals: a store of a byte code may alias them.
+    template <class C, class Code>
+    void pack(const float* x, std::int64_t k, std::int64_t rs, std::int64_t cs,
+              const float* factor, Code&& code, C zero) {
+        constexpr std::int64_t g = 4 / static_cast<std::int64_t>(sizeof(C));
+        const std::int64_t kp = blocks_ * g;
+        std::fill(words_.begin(), words_.end(), 0u);
+        if (rs == 1) {  // columns contiguous: codes by column, kp each, a word is 4 bytes of one
+            std::vector<C> codes(static_cast<std::size_t>(n_ * kp), zero);
+            for (std::int64_t j = 0; j < n_; ++j) {
+                C* out = codes.data() + j * kp;
+                const float f = factor != nullptr ? factor[j] : 0.0f;
+                for (std::int64_t i = 0; i < k; ++i) out[i] = code(x[i + j * cs], f);
+            }
+            constexpr std::int64_t kColumns = 16;  // a cache line of words per block
+            for (std::int64_t j0 = 0; j0 < n_; j0 += kColumns) {
+                const std::int64_t j1 = std::min(n_, j0 + kColumns);
+                for (std::int64_t b = 0; b < blocks_; ++b) {
+                    std::uint32_t* out = words_.data() + b * ld_;
+                    for (std::int64_t j = j0; j < j1; ++j) {
+                        std::memcpy(out + j, codes.data() + j * kp + b * g, sizeof(std::uint32_t));
+                    }
+                }
+            }
+        } else {  // rows of codes, n each; a word interleaves g rows
+            std::vector<C> codes(static_cast<std::size_t>(kp * n_), zero);
+            std::vector<float> factors(static_cast<std::size_t>(n_), 0.0f);
+            if (factor != nullptr) std::copy(factor, factor + n_, factors.begin());
+            const float* f = factors.data();
+            for (std::int64_t i = 0; i < k; ++i) {
+                C* out = codes.data() + i * n_;
+                for (std::int64_t j = 0; j < n_; ++j) out[j] = code(x[i * rs + j * cs], f[j]);
+            }
             for (std::int64_t b = 0; b < blocks_; ++b) {
                 std::uint32_t* out = words_.data() + b * ld_;
-                const std::int64_t k0 = 4 * b;
-                for (std::int64_t j = j0; j < j1; ++j) {
-                    out[j] = byte(k0, j) | (byte(k0 + 1, j) << 8) | (byte(k0 + 2, j) << 16) |
-                             (byte(k0 + 3, j) << 24);
+                const C* rows = codes.data() + b * g * n_;
+                for (std::int64_t j = 0; j < n_; ++j) {
+                    std::uint32_t word = 0;
+                    for (std::int64_t t = 0; t < g; ++t) {
+                        word |= static_cast<std::uint32_t>(rows[t * n_ + j]) << (t * 8 * static_cast<std::int64_t>(sizeof(C)));
+                    }
+                    out[j] = word;
                 }
             }
         }
-        // Padding columns hold q = 0 too (their results are never stored).
+        std::uint32_t zero_word = 0;
+        for (std::int64_t t = 0; t < g; ++t) {
+            zero_word |= static_cast<std::uint32_t>(zero) << (t * 8 * static_cast<std::int64_t>(sizeof(C)));
+        }
         for (std::int64_t b = 0; b < blocks_; ++b) {
-            std::fill(words_.data() + b * ld_ + n_, words_.data() + (b + 1) * ld_, 0x80808080u);
+            std::fill(words_.data() + b * ld_ + n_, words_.data() + (b + 1) * ld_, zero_word);
         }
     }
 
