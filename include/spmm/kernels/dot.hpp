@@ -238,20 +238,27 @@ inline void finish_int8(std::int32_t sum, const GroupedView& w, const PackedDens
     *out = static_cast<float>(sum) * (w.scale[r] * d.scale[j]);
 }
 
-struct PortableInt8 {
+// 16 accumulators of type L, and what is the same for both formats: the word stays a word,
+// and the chains' sums are plain additions (unsigned: modulo 2^32; float: as vaddps under the
+// default MXCSR).
+template <class L>
+struct PortableLanes {
     static constexpr std::int64_t lanes = 16;
     struct acc {
-        std::uint32_t v[lanes];
+        L v[lanes];
     };
     using word = std::uint32_t;
     static acc zero() { return acc{}; }
     static word broadcast(std::uint32_t w) { return w; }
-    // vpdpbusd: each lane += the four products of D's unsigned bytes and W's signed bytes,
-    // modulo 2^32.
     static acc add(acc a, const acc& b) {
         for (std::int64_t l = 0; l < lanes; ++l) a.v[l] += b.v[l];
         return a;
     }
+};
+
+struct PortableInt8 : PortableLanes<std::uint32_t> {
+    // vpdpbusd: each lane += the four products of D's unsigned bytes and W's signed bytes,
+    // modulo 2^32.
     static acc dot(acc a, const std::uint32_t* x, word w) {
         for (std::int64_t l = 0; l < lanes; ++l) {
             std::int32_t sum = 0;
@@ -278,19 +285,7 @@ struct PortableInt8 {
 // A float32 value with vdpbf16ps's denormal rule: a denormal reads (and is stored) as zero.
 inline float flushed(float f) { return std::fabs(f) < FLT_MIN ? std::copysign(0.0f, f) : f; }
 
-struct PortableBfloat16 {
-    static constexpr std::int64_t lanes = 16;
-    struct acc {
-        float v[lanes];
-    };
-    using word = std::uint32_t;
-    static acc zero() { return acc{}; }
-    static word broadcast(std::uint32_t w) { return w; }
-    // The chains' sums: a plain float32 addition, as vaddps under the default MXCSR.
-    static acc add(acc a, const acc& b) {
-        for (std::int64_t l = 0; l < lanes; ++l) a.v[l] += b.v[l];
-        return a;
-    }
+struct PortableBfloat16 : PortableLanes<float> {
     static acc dot(acc a, const std::uint32_t* x, word w) {
         const float w_lo = flushed(widen_bfloat16(static_cast<std::uint16_t>(w & 0xFFFFu)));
         const float w_hi = flushed(widen_bfloat16(static_cast<std::uint16_t>(w >> 16)));
@@ -317,26 +312,32 @@ struct PortableBfloat16 {
 // ---- The instructions --------------------------------------------------------------------
 #if SPMM_X86_SIMD
 
+// vpdpbusd on BITS-bit registers (intrinsics prefixed P, the instruction DPBUSD): each 32-bit
+// lane of D's words, unsigned bytes, times the broadcast word of W's signed bytes; at the end
+// the row's correction subtracted and the two scales applied.
+#define SPMM_DOT_INT8(BITS, P, DPBUSD)                                                          \
+    struct DotInt8 {                                                                           \
+        static constexpr std::int64_t lanes = BITS / 32;                                       \
+        using acc = __m##BITS##i;                                                              \
+        using word = __m##BITS##i;                                                             \
+        static acc zero() { return P##_setzero_si##BITS(); }                                   \
+        static acc add(acc a, acc b) { return P##_add_epi32(a, b); }                           \
+        static word broadcast(std::uint32_t w) { return P##_set1_epi32(static_cast<int>(w)); } \
+        static acc dot(acc a, const std::uint32_t* x, word w) {                                \
+            return DPBUSD(a, P##_loadu_si##BITS(reinterpret_cast<const acc*>(x)), w);          \
+        }                                                                                      \
+        static void finish(acc a, const GroupedView& w, const PackedDense& d, std::int64_t r,  \
+                           std::int64_t j, float* out) {                                       \
+            const auto sum = P##_cvtepi32_ps(P##_sub_epi32(a, P##_set1_epi32(w.correction[r]))); \
+            P##_storeu_ps(out, P##_mul_ps(sum, P##_mul_ps(P##_set1_ps(w.scale[r]),             \
+                                                          P##_loadu_ps(d.scale + j))));        \
+        }                                                                                      \
+    };
+
 SPMM_TARGET_BEGIN_AVX2_VNNI
 namespace spmm {
 namespace avx2_vnni {
-struct DotInt8 {
-    static constexpr std::int64_t lanes = 8;
-    using acc = __m256i;
-    using word = __m256i;
-    static acc zero() { return _mm256_setzero_si256(); }
-    static acc add(acc a, acc b) { return _mm256_add_epi32(a, b); }
-    static word broadcast(std::uint32_t w) { return _mm256_set1_epi32(static_cast<int>(w)); }
-    static acc dot(acc a, const std::uint32_t* x, word w) {
-        return _mm256_dpbusd_avx_epi32(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), w);
-    }
-    static void finish(acc a, const GroupedView& w, const PackedDense& d, std::int64_t r,
-                       std::int64_t j, float* out) {
-        const __m256 sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(a, _mm256_set1_epi32(w.correction[r])));
-        _mm256_storeu_ps(out, _mm256_mul_ps(sum, _mm256_mul_ps(_mm256_set1_ps(w.scale[r]),
-                                                               _mm256_loadu_ps(d.scale + j))));
-    }
-};
+SPMM_DOT_INT8(256, _mm256, _mm256_dpbusd_avx_epi32)
 #include "dot.inc"
 }  // namespace avx2_vnni
 }  // namespace spmm
@@ -345,27 +346,12 @@ SPMM_TARGET_END
 SPMM_TARGET_BEGIN_AVX512_VNNI
 namespace spmm {
 namespace avx512_vnni {
-struct DotInt8 {
-    static constexpr std::int64_t lanes = 16;
-    using acc = __m512i;
-    using word = __m512i;
-    static acc zero() { return _mm512_setzero_si512(); }
-    static acc add(acc a, acc b) { return _mm512_add_epi32(a, b); }
-    static word broadcast(std::uint32_t w) { return _mm512_set1_epi32(static_cast<int>(w)); }
-    static acc dot(acc a, const std::uint32_t* x, word w) {
-        return _mm512_dpbusd_epi32(a, _mm512_loadu_si512(x), w);
-    }
-    static void finish(acc a, const GroupedView& w, const PackedDense& d, std::int64_t r,
-                       std::int64_t j, float* out) {
-        const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, _mm512_set1_epi32(w.correction[r])));
-        _mm512_storeu_ps(out, _mm512_mul_ps(sum, _mm512_mul_ps(_mm512_set1_ps(w.scale[r]),
-                                                               _mm512_loadu_ps(d.scale + j))));
-    }
-};
+SPMM_DOT_INT8(512, _mm512, _mm512_dpbusd_epi32)
 #include "dot.inc"
 }  // namespace avx512_vnni
 }  // namespace spmm
 SPMM_TARGET_END
+#undef SPMM_DOT_INT8
 
 SPMM_TARGET_BEGIN_AVX512_BF16
 namespace spmm {
