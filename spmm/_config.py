@@ -73,7 +73,10 @@ def available_simd() -> list[str]:
     (SSE2 on x86-64, NEON on aarch64) and auto-vectorized by the compiler. On x86-64,
     ``"avx2"`` (AVX2 + FMA) and ``"avx512"`` (AVX-512 F, BW, DQ and VL) follow when the CPU
     has them; on aarch64, ``"neon"`` always follows. The ``tiled`` kernel then runs a
-    register-blocked version written for that instruction set. The default is the last one.
+    register-blocked version written for that instruction set. ``"avx2_vnni"`` (AVX-VNNI),
+    ``"avx512_vnni"`` (AVX512_VNNI) and ``"avx512_bf16"`` (AVX512_BF16 and VNNI) run the
+    ``avx2`` / ``avx512`` kernels and add the dot-product instructions that
+    ``prepare(activations=...)`` uses. The default is the last one.
     """
     return list(_SIMD_LEVELS)
 
