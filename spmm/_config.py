@@ -84,6 +84,15 @@ def available_simd() -> list[str]:
 _SIMD_LEVELS = tuple(_spmm_ext.simd_levels())  # asked once: the CPU does not change
 
 
+def float_kernel_levels() -> dict[str, str]:
+    """Each level of :func:`available_simd` and the level whose float kernels it runs: a level
+    that only adds dot-product instructions (``avx512_vnni``...) runs those of the level below
+    it (``{"avx512_vnni": "avx512", ...}``); the others run their own."""
+    family, kernel = codes("family")["csr_rows"], codes("kernel")["tiled"]
+    return {level: _spmm_ext.kernel_body(family, kernel, codes("simd")[level])[1]
+            for level in _SIMD_LEVELS}
+
+
 def default_num_threads() -> int:
     """The CPUs this process may run on (its affinity mask), at least 1 and at most
     :data:`MAX_THREADS`."""

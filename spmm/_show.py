@@ -22,6 +22,7 @@ def build_info() -> dict[str, Any]:
         "openmp": bool(_spmm_ext.has_openmp()),
         "openmp_version": version,
         "simd_levels": _config.available_simd(),
+        "float_kernel_levels": _config.float_kernel_levels(),
         "parallel_min_work": _spmm_ext.parallel_min_work(),
     }
 

@@ -26,7 +26,7 @@ from fuzz.isolation import forked
 from hypothesis import HealthCheck, settings
 
 import spmm
-from spmm import _config, _policy, _spmm_ext
+from spmm import _config, _policy
 
 # --------------------------------------------------------------------------------------------
 # Hypothesis: one derandomized profile, so that a failure reproduces on every run and machine.
@@ -57,10 +57,7 @@ SIMD_LEVELS: tuple[str, ...] = tuple(_config.available_simd())
 ALL_SIMD_NAMES: tuple[str, ...] = _config.SIMD_LEVELS
 #: The levels whose float kernels differ: a level that only adds the dot-product instructions
 #: of ``prepare(activations=...)`` (avx512_vnni...) runs the bodies of the level below it.
-KERNEL_SIMD_LEVELS: tuple[str, ...] = tuple(dict.fromkeys(
-    _spmm_ext.kernel_body(_config.codes("family")["csr_rows"], _config.codes("kernel")["tiled"],
-                          code)[1]
-    for code in (_config.codes("simd")[level] for level in SIMD_LEVELS)))
+KERNEL_SIMD_LEVELS: tuple[str, ...] = tuple(dict.fromkeys(_config.float_kernel_levels().values()))
 BEST_SIMD = SIMD_LEVELS[-1]
 
 #: The environment variables spmm reads its configuration from.

@@ -86,8 +86,10 @@ def _case(wl: suites.Workload, library: str, threads: int, backend: str | None =
 
 
 def plan(wl: suites.Workload, o: Options, backends: list[str], levels: list[str],
-         default_simd: str | None) -> list[dict[str, Any]]:
-    """Every measurement of ``wl``: scipy, then its series sets (see :mod:`suites`)."""
+         default_levels: set[str | None]) -> list[dict[str, Any]]:
+    """Every measurement of ``wl``: scipy, then its series sets (see :mod:`suites`).
+    ``default_levels``: the process's default SIMD level and the one whose float kernels it
+    runs, which the series leave alone."""
     series, threads = set(wl.series), sorted(set(o.threads))
     cases = [_case(wl, "scipy", 1)]  # serial: the reference, and the baseline at every count
     if "peers" in series:
@@ -98,7 +100,7 @@ def plan(wl: suites.Workload, o: Options, backends: list[str], levels: list[str]
                 for t in ([1] if backend == "serial" else counts)]
 
     def level(name: str) -> str | None:  # the process default is left alone (None)
-        return None if name == default_simd else name
+        return None if name in default_levels else name
 
     single = "serial" if "serial" in backends else backends[0]
     parallel = [b for b in backends if b != "serial"]
@@ -372,12 +374,12 @@ def _run(runner: Runner, o: Options, log: Callable[[str], None]) -> dict[str, An
     if spmm_facts.get("spmm_error"):
         runner.notes.append(f"spmm could not be loaded: {spmm_facts['spmm_error']}")
     config = spmm_facts.get("spmm_config") or {}
-    levels = config.get("build", {}).get("simd_levels") or []
+    levels = suites.float_levels(config)
     missing = {name: peers.get(name).missing() for name in ("scipy", "spmm", *o.peers)}
     records, to_run = {}, []
     for wl in workloads.values():
         for case in plan(wl, o, [b for b in o.backends if b in available], levels,
-                         config.get("runtime", {}).get("config", {}).get("simd")):
+                         suites.default_levels(config)):
             reason = skip_reason(case, wl, missing)
             records[case["key"]] = {**case, "status": "skipped" if reason else "ok",
                                     "reason": reason}

@@ -285,6 +285,22 @@ def label(case: dict[str, Any]) -> str:
     return " ".join(["spmm", *(p for p in parts if p)])
 
 
+def float_levels(config: dict[str, Any]) -> list[str]:
+    """The SIMD levels of spmm's ``show_config`` whose float kernels differ, lowest first (a
+    level that only adds dot-product instructions runs the float kernels of the one below)."""
+    build = config.get("build", {})
+    bodies = build.get("float_kernel_levels") or {}
+    return list(dict.fromkeys(bodies.values())) or build.get("simd_levels") or []
+
+
+def default_levels(config: dict[str, Any]) -> set[str | None]:
+    """spmm's default SIMD level in ``config`` and the level whose float kernels it runs: a
+    series at either is measured at the process default (no ``simd`` of its own)."""
+    simd = config.get("runtime", {}).get("config", {}).get("simd")
+    bodies = config.get("build", {}).get("float_kernel_levels") or {}
+    return {simd, bodies.get(simd, simd)}
+
+
 def ablation_steps(levels: list[str]) -> list[dict[str, str]]:
     """The kernel waterfall: each step changes one thing (serial backend, one thread). Steps
     before ``prepared`` multiply the scipy CSR object as it is stored (the kernel family that

@@ -117,8 +117,8 @@ def auto_check_suspects(records: list[dict[str, Any]]) -> list[str]:
 def ablation(results: dict[str, Any]) -> dict[str, Any]:
     """The waterfall of every workload with the ``ablation`` series set."""
     config = results.get("spmm") or {}
-    levels = config.get("build", {}).get("simd_levels") or []
-    default = config.get("runtime", {}).get("config", {}).get("simd")
+    levels = suites.float_levels(config)
+    default = suites.default_levels(config)
     backends = results["options"]["backends"]
     single = "serial" if "serial" in backends else backends[0]
     steps = suites.ablation_steps(levels)
@@ -131,7 +131,7 @@ def ablation(results: dict[str, Any]) -> dict[str, Any]:
         for s in steps:
             case = {"library": "spmm", "backend": single, "kernel": s["kernel"],
                     "partition": None, "operand": s["operand"],
-                    "simd": None if s["simd"] == default else s["simd"]}
+                    "simd": None if s["simd"] in default else s["simd"]}
             r = index.get((wid, suites.label(case), 1))
             g = r["gflops"] if r and _ok(r) else None
             got.append({"name": s["name"], "gflops": g, "median": r and r.get("median"),
