@@ -83,9 +83,11 @@ class PreparedMatrix(SparseOperand):
     (unless a CSR kernel is named: ``kernel="naive"|"reordered"|"tiled"``).
 
     With reduced values (``prepare(a, values="bfloat16" | "float16" | "int8")``) the values
-    are kept once, in the form ``x @ p`` reads (the CSR form of the transpose, or the
-    structured form), with no float32 copy; the CSR form ``p @ x`` reads is built from it on
-    first use (int8: with its own scales, one per row).
+    are kept once, with no float32 copy: in the form ``x @ p`` reads (the CSR form of the
+    transpose, or the structured form). The CSR form ``p @ x`` reads is built from it on first
+    use, the same stored values moved (int8: the same scales, one per column of ``a``); with
+    the CSR layout it replaces the transpose's form until an ``x @ p`` needs that again, so a
+    matrix used in one orientation holds one form.
 
     Attributes
     ----------
@@ -299,7 +301,8 @@ class PreparedMatrix(SparseOperand):
             return t
         if self._structured is not None:
             return _layouts.transposed_csr(self._structured)
-        return _right_form(self._csr, self._column_scales)
+        # Compressed as prepare compressed it: the same state pickles whichever form is held.
+        return compressed(_right_form(self._csr, self._column_scales))
 
     def _with_values_of(self, transposed: bool, dtype: np.dtype) -> Csr:
         """The CSR form (of the transpose when ``transposed``) with values converted to
@@ -486,13 +489,13 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
         when float32 cannot hold them). ``"float32"``: float32 (float64 values rounded to
         nearest). ``"bfloat16"`` (2 bytes, float32's range, 8 significant bits) and
         ``"float16"`` (2 bytes, 11 significant bits, at most 65504 in magnitude): rounded to
-        nearest, ties to even. ``"int8"`` (1 byte): symmetric, one float32 scale per output
-        of the product the stored form serves (per column of ``a`` for ``x @ p``, per row for
-        ``p @ x``): ``s = max|w| / 127``, ``q = round(w / s)``. Reduced values are widened to
-        float32 in registers and every sum is accumulated in float32: :attr:`dtype` is
-        float32, float64 operands give a float64 result computed in float32. The matrix keeps
-        no float32 copy of them. See docs/usage.md ("Reduced-precision values") for the error
-        bounds.
+        nearest, ties to even. ``"int8"`` (1 byte): symmetric, one float32 scale per column
+        of ``a`` (per output of ``x @ p``): ``s = max|w| / 127``, ``q = round(w / s)``;
+        ``p @ x`` uses the same values, scaling the dense operand's rows by ``s`` instead.
+        Reduced values are widened to float32 in registers and every sum is accumulated in
+        float32: :attr:`dtype` is float32, float64 operands give a float64 result computed
+        in float32. The matrix keeps no float32 copy of them. See docs/usage.md
+        ("Reduced-precision values") for the error bounds.
     activations : {None, "bfloat16", "int8"}, default None
         Also round the dense operand, at every product, to this format (it must equal
         ``values``), so that the CPU's dot-product instructions multiply: ``vdpbf16ps``
