@@ -192,6 +192,25 @@ def test_the_unit_roundoffs_the_module_states_are_the_bounds_tested():
     assert {f: _precision.SUBNORMAL_STEP[f] / 2 for f in ABSOLUTE} == ABSOLUTE
 
 
+@pytest.mark.parametrize("values", [None, *REDUCED])
+def test_ml_dtypes_bfloat16_operands_are_computed_as_float16_ones_are(values, rng):
+    """numpy's bfloat16 (the optional ml_dtypes package) promotes like float16: a float32
+    result (float64 with float64 weights), the operand converted to float32 first."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes is optional and not "
+                                    "installed (pip install ml_dtypes)")
+    w, keep = weights("random", "bfloat16", "csr", "xw", rng)
+    p = prepared(w, keep, values or "float32", "csr")
+    x = operand("xw", 3, rng).astype(ml_dtypes.bfloat16)
+    xt = operand("ab", 3, rng).astype(ml_dtypes.bfloat16)
+    for a, b, wide in ((x, p, (x.astype(np.float32), p)), (p, xt, (p, xt.astype(np.float32)))):
+        y = spmm.multiply(a, b)
+        assert y.dtype == np.float32
+        np.testing.assert_array_equal(y, spmm.multiply(*wide))
+    if values is None:
+        scipy_w = sp.csr_array(w.astype(np.float64))
+        assert spmm.multiply(x, scipy_w).dtype == np.float64
+
+
 # --------------------------------------------------------------------------------------------
 # Memory: every array held is counted, and a reduced matrix used in one orientation holds one
 # form. The layer is one of the benchmark's (bench/spmm_bench/matrices.py), 90 % sparse.
