@@ -158,13 +158,17 @@ def run_cluster_suite(suite: str, cpus: int, out: Path, progress: bool) -> int:
 
     results = cluster.run(suites.CLUSTERS[suite], cpus, progress)
     results["machine"] = machine.describe()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dask.json").write_text(json.dumps(results, indent=1))
-    table = cluster.markdown(results)
-    (out / "dask.md").write_text(table)
-    print(table)
-    print(f"wrote {out / 'dask.json'}, {out / 'dask.md'}")
+    write_suite(out, "dask", results, cluster.markdown(results))
     return 0
+
+
+def write_suite(out: Path, name: str, results: dict, table: str) -> None:
+    """``name``.json (the results) and ``name``.md (``table``, also printed) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (out / f"{name}.md").write_text(table)
+    print(table)
+    print(f"wrote {out / f'{name}.json'}, {out / f'{name}.md'}")
 
 
 def run_precision_suite(args: argparse.Namespace, out: Path) -> int:
@@ -182,12 +186,7 @@ def run_precision_suite(args: argparse.Namespace, out: Path) -> int:
              if line.startswith("Model name:")]
     results.update(machine=described, cpu_model=model[0] if model else None,
                    command=["python", "bench/run.py", *sys.argv[1:]])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "precision.json").write_text(json.dumps(results, indent=1))
-    table = precision.markdown(results)
-    (out / "precision.md").write_text(table)
-    print(table)
-    print(f"wrote {out / 'precision.json'}, {out / 'precision.md'}")
+    write_suite(out, "precision", results, precision.markdown(results))
     return int(any(r["status"] == "failed" for r in results["measurements"]))
 
 
