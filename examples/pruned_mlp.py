@@ -13,8 +13,8 @@ pruned model for a few epochs with the pruning mask re-applied, and reports for 
   bfloat16, float16 and int8, with the accuracy, memory and latency of each.
 
 It writes ``pruned_mlp.md`` (the table, also printed), ``pruned_mlp.json`` (the raw figures)
-and ``pruned_mlp.png`` (accuracy against latency) into ``--out``. Two to three minutes on two
-cores; ``--quick`` (narrow layers, fewer models) takes seconds. ``docs/pruning.md`` shows a
+and ``pruned_mlp.png`` (accuracy against latency) into ``--out``. About ten minutes on two
+shared cores; ``--quick (narrow layers, fewer models) takes seconds. ``docs/pruning.md`` shows a
 run and what to make of it.
 
 Usage::
@@ -447,7 +447,7 @@ def plot(rows: Sequence[Row], path: Path) -> None:
                 ax.plot([1e3 * r.spmm_seconds[batch] for r in reduced],
                         [100 * r.accuracy for r in reduced], marker + style, lw=0.8, ms=4,
                         color=f"C{i}", alpha=0.6, mfc="none",
-                        label=f"{pattern}, spmm {fmt}" if i == 0 else None)
+                        label=f"spmm {fmt} (every pattern, its colour)" if i == 0 else None)
             y = [100 * r.accuracy for r in mine]
             # Joined in order of sparsity: each pattern's trade-off reads as one curve.
             ax.plot([1e3 * r.spmm_seconds[batch] for r in mine], y, marker + "-", lw=0.8,
