@@ -60,11 +60,13 @@ def build_parser(cpus: int) -> argparse.ArgumentParser:
         epilog="Examples: python bench/run.py --suite quick | python bench/run.py --suite "
                "formats --out formats-results | python bench/run.py --matrix A.mtx")
     p.add_argument("--suite", choices=suites.SUITES + suites.HIDDEN_SUITES + tuple(
-                       suites.CLUSTERS), default=None,
-                   metavar="{" + ",".join(suites.SUITES) + ",dask}",
+                       suites.CLUSTERS) + tuple(suites.PRECISION), default=None,
+                   metavar="{" + ",".join(suites.SUITES) + ",dask,precision}",
                    help="workloads (default: quick, or only the --matrix file's); 'dask': "
                         "products on dask arrays in one process and on LocalClusters of 1 and "
-                        "2 workers (needs dask and distributed: pip install '.[dask]')")
+                        "2 workers (needs dask and distributed: pip install '.[dask]'); "
+                        "'precision': bfloat16, float16 and int8 prepared matrices against "
+                        "the float32 one (--threads, default 1,2; --repeat samples)")
     p.add_argument("--threads", type=_ints, default=None, metavar="N[,N...]",
                    help=f"thread counts for every library (default: 1 and all CPUs: "
                         f"{sorted({1, cpus})})")
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(cpus).parse_args(argv)
     if args.suite in suites.CLUSTERS:
         return run_cluster_suite(args.suite, cpus, Path(args.out), not args.no_progress)
+    if args.suite in suites.PRECISION:
+        return run_precision_suite(args, Path(args.out))
     command = ["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]
     results = runner.run(options_from_args(args, cpus), progress=not args.no_progress,
                          command=command)
@@ -154,13 +158,36 @@ def run_cluster_suite(suite: str, cpus: int, out: Path, progress: bool) -> int:
 
     results = cluster.run(suites.CLUSTERS[suite], cpus, progress)
     results["machine"] = machine.describe()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dask.json").write_text(json.dumps(results, indent=1))
-    table = cluster.markdown(results)
-    (out / "dask.md").write_text(table)
-    print(table)
-    print(f"wrote {out / 'dask.json'}, {out / 'dask.md'}")
+    write_suite(out, "dask", results, cluster.markdown(results))
     return 0
+
+
+def write_suite(out: Path, name: str, results: dict, table: str) -> None:
+    """``name``.json (the results) and ``name``.md (``table``, also printed) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (out / f"{name}.md").write_text(table)
+    print(table)
+    print(f"wrote {out / f'{name}.json'}, {out / f'{name}.md'}")
+
+
+def run_precision_suite(args: argparse.Namespace, out: Path) -> int:
+    """The precision suite (``spmm_bench.precision``): writes precision.json and precision.md
+    to ``out``; exit code 1 when a format's result was wrong."""
+    from spmm_bench import precision
+
+    described = machine.describe()
+    threads = tuple(args.threads or suites.PRECISION_THREADS)
+    results = precision.run(suites.PRECISION[args.suite], described["llc_bytes"], threads,
+                            max(1, args.repeat), progress=not args.no_progress)
+    goals_spec = json.loads(Path(args.goals).read_text())
+    results["goals"] = precision.evaluate(results, goals_spec.get("precision", []))
+    model = [line.split(":", 1)[1].strip() for line in described["lscpu"].splitlines()
+             if line.startswith("Model name:")]
+    results.update(machine=described, cpu_model=model[0] if model else None,
+                   command=["python", "bench/run.py", *sys.argv[1:]])
+    write_suite(out, "precision", results, precision.markdown(results))
+    return int(any(r["status"] == "failed" for r in results["measurements"]))
 
 
 if __name__ == "__main__":

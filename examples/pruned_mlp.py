@@ -8,11 +8,13 @@ pruned model for a few epochs with the pruning mask re-applied, and reports for 
 - the test accuracy, before and after the fine-tune;
 - the memory of the pruned weights: dense, scipy CSR, and :func:`spmm.prepare`'s form;
 - the latency of the whole forward pass at batch 1 and batch 256, with the pruned layers
-  multiplied by numpy (the dense matrices, zeros included), scipy (CSR) and spmm (prepared).
+  multiplied by numpy (the dense matrices, zeros included), scipy (CSR) and spmm (prepared);
+- for spmm, each stored format of the values (``spmm.prepare(w, values=...)``): float32,
+  bfloat16, float16 and int8, with the accuracy, memory and latency of each.
 
 It writes ``pruned_mlp.md`` (the table, also printed), ``pruned_mlp.json`` (the raw figures)
-and ``pruned_mlp.png`` (accuracy against latency) into ``--out``. Two to three minutes on two
-cores; ``--quick`` (narrow layers, fewer models) takes seconds. ``docs/pruning.md`` shows a
+and ``pruned_mlp.png`` (accuracy against latency) into ``--out``. About ten minutes on two
+shared cores; ``--quick (narrow layers, fewer models) takes seconds. ``docs/pruning.md`` shows a
 run and what to make of it.
 
 Usage::
@@ -64,6 +66,9 @@ MIN_REPEATS, MAX_REPEATS = 5, 200
 
 # The test set is 25 % of the 1,797 digits (450 images): the larger batch must fit in it.
 BATCHES = (1, 256)
+
+# The formats spmm stores the pruned weights in (spmm.prepare's values=): a row each.
+FORMATS = ("float32", "bfloat16", "float16", "int8")
 
 # The units the layout column names for each pattern (spmm.prune's defaults, spelled out).
 PATTERN_OPTIONS: dict[str, dict[str, Any]] = {
@@ -124,18 +129,20 @@ QUICK = Profile(hidden=(256, 256), epochs=10, tune_epochs=1,
 
 @dataclass
 class Row:
-    """One model's figures (a row of the table). None where a column does not apply."""
+    """One model's figures in one stored format (a row of the table). None where a column
+    does not apply: a reduced format's row has spmm's figures only."""
 
     pattern: str
     sparsity: float  # reached: 1 - kept / total over the pruned layers
     layout: str | None  # spmm.prepare's choice, "/"-joined when the layers differ
-    accuracy_pruned: float  # test accuracy right after pruning, before the fine-tune
-    accuracy: float  # test accuracy of the model that is timed
-    dense_bytes: int
+    values: str  # the format spmm stores the pruned weights in (prepare's values=)
+    accuracy_pruned: float | None  # test accuracy right after pruning, before the fine-tune
+    accuracy: float  # test accuracy of the model that is timed (spmm's, for its format)
+    dense_bytes: int | None
     scipy_csr_bytes: int | None
     spmm_bytes: int | None
     # Median seconds of one forward pass, keyed by batch size (JSON turns the keys into str).
-    numpy_seconds: dict[int, float]
+    numpy_seconds: dict[int, float] | None
     scipy_seconds: dict[int, float] | None
     spmm_seconds: dict[int, float] | None
 
@@ -274,8 +281,9 @@ def layout_name(p: spmm.PreparedMatrix) -> str:
 
 
 def evaluate(pattern: str, options: dict[str, Any], dense: MLPClassifier, data: tuple,
-             inputs: dict[int, np.ndarray], profile: Profile) -> Row:
-    """Prune a copy of ``dense`` with ``options``, fine-tune it, check and measure it."""
+             inputs: dict[int, np.ndarray], profile: Profile) -> list[Row]:
+    """Prune a copy of ``dense`` with ``options``, fine-tune it, check and measure it: a row
+    for float32 (with numpy and scipy beside spmm), then one per reduced format."""
     x_train, y_train, x_test, y_test = data
     clf = copy.deepcopy(dense)  # the copy's optimizer still updates the copy's coefs_
     layers = pruned_layers(clf)
@@ -290,34 +298,41 @@ def evaluate(pattern: str, options: dict[str, Any], dense: MLPClassifier, data: 
     # pattern's structure for prepare to detect.
     dense_w, biases = as_float32(clf)
     sparse = {i: spmm.prune(dense_w[i], pattern=pattern, **options) for i in layers}
-    prepared = {i: spmm.prepare(s) for i, s in sparse.items()}
+    prepared = {fmt: {i: spmm.prepare(s, values=fmt) for i, s in sparse.items()}
+                for fmt in FORMATS}
     csr_w = [sparse.get(i, w) for i, w in enumerate(dense_w)]
-    spmm_w = [prepared.get(i, w) for i, w in enumerate(dense_w)]
+    spmm_w = {fmt: [layers_of.get(i, w) for i, w in enumerate(dense_w)]
+              for fmt, layers_of in prepared.items()}
     dense_w = [sparse[i].toarray() if i in sparse else w for i, w in enumerate(dense_w)]
 
     # Check the three before timing them: the same logits, to float32 rounding.
-    logits = forward(x_test, spmm_w, biases)
+    logits = {fmt: forward(x_test, w, biases) for fmt, w in spmm_w.items()}
     for name, weights in (("numpy", dense_w), ("scipy", csr_w)):
-        np.testing.assert_allclose(forward(x_test, weights, biases), logits, rtol=1e-4,
-                                   atol=1e-4, err_msg=f"spmm and {name} disagree")
-    seconds = time_forward({"numpy": dense_w, "scipy": csr_w, "spmm": spmm_w}, biases, inputs,
-                           profile)
-    # After the products: footprint() counts every form the prepared matrix holds, including
-    # the one built on first use of x @ p, i.e. what inference keeps in memory.
-    footprints = [p.footprint() for p in prepared.values()]
-    return Row(
-        pattern=pattern,
-        sparsity=1 - (sum(s.nnz for s in sparse.values())
-                      / sum(s.shape[0] * s.shape[1] for s in sparse.values())),
-        layout="/".join(dict.fromkeys(layout_name(p) for p in prepared.values())),
-        accuracy_pruned=float(accuracy_pruned),
-        accuracy=float(accuracy_score(y_test, logits.argmax(1))),
-        dense_bytes=sum(f["dense"] for f in footprints),
-        scipy_csr_bytes=sum(f["scipy_csr"] for f in footprints),
-        spmm_bytes=sum(f["prepared"] for f in footprints),
-        numpy_seconds=seconds["numpy"], scipy_seconds=seconds["scipy"],
-        spmm_seconds=seconds["spmm"],
-    )
+        np.testing.assert_allclose(forward(x_test, weights, biases), logits["float32"],
+                                   rtol=1e-4, atol=1e-4, err_msg=f"spmm and {name} disagree")
+    seconds = time_forward({"numpy": dense_w, "scipy": csr_w,
+                            **{f"spmm {fmt}": w for fmt, w in spmm_w.items()}},
+                           biases, inputs, profile)
+    sparsity = 1 - (sum(s.nnz for s in sparse.values())
+                    / sum(s.shape[0] * s.shape[1] for s in sparse.values()))
+    rows = []
+    for fmt in FORMATS:
+        # After the products: footprint() counts every form the prepared matrix holds,
+        # including one built on first use of x @ p: what inference keeps in memory.
+        footprints = [p.footprint() for p in prepared[fmt].values()]
+        reference = fmt == "float32"  # numpy's, scipy's and the pruned accuracy: once
+        rows.append(Row(
+            pattern=pattern, sparsity=sparsity,
+            layout="/".join(dict.fromkeys(layout_name(p) for p in prepared[fmt].values())),
+            values=fmt, accuracy_pruned=float(accuracy_pruned) if reference else None,
+            accuracy=float(accuracy_score(y_test, logits[fmt].argmax(1))),
+            dense_bytes=sum(f["dense"] for f in footprints) if reference else None,
+            scipy_csr_bytes=sum(f["scipy_csr"] for f in footprints) if reference else None,
+            spmm_bytes=sum(f["prepared"] for f in footprints),
+            numpy_seconds=seconds["numpy"] if reference else None,
+            scipy_seconds=seconds["scipy"] if reference else None,
+            spmm_seconds=seconds[f"spmm {fmt}"]))
+    return rows
 
 
 def baseline(dense: MLPClassifier, data: tuple, inputs: dict[int, np.ndarray],
@@ -326,7 +341,8 @@ def baseline(dense: MLPClassifier, data: tuple, inputs: dict[int, np.ndarray],
     x_test, y_test = data[2], data[3]
     weights, biases = as_float32(dense)
     accuracy = float(accuracy_score(y_test, forward(x_test, weights, biases).argmax(1)))
-    return Row(pattern="dense", sparsity=0.0, layout=None, accuracy_pruned=accuracy,
+    return Row(pattern="dense", sparsity=0.0, layout=None, values="float32",
+               accuracy_pruned=accuracy,
                accuracy=accuracy,
                dense_bytes=sum(weights[i].nbytes for i in pruned_layers(dense)),
                scipy_csr_bytes=None, spmm_bytes=None,
@@ -393,14 +409,16 @@ def _mib(nbytes: int | None) -> str:
 def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table."""
     small, large = BATCHES
-    header = ["pattern", "sparsity", "spmm layout", "accuracy pruned", "accuracy tuned",
+    header = ["pattern", "sparsity", "spmm layout", "values", "accuracy pruned",
+              "accuracy tuned",
               "dense MiB", "scipy CSR MiB", "spmm MiB",
               f"b{small} numpy ms", f"b{small} scipy ms", f"b{small} spmm ms",
               f"b{large} numpy ms", f"b{large} scipy ms", f"b{large} spmm ms"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in rows:
-        cells = [r.pattern, f"{r.sparsity:.0%}", r.layout or "—",
-                 f"{r.accuracy_pruned:.1%}", f"{r.accuracy:.1%}",
+        cells = [r.pattern, f"{r.sparsity:.0%}", r.layout or "—", r.values,
+                 "—" if r.accuracy_pruned is None else f"{r.accuracy_pruned:.1%}",
+                 f"{r.accuracy:.1%}",
                  _mib(r.dense_bytes), _mib(r.scipy_csr_bytes), _mib(r.spmm_bytes)]
         for batch in BATCHES:
             cells += [_ms(r.numpy_seconds, batch), _ms(r.scipy_seconds, batch),
@@ -410,18 +428,26 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def plot(rows: Sequence[Row], path: Path) -> None:
-    """Accuracy against forward-pass latency, one panel per batch size."""
+    """Accuracy against forward-pass latency, one panel per batch size: spmm's float32
+    curves filled, its reduced formats' in the same colour with their own line style."""
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
     markers = {"unstructured": "o", "block": "s", "n_m": "^", "tile_wise": "D"}
+    styles = {"bfloat16": "--", "float16": "-.", "int8": ":"}
     base = rows[0]
     fig, axes = plt.subplots(1, len(BATCHES), figsize=(12, 5), sharey=True)
     for ax, batch in zip(axes, BATCHES, strict=True):
         for i, (pattern, marker) in enumerate(markers.items()):
-            mine = [r for r in rows if r.pattern == pattern]
+            mine = [r for r in rows if r.pattern == pattern and r.values == "float32"]
             if not mine:
                 continue
+            for fmt, style in styles.items():
+                reduced = [r for r in rows if r.pattern == pattern and r.values == fmt]
+                ax.plot([1e3 * r.spmm_seconds[batch] for r in reduced],
+                        [100 * r.accuracy for r in reduced], marker + style, lw=0.8, ms=4,
+                        color=f"C{i}", alpha=0.6, mfc="none",
+                        label=f"spmm {fmt} (every pattern, its colour)" if i == 0 else None)
             y = [100 * r.accuracy for r in mine]
             # Joined in order of sparsity: each pattern's trade-off reads as one curve.
             ax.plot([1e3 * r.spmm_seconds[batch] for r in mine], y, marker + "-", lw=0.8,
@@ -479,10 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{rows[0].accuracy:.1%}", flush=True)
         todo = models(profile)
         for k, (pattern, options) in enumerate(todo, 1):
-            rows.append(evaluate(pattern, options, dense, data, inputs, profile))
-            r = rows[-1]
+            formats = evaluate(pattern, options, dense, data, inputs, profile)
+            rows += formats
+            r = formats[0]
+            tuned = ", ".join(f"{f.accuracy:.1%} {f.values}" for f in formats)
             print(f"[{k}/{len(todo)}] {pattern} {r.sparsity:.0%} ({r.layout}): accuracy "
-                  f"{r.accuracy_pruned:.1%} pruned, {r.accuracy:.1%} tuned; "
+                  f"{r.accuracy_pruned:.1%} pruned; tuned: {tuned}; "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
         header = describe_run(profile, dense, args.threads, time.perf_counter() - start)
 
@@ -491,7 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Accuracy on the {len(data[3])} test digits. Memory: the pruned layers' weights. "
         "Latency: the median time of the whole forward pass (input to logits) with the pruned "
         "layers multiplied by numpy (dense, zeros included), scipy (CSR) or spmm (prepared), "
-        f"over {profile.rounds} round(s) of at least {MIN_REPEATS} calls.")
+        f"over {profile.rounds} round(s) of at least {MIN_REPEATS} calls. Each pruned model "
+        "has a row per format spmm stores its weights in (values): float32 with numpy and "
+        "scipy beside it, then bfloat16, float16 and int8 (spmm only: their accuracy with the "
+        "rounded weights, their memory and latency).")
     (args.out / "pruned_mlp.md").write_text(
         f"# Pruned MLP\n\n{header}\n\n{accuracy_note}\n\n{text}\n", encoding="utf-8")
     (args.out / "pruned_mlp.json").write_text(

@@ -39,8 +39,10 @@ BLOCK_HEIGHTS = (64, 32, 16, 8, 4, 2)
 DEFAULT_TILE_WIDTH = 128
 DEFAULT_BLOCK = (32, 32)
 
-# Bytes a panel row is padded to: one cache line, so that every panel row starts aligned and
-# the kernel's last vector of a tile never reads past the row.
+# A panel row is padded to a whole number of the widest register's lanes of the dtype the
+# kernel computes in (one cache line of them: 16 float32 or 8 float64 lanes), so that the
+# kernel's last vector of a tile never reads past the row. Reduced values are widened to
+# float32 lanes: a row of 32 int8 weights takes 32 bytes, not a cache line of 64.
 _ROW_ALIGN = SIMD_ALIGNMENT
 
 
@@ -81,7 +83,8 @@ class Panels:
     unit_row : ndarray of int32
         The first input row of each unit.
     values : ndarray, (units * run, ld)
-        The panel rows, 64-byte aligned, each padded with zeros to ``ld`` elements: float32 or
+        The panel rows, the array 64-byte aligned, each row padded with zeros to ``ld`` elements
+        (whole float32 or float64 registers of the widest level, ``_ROW_ALIGN``): float32 or
         float64, or a reduced format (``spmm._precision``).
     fits : bool
         Whether every stored segment is fully stored in the matrix (no zero fill).
@@ -443,8 +446,9 @@ def build(csr: Csr, run: int, width: int) -> Panels:
     if tiles:
         np.cumsum(np.bincount(units // groups, minlength=tiles), out=unit_ptr[1:])
     unit_row = ((units % groups) * run).astype(np.int32) if groups else units.astype(np.int32)
-    itemsize = csr.data.dtype.itemsize
-    ld = -(-width * itemsize // _ROW_ALIGN) * _ROW_ALIGN // itemsize
+    lane_bytes = 8 if csr.data.dtype == np.float64 else 4
+    lanes = _ROW_ALIGN // lane_bytes
+    ld = -(-width // lanes) * lanes
     values = aligned_empty(len(units) * run * ld, csr.data.dtype).reshape(len(units) * run, ld)
     values[...] = 0
     unit_of = np.searchsorted(units, keys)

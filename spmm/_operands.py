@@ -10,6 +10,7 @@ themselves, where they read it (``include/spmm/formats/views.hpp``).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from . import _formats, _spmm_ext
 
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_F32, _F64, _F16 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)
 _I32, _I64 = np.dtype(np.int32), np.dtype(np.int64)
 
 # Formats whose stored arrays the kernels read directly; LIL and DOK are converted to CSR, as
@@ -89,13 +90,21 @@ def _dtype_error(side: str, dt: np.dtype, where: str) -> TypeError:
 _RESULT_DTYPES: dict[tuple[np.dtype, np.dtype], np.dtype] = {}
 
 
+def _is_ml_bfloat16(dt: np.dtype) -> bool:
+    """Whether ``dt`` is ``ml_dtypes.bfloat16`` (False at once when ml_dtypes, an optional
+    package spmm never imports, is not imported: no array can have its dtype then)."""
+    ml_dtypes = sys.modules.get("ml_dtypes")
+    return ml_dtypes is not None and dt == getattr(ml_dtypes, "bfloat16", None)
+
+
 def result_dtype(left: np.dtype, right: np.dtype, where: str = "multiply") -> np.dtype:
     """The dtype a product is computed in and returned as.
 
     ``numpy.result_type`` of the two when that is float32 or float64, as ``a @ b`` gives
     (float32 with bool, 8- or 16-bit integers or float16 stays float32); float32 when it is
-    float16; float64 when it is an integer or bool. Byte order never matters. Complex,
-    longdouble, object and other kinds are a TypeError.
+    float16; float64 when it is an integer or bool. ``ml_dtypes.bfloat16`` counts as float16
+    (converted to float32, or float64 with float64 weights). Byte order never matters.
+    Complex, longdouble, object and other kinds are a TypeError.
     """
     key = (left, right)
     found = _RESULT_DTYPES.get(key)
@@ -103,6 +112,8 @@ def result_dtype(left: np.dtype, right: np.dtype, where: str = "multiply") -> np
         return found
     native = []
     for side, dt in (("sparse", left), ("dense", right)):
+        if _is_ml_bfloat16(dt):
+            dt = _F16  # promotes as float16 does: float32 with float32 (or smaller)
         if dt.kind not in "biuf" or dt.itemsize > 8:
             raise _dtype_error(side, dt, where)
         native.append(dt.newbyteorder("="))

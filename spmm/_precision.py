@@ -9,10 +9,11 @@ format saves is bytes, not arithmetic:
   to nearest even; stored as its bits (uint16), since numpy has no bfloat16.
 - ``"float16"``: IEEE binary16 (11 significant bits, largest finite 65504), rounded to nearest
   even; a finite weight beyond its range is an error, never a silent infinity.
-- ``"int8"``: symmetric, with one float32 scale per output of the product the stored form
-  serves (per row of its CSR: per column of W for ``X @ W``, per row of A for ``A @ B``):
-  ``s = max|w| / 127`` over the output's stored weights, ``q = round(w / s)``; a weight is
-  ``s * q``. NaN and infinite weights are an error.
+- ``"int8"``: symmetric, with one float32 scale per column of the matrix (per output of
+  ``X @ W``; a row of the CSR form of the transpose, which ``prepare`` rounds):
+  ``s = max|w| / 127`` over the column's stored weights, ``q = round(w / s)``; a weight is
+  ``s * q``. ``A @ B`` uses the same values and scales (``spmm._prepared._left_form``), so
+  each weight is rounded once. NaN and infinite weights are an error.
 
 The bounds the documentation gives (docs/usage.md, "Reduced-precision values") are
 :data:`UNIT_ROUNDOFF` and :func:`int8_bound`; the tests check them.

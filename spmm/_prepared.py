@@ -92,9 +92,11 @@ class PreparedMatrix(SparseOperand):
     (unless a CSR kernel is named: ``kernel="naive"|"reordered"|"tiled"``).
 
     With reduced values (``prepare(a, values="bfloat16" | "float16" | "int8")``) the values
-    are kept once, in the form ``x @ p`` reads (the CSR form of the transpose, or the
-    structured form), with no float32 copy; the CSR form ``p @ x`` reads is built from it on
-    first use (int8: with its own scales, one per row).
+    are kept once, with no float32 copy: in the form ``x @ p`` reads (the CSR form of the
+    transpose, or the structured form). The CSR form ``p @ x`` reads is built from it on first
+    use, the same stored values moved (int8: the same scales, one per column of ``a``); with
+    the CSR layout it replaces the transpose's form until an ``x @ p`` needs that again, so a
+    matrix used in one orientation holds one form.
 
     Attributes
     ----------
@@ -140,6 +142,11 @@ class PreparedMatrix(SparseOperand):
         # The CSR forms with values of the other float dtype, keyed (transposed, dtype):
         # converted once, on first use, and kept (a float32 matrix times float64 operands).
         self._converted: dict[tuple[bool, np.dtype], Csr] = {}
+        # Reduced values: whether x @ p has used the transposed CSR form (until it has, the
+        # CSR form p @ x builds replaces it rather than joining it), and the int8 scales of
+        # W's columns while only the CSR form is held (``_left_form``).
+        self._transposed_used = False
+        self._column_scales: np.ndarray | None = None
         self._lock = threading.Lock()
         self._token: str | None = None  # __dask_tokenize__, computed on first use
         self._activations = activations
@@ -257,6 +264,8 @@ class PreparedMatrix(SparseOperand):
         forms += tuple(self._converted.values())  # another thread may add one
         arrays = [x for f in forms for x in (f.indptr, f.indices, f.data)]
         arrays += [f.scales for f in forms if f.scales is not None]
+        if self._column_scales is not None:
+            arrays.append(self._column_scales)
         if self._structured is not None:
             converted = tuple(self._structured._by_dtype.values())  # another thread may add
             arrays += [x for p in (self._structured, *converted) for x in p.arrays()]
@@ -270,7 +279,13 @@ class PreparedMatrix(SparseOperand):
             if self._csr is None:
                 with self._lock:
                     if self._csr is None:
-                        self._csr = compressed(_left_form(self._source_t(), self._format))
+                        source = self._source_t()
+                        self._column_scales = source.scales
+                        self._csr = compressed(_left_form(source))
+                        if self._structured is None and not self._transposed_used:
+                            # Only p @ x so far: one form held. x @ p rebuilds the transpose
+                            # from this one, losslessly (the same stored values, moved).
+                            self._csr_t = None
             return self._csr
         if self._csr.data.dtype == dtype:
             return self._csr
@@ -279,21 +294,28 @@ class PreparedMatrix(SparseOperand):
     def csr_transposed(self, dtype: np.dtype) -> Csr:
         """CSR arrays of the transpose with values of ``dtype`` (for ``x @ p``; reduced values
         as they are)."""
-        if self._csr_t is None:
+        self._transposed_used = True
+        form = self._csr_t  # one read: csr() may drop it meanwhile (it is then rebuilt)
+        if form is None:
             with self._lock:
                 if self._csr_t is None:
                     self._csr_t = compressed(
-                        _layouts.transposed_csr(self._structured) if self.reduced
-                        else transposed(self._csr))
-        if self._csr_t.data.dtype == dtype or self.reduced:
-            return self._csr_t
+                        self._source_t() if self.reduced else transposed(self._csr))
+                form = self._csr_t
+        if form.data.dtype == dtype or self.reduced:
+            return form
         return self._with_values_of(True, dtype)
 
     def _source_t(self) -> Csr:
         """The CSR arrays of the transpose of a matrix of reduced values: the form whose
         values ``prepare`` rounded (made from the structured form when none is kept)."""
         t = self._csr_t
-        return t if t is not None else _layouts.transposed_csr(self._structured)
+        if t is not None:
+            return t
+        if self._structured is not None:
+            return _layouts.transposed_csr(self._structured)
+        # Compressed as prepare compressed it: the same state pickles whichever form is held.
+        return compressed(_right_form(self._csr, self._column_scales))
 
     def grouped(self, transposed: bool) -> _activations.Grouped:
         """The grouped rows of the form for ``x @ p`` (``transposed``) or ``p @ x``, for a
@@ -338,15 +360,20 @@ class PreparedMatrix(SparseOperand):
         x = kernel_dense(dense, _F32)
         target = out if out.dtype == _F32 else aligned_result(out.shape, _F32)
         codes = plan.codes
-        if self._activations is not None:
-            g = self.grouped(transposed)
+        # Both forms are made first: making A's CSR form gives int8 its column scales.
+        g = self.grouped(transposed) if self._activations is not None else None
+        form = self.form(plan.family, transposed, _F32) if g is None else None
+        if self._format == "int8" and not transposed:
+            # A's int8 values are scaled per column (_left_form): scale x's rows instead.
+            scales = self._column_scales
+            x = x * (scales if x.ndim == 1 else scales[:, None])
+        if g is not None:
             _spmm_ext.activations_product(g.ptr, g.block, g.words, g.scales, g.correction,
                                           _precision.FORMAT_CODES[self._format], *g.shape,
                                           x, target, transposed, codes)
             if target is not out:
                 np.copyto(out, target)
             return out
-        form = self.form(plan.family, transposed, _F32)
         if plan.family == "csr_rows":
             bounds = (form.slice_bounds(plan.num_threads, codes[3]) if plan.num_threads > 1
                       else None)
@@ -436,16 +463,26 @@ class PreparedMatrix(SparseOperand):
         )
 
 
-def _left_form(source_t: Csr, fmt: str) -> Csr:
+def _left_form(source_t: Csr) -> Csr:
     """The CSR form of a matrix of reduced values for ``p @ x`` (rows: A's rows), from the
-    form of its transpose: the values moved as they are, or, for int8, each row quantized
-    again with a scale of its own (from the values the transpose's scales give)."""
-    if fmt != "int8":
-        return transposed(source_t)
-    wide = _precision.widen(source_t.data, source_t.scales, source_t.indptr)
-    left = transposed(Csr(source_t.indptr, source_t.indices, wide, source_t.shape))
-    q, scales = _precision.quantize(left.data, left.indptr)
-    return Csr(left.indptr, left.indices, q, left.shape, scales=scales)
+    form of its transpose: the stored values moved as they are, never rounded again.
+
+    int8 values keep the scales of A's columns (W's outputs, ``source_t.scales``): the product
+    ``A @ x = Q @ (diag(s) x)`` scales the dense operand's rows instead (``reduced_product``),
+    so the form's own scales, one per row, are ones.
+    """
+    left = transposed(source_t)
+    if source_t.scales is None:
+        return left
+    ones = read_only(np.ones(left.shape[0], dtype=_F32))
+    return replace(left, scales=ones)
+
+
+def _right_form(left: Csr, column_scales: np.ndarray | None) -> Csr:
+    """The inverse of :func:`_left_form`: the CSR arrays of the transpose, with the scales of
+    its rows (int8) back in place."""
+    t = transposed(left)
+    return t if column_scales is None else replace(t, scales=column_scales)
 
 
 def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | None = None,
@@ -487,13 +524,13 @@ def prepare(a: sp.spmatrix | sp.sparray, layout: str = "auto", *, tile: int | No
         when float32 cannot hold them). ``"float32"``: float32 (float64 values rounded to
         nearest). ``"bfloat16"`` (2 bytes, float32's range, 8 significant bits) and
         ``"float16"`` (2 bytes, 11 significant bits, at most 65504 in magnitude): rounded to
-        nearest, ties to even. ``"int8"`` (1 byte): symmetric, one float32 scale per output
-        of the product the stored form serves (per column of ``a`` for ``x @ p``, per row for
-        ``p @ x``): ``s = max|w| / 127``, ``q = round(w / s)``. Reduced values are widened to
-        float32 in registers and every sum is accumulated in float32: :attr:`dtype` is
-        float32, float64 operands give a float64 result computed in float32. The matrix keeps
-        no float32 copy of them. See docs/usage.md ("Reduced-precision values") for the error
-        bounds.
+        nearest, ties to even. ``"int8"`` (1 byte): symmetric, one float32 scale per column
+        of ``a`` (per output of ``x @ p``): ``s = max|w| / 127``, ``q = round(w / s)``;
+        ``p @ x`` uses the same values, scaling the dense operand's rows by ``s`` instead.
+        Reduced values are widened to float32 in registers and every sum is accumulated in
+        float32: :attr:`dtype` is float32, float64 operands give a float64 result computed
+        in float32. The matrix keeps no float32 copy of them. See docs/usage.md
+        ("Reduced-precision values") for the error bounds.
     activations : {None, "bfloat16", "int8"}, default None
         Also round the dense operand, at every product, to this format (it must equal
         ``values``), so that the CPU's dot-product instructions multiply: ``vdpbf16ps``

@@ -778,8 +778,9 @@ def reduced_panels_times_dense(int64_t rows, int64_t cols, int64_t width, int64_
     cdef const float* sp = structured_operands(values, format, scale, x, y, rows, cols, &v,
                                                strides)
     cdef int64_t tiles = (cols + width - 1) // width if width > 0 else -1
-    cdef int64_t itemsize = 1 if format == 3 else 2
-    cdef int64_t vector = c_cache_line_bytes() // itemsize  # panel rows are padded to a line
+    # Panel rows are padded to whole float32 registers of the widest level (the values are
+    # widened to float32 lanes), spmm._layouts.build.
+    cdef int64_t vector = c_cache_line_bytes() // 4
     if (values.ndim != 2 or width < 1 or run < 1 or unit_ptr.shape[0] != tiles + 1
             or values.shape[1] < (width + vector - 1) // vector * vector
             or values.shape[0] != unit_row.shape[0] * run):

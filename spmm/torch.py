@@ -27,6 +27,10 @@ from ._prune import prune
 __all__ = ["SparseLinear"]
 
 _TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+# Inputs numpy cannot hold (bfloat16) or that spmm would return as float32 (float16): computed
+# in float32, returned in their own dtype, as torch.nn.Linear returns its input's dtype.
+_HALF_DTYPES = (torch.bfloat16, torch.float16)
+_INPUT_DTYPES = (torch.float32, torch.float64, *_HALF_DTYPES)
 
 
 class SparseLinear(torch.nn.Module):
@@ -44,6 +48,9 @@ class SparseLinear(torch.nn.Module):
         (:func:`spmm.prepare`); a PreparedMatrix is used as it is.
     bias : torch.Tensor or array_like, shape (out_features,), optional
         Copied, as a tensor of the weights' dtype. None: no bias.
+    values : {None, "float32", "bfloat16", "float16", "int8"}, optional
+        How the weights are stored, as :func:`spmm.prepare` takes it (reduced formats:
+        computed in float32). For a PreparedMatrix ``weight``: None or its own format.
 
     Attributes
     ----------
@@ -60,8 +67,11 @@ class SparseLinear(torch.nn.Module):
     ``forward(x)`` takes a CPU tensor of shape ``(..., in_features)`` and returns one of shape
     ``(..., out_features)``: the leading dimensions are flattened into the batch of one
     product ``x2d @ W`` (a view when ``x`` allows it, as a contiguous ``x`` does), then
-    restored. The output dtype follows :func:`spmm.multiply`: float32 when ``x`` and the
-    weights are float16/float32, float64 otherwise.
+    restored. ``x`` is float32, float64, bfloat16 or float16. A float32 or float64 ``x``
+    gives what :func:`spmm.multiply` gives: float32 with float32 or reduced weights, float64
+    with float64 weights or a float64 ``x`` (computed in float32 with reduced weights). A
+    bfloat16 or float16 ``x`` is converted to float32, multiplied, and the result (bias
+    added) returned in ``x``'s dtype, as ``torch.nn.Linear`` would.
 
     It computes no gradients. An input that requires grad while autograd is recording is a
     ValueError (rather than a silently detached result, which would stop training from
@@ -71,8 +81,10 @@ class SparseLinear(torch.nn.Module):
     ``.to()``, ``.half()``, ``.double()`` and friends convert the bias only: the weights stay
     in spmm's prepared form, on the CPU, in their dtype. ``state_dict()`` holds the bias and
     the weights (CSR tensors ``indptr``, ``indices``, ``data`` and the shape, as the module's
-    extra state), so ``torch.save(m.state_dict())`` and ``load_state_dict`` (into a
-    SparseLinear of the same shape) round-trip, also with ``torch.load(weights_only=True)``.
+    extra state; reduced weights as stored: bfloat16, float16 or int8 tensors of the
+    transpose, int8 with its ``scales``), so ``torch.save(m.state_dict())`` and
+    ``load_state_dict`` (into a SparseLinear of the same shape, whatever its format: the
+    state's is loaded) round-trip, also with ``torch.load(weights_only=True)``.
 
     Examples
     --------
@@ -90,9 +102,17 @@ class SparseLinear(torch.nn.Module):
 
     bias: torch.Tensor | None
 
-    def __init__(self, weight: Any, bias: Any = None) -> None:
+    def __init__(self, weight: Any, bias: Any = None, *, values: str | None = None) -> None:
         super().__init__()
-        self.prepared = weight if isinstance(weight, PreparedMatrix) else prepare(weight)
+        if isinstance(weight, PreparedMatrix):
+            if values is not None and values != weight.values:
+                raise ValueError(
+                    f"SparseLinear: values={values!r}, but the PreparedMatrix given stores "
+                    f"{weight.values!r} values; pass values=None, or prepare the weights with "
+                    f"values={values!r}")
+            self.prepared = weight
+        else:
+            self.prepared = prepare(weight, values=values)
         if bias is not None:
             if isinstance(bias, torch.Tensor):
                 bias = bias.detach()
@@ -108,7 +128,8 @@ class SparseLinear(torch.nn.Module):
 
     @classmethod
     def from_dense(cls, linear: torch.nn.Linear, sparsity: float | None = None,
-                   pattern: str = "unstructured", **prune_options: Any) -> SparseLinear:
+                   pattern: str = "unstructured", *, values: str | None = None,
+                   **prune_options: Any) -> SparseLinear:
         """Prune a ``torch.nn.Linear`` by magnitude and make it a SparseLinear.
 
         Parameters
@@ -121,6 +142,8 @@ class SparseLinear(torch.nn.Module):
             The fraction of weights to prune (optional for ``pattern="n_m"``).
         pattern : {"unstructured", "block", "n_m", "tile_wise"}, default "unstructured"
             See :func:`spmm.prune`.
+        values : {None, "float32", "bfloat16", "float16", "int8"}, optional
+            How the pruned weights are stored (:func:`spmm.prepare`).
         **prune_options
             ``block``, ``n``, ``m``, ``tile``, ``norm``, ``column_sparsity``: see
             :func:`spmm.prune`.
@@ -134,7 +157,8 @@ class SparseLinear(torch.nn.Module):
         TypeError
             If ``linear`` is not a ``torch.nn.Linear``.
         ValueError
-            As :func:`spmm.prune`, for a bad sparsity, pattern or option.
+            As :func:`spmm.prune`, for a bad sparsity, pattern or option, and as
+            :func:`spmm.prepare` for a bad ``values`` or weights it cannot hold.
         """
         if not isinstance(linear, torch.nn.Linear):
             raise TypeError(
@@ -144,10 +168,11 @@ class SparseLinear(torch.nn.Module):
         if weight.dtype not in (torch.float32, torch.float64):
             weight = weight.float()  # bfloat16 has no numpy dtype; half is pruned as float32
         pruned = prune(weight.numpy().T, sparsity, pattern, **prune_options)
-        return cls(pruned, linear.bias)
+        return cls(pruned, linear.bias, values=values)
 
     @classmethod
-    def from_sparse(cls, weight: Any, bias: Any = None) -> SparseLinear:
+    def from_sparse(cls, weight: Any, bias: Any = None, *,
+                    values: str | None = None) -> SparseLinear:
         """A SparseLinear of already sparse weights: the same as ``SparseLinear(weight, bias)``.
 
         Parameters
@@ -155,12 +180,14 @@ class SparseLinear(torch.nn.Module):
         weight : scipy.sparse matrix/array or PreparedMatrix, shape (in_features, out_features)
             spmm's orientation: the transpose of ``nn.Linear.weight``.
         bias : torch.Tensor or array_like, shape (out_features,), optional
+        values : {None, "float32", "bfloat16", "float16", "int8"}, optional
+            How the weights are stored (:func:`spmm.prepare`).
 
         Returns
         -------
         SparseLinear
         """
-        return cls(weight, bias)
+        return cls(weight, bias, values=values)
 
     @property
     def in_features(self) -> int:
@@ -193,12 +220,21 @@ class SparseLinear(torch.nn.Module):
                 "SparseLinear is inference-only and computes no gradients, but its input "
                 "requires grad: run it under torch.no_grad() or torch.inference_mode()"
             )
+        if x.dtype not in _INPUT_DTYPES:
+            raise TypeError(
+                f"SparseLinear: the input's dtype is {x.dtype}; expected one of "
+                f"{', '.join(map(str, _INPUT_DTYPES))}")
         leading = x.shape[:-1]
-        y = multiply(x.reshape(math.prod(leading), self.in_features), self.prepared)
+        x2d = x.reshape(math.prod(leading), self.in_features)
+        if x.dtype in _HALF_DTYPES:
+            x2d = x2d.float()
+        y = multiply(x2d, self.prepared)
         if self.bias is not None:
             # y is spmm's fresh result: adding in place allocates nothing. The bias may have
             # been converted by .to()/.double(): it takes the output's dtype, not the reverse.
             y += self.bias.to(y.dtype)
+        if x.dtype in _HALF_DTYPES:
+            y = y.to(x.dtype)
         return y.reshape(*leading, self.out_features)
 
     def extra_repr(self) -> str:
@@ -206,11 +242,31 @@ class SparseLinear(torch.nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, nnz={self.nnz}, sparsity={self.sparsity:.3f}, "
             f"dtype={self.prepared.dtype}"
+            + (f", values={self.prepared.values}" if self.prepared.reduced else "")
         )
 
     def get_extra_state(self) -> dict[str, Any]:
         """The weights for ``state_dict``: CSR arrays as tensors (copies), the shape and the
-        layout's parameters (:attr:`PreparedMatrix.layout`, ``block``, ``n_m``)."""
+        layout's parameters (:attr:`PreparedMatrix.layout`, ``block``, ``n_m``).
+
+        Reduced weights are saved as stored (never rounded again): the CSR arrays of the
+        transpose, their values a bfloat16, float16 or int8 tensor, with ``values`` naming
+        the format, the int8 ``scales`` (float32, one per output) and ``activations``.
+        """
+        if self.prepared.reduced:
+            state = self.prepared.__getstate__()
+            data = np.array(state["data"])
+            if state["values"] == "bfloat16":  # numpy holds bfloat16 as its bits
+                values = torch.from_numpy(data.view(np.int16)).view(torch.bfloat16)
+            else:
+                values = torch.from_numpy(data)
+            scales, indices = state["scales"], state["indices"]
+            if indices.dtype == np.uint16:  # torch's uint16 is not fully supported
+                indices = indices.astype(np.int32)
+            return {**state, "indptr": torch.from_numpy(np.array(state["indptr"])),
+                    "indices": torch.from_numpy(np.array(indices)),
+                    "data": values,
+                    "scales": None if scales is None else torch.from_numpy(np.array(scales))}
         csr = self.prepared.to_scipy()
         return {
             "shape": tuple(csr.shape),
@@ -233,13 +289,23 @@ class SparseLinear(torch.nn.Module):
             raise ValueError(f"SparseLinear: the weights' state must be a dict; got "
                              f"{type(state).__name__}")
         fields = {name: state.get(name) for name in ("shape", "layout", "block", "n_m")}
-        for name in ("indptr", "indices", "data"):
+        reduced = state.get("values") is not None
+        if reduced:
+            fields.update(values=state["values"], activations=state.get("activations"))
+        names = ("indptr", "indices", "data") + (("scales",) if state.get("scales") is not None
+                                                  else ())
+        for name in names:
             tensor = state.get(name)
             if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided:
                 raise ValueError(f"SparseLinear: the weights' {name} must be a strided tensor; "
                                  f"got {type(tensor).__name__}")
+            tensor = tensor.detach().cpu()
+            if name == "data" and tensor.dtype == torch.bfloat16 and reduced and (
+                    state["values"] == "bfloat16"):
+                fields[name] = tensor.view(torch.int16).numpy().view(np.uint16)
+                continue
             try:
-                fields[name] = tensor.detach().cpu().numpy()
+                fields[name] = tensor.numpy()
             except TypeError as exc:  # a dtype numpy lacks (bfloat16...)
                 raise ValueError(f"SparseLinear: the weights' {name}: {exc}") from None
         if "layout" not in state:

@@ -51,12 +51,23 @@ def dense_operand(k: int, width: int | None, dtype: np.dtype,
 
 def used_weights(p: spmm.PreparedMatrix, transposed: bool) -> np.ndarray:
     """The weights a product uses, as float64, outputs x contracted dimension: for x @ p those
-    prepare rounded (to_scipy), for p @ x those of the CSR form (int8: quantized per row)."""
+    prepare rounded (to_scipy), for p @ x those of the CSR form (int8: its codes, with the
+    scales of A's columns left to :func:`kernel_operand`)."""
     if transposed:
         return p.to_scipy().toarray().T.astype(np.float64)
     c = p.csr(np.dtype(np.float32))
     wide = _precision.widen(c.data, c.scales, c.indptr)
     return sp.csr_array((wide, c.indices.astype(np.int64), c.indptr), shape=c.shape).toarray()
+
+
+def kernel_operand(p: spmm.PreparedMatrix, transposed: bool, d: np.ndarray) -> np.ndarray:
+    """The dense operand the kernel rounds: for p @ x with int8 values, x's rows scaled in
+    float32 by the scales of A's columns (A's CSR form keeps the codes of W's outputs and
+    their scales: A @ x = Q @ (diag(s) x))."""
+    scales = None if transposed else p._column_scales
+    if scales is None:
+        return d
+    return d.astype(np.float32) * (scales if d.ndim == 1 else scales[:, None])
 
 
 def bound(fmt: str, w: np.ndarray, d: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -94,7 +105,7 @@ def test_products_are_within_the_documented_bound_at_every_level(fmt, level, tra
         assert result.dtype == dtype
         produced = np.asarray(result, dtype=np.float64)
         produced = produced.T if transposed and width is not None else produced
-        d2 = d.reshape(len(d), -1)
+        d2 = kernel_operand(p, transposed, d).reshape(len(d), -1)
         error = np.abs(produced.reshape(w.shape[0], -1) - w @ d2.astype(np.float64))
         limit = bound(fmt, w, d2, groups)
         worst = np.unravel_index(np.argmax(error - limit), error.shape)

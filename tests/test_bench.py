@@ -6,6 +6,7 @@ uncompiled source tree). Only the ``test`` extra is needed; the tiny suite takes
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -480,3 +481,70 @@ def test_cli_defaults_and_help(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, str(BENCH / script), "--help"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "--" in done.stdout, done.stderr
+
+
+# -- the precision suite ---------------------------------------------------------------------
+
+
+def test_precision_suite_measures_every_format_against_float32(tmp_path: Path) -> None:
+    from spmm_bench import precision
+
+    code = cli.main(["--suite", "precision-tiny", "--repeat", "1", "--threads", "1,2",
+                     "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    results = json.loads((tmp_path / "precision.json").read_text())
+    assert (tmp_path / "precision.md").read_text().startswith("## Precision suite")
+    points = {(r["group"], r["kind"], r["n"], r["threads"], r["format"]): r
+              for r in results["measurements"]}
+    for group in suites.PRECISION["precision-tiny"]:
+        formats = ("bfloat16", "int8") if group.activations else group.formats
+        for kind, n, t, fmt in itertools.product(("xw", "ab"), group.widths, (1, 2),
+                                                 ("float32", *formats)):
+            r = points[(group.name, kind, n, t, fmt)]
+            if r["status"] == "skipped":  # only an activations point, and with its reason
+                assert group.activations and fmt in results["activations_skipped"]
+                assert r["reason"] == results["activations_skipped"][fmt]
+                continue
+            assert r["status"] == "ok" and r["error"] <= precision.CHECK_TOLERANCE
+            assert r["bytes_per_second"] == pytest.approx(r["bytes"] / r["median"])
+            if fmt != "float32" and not group.activations:
+                # (The activations' grouped rows sit beside the stored form: more bytes.)
+                assert r["bytes"] < points[(group.name, kind, n, t, "float32")]["bytes"]
+    spec = json.loads((BENCH / "goals.json").read_text())["precision"]
+    assert [g["name"] for g in results["goals"]] == [g["name"] for g in spec]
+    by_name = {g["name"]: g for g in results["goals"]}
+    assert by_name["precision-cache-resident"]["reason"] == "no point of the run matches"
+    for g in results["goals"]:
+        assert g["status"] in ("met", "missed", "not measured")
+    if results["activations_skipped"]:
+        assert by_name["precision-activations-int8"]["status"] == "not measured"
+
+
+def test_precision_goals_take_the_worst_point_and_never_pass_a_skipped_one() -> None:
+    from spmm_bench import precision
+
+    point = {"group": "g", "kind": "xw", "n": 1, "threads": 1, "activations": False,
+             "status": "ok", "reason": None}
+    results = {"measurements": [
+        {**point, "format": "int8", "speedup": 2.0, "bytes_ratio": 1.1},
+        {**point, "format": "int8", "speedup": 1.7, "bytes_ratio": 1.0, "threads": 2},
+        {**point, "format": "bfloat16", "status": "skipped", "reason": "no kernel"}]}
+    goal = {"name": "x", "description": "d", "groups": ["g"], "metric": "speedup",
+            "at_least": 1.8}
+    missed, skipped = precision.evaluate(results, [{**goal, "formats": ["int8"]},
+                                                   {**goal, "formats": ["bfloat16"]}])
+    assert (missed["status"], missed["measured"], missed["passing"]) == ("missed", 1.7, "1/2")
+    assert "2 thread(s)" in missed["worst"]
+    assert (skipped["status"], skipped["reason"]) == ("not measured", "no kernel")
+
+
+def test_the_beyond_llc_matrix_is_sized_from_the_cache_within_the_memory_cap() -> None:
+    from spmm_bench import precision
+
+    (side, _), note = precision.beyond_llc_shape(504 * 2**20, 0.9)
+    assert 4 * 0.1 * side**2 >= precision.LLC_FACTOR * 504 * 2**20 and side % 4096 == 0
+    assert "504 MiB" in note
+    (small, _), _ = precision.beyond_llc_shape(2**20, 0.9)
+    assert small == precision.SIDE_STEP
+    (capped, _), note = precision.beyond_llc_shape(2**40, 0.9)
+    assert 0.1 * capped**2 <= precision.MAX_NNZ and "capped" in note

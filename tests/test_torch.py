@@ -517,3 +517,97 @@ def test_a_saved_sparse_linear_with_a_corrupted_weight_array_is_a_value_error():
     buffer = io.BytesIO(blob.replace(indices.tobytes(), changed.tobytes()))
     with pytest.raises(ValueError, match="out of range"):
         torch.load(buffer, weights_only=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Reduced-precision weights (values=) and half-precision inputs.
+
+REDUCED = ("bfloat16", "float16", "int8")
+
+
+@pytest.mark.parametrize("values", REDUCED)
+@pytest.mark.parametrize("pattern, options", [("unstructured", {}), ("tile_wise", {"tile": 8}),
+                                              ("n_m", {"n": 2, "m": 4})])
+def test_sparse_linear_with_reduced_values_equals_its_rounded_weights(values, pattern, options):
+    torch.manual_seed(6)
+    linear = torch.nn.Linear(24, 16)
+    layer = SparseLinear.from_dense(linear, 0.5, pattern, values=values, **options)
+    assert layer.prepared.values == values and f"values={values}" in repr(layer)
+    rounded = torch.from_numpy(layer.prepared.to_scipy().toarray())
+    x = torch.randn(3, 5, 24)
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, x @ rounded + linear.bias.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_sparse_linear_values_must_agree_with_a_prepared_matrix():
+    p = spmm.prepare(sp.random_array((6, 4), density=0.5, rng=0), values="int8")
+    assert SparseLinear(p).prepared is p and SparseLinear(p, values="int8").prepared is p
+    with pytest.raises(ValueError, match=r"values='bfloat16'.*'int8'"):
+        SparseLinear(p, values="bfloat16")
+    with pytest.raises(ValueError, match="values must be one of"):
+        SparseLinear.from_dense(torch.nn.Linear(6, 4), 0.5, values="int4")
+
+
+@pytest.mark.parametrize("values", [None, *REDUCED])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_inputs_are_computed_in_float32_and_returned_in_their_dtype(values, dtype):
+    torch.manual_seed(7)
+    layer = SparseLinear.from_dense(torch.nn.Linear(32, 8), 0.75, values=values)
+    x = torch.randn(4, 32).to(dtype)
+    with torch.no_grad():
+        y = layer(x)
+        wide = layer(x.float())
+    assert y.dtype == dtype and y.shape == (4, 8)
+    torch.testing.assert_close(y, wide.to(dtype), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("values", [None, *REDUCED])
+def test_a_float64_input_gives_float64(values):
+    layer = SparseLinear.from_dense(torch.nn.Linear(12, 6), 0.5, values=values)
+    x = torch.randn(2, 12, dtype=torch.float64)
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, layer(x.float()).double(), rtol=1e-6, atol=1e-6)
+
+
+def test_an_input_of_another_dtype_is_a_type_error_naming_the_accepted_ones():
+    layer = SparseLinear.from_dense(torch.nn.Linear(4, 2), 0.5)
+    with pytest.raises(TypeError, match=r"torch.int32.*torch.float32, torch.float64, "
+                                        r"torch.bfloat16, torch.float16"):
+        layer(torch.ones(1, 4, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("values", REDUCED)
+@pytest.mark.parametrize("pattern, options", [("unstructured", {}), ("block", {"block": (2, 4)})])
+def test_reduced_weights_round_trip_through_state_dict_as_stored(values, pattern, options):
+    torch.manual_seed(8)
+    source = SparseLinear.from_dense(torch.nn.Linear(16, 12), 0.5, pattern, values=values,
+                                     **options)
+    extra = source.state_dict()["_extra_state"]
+    stored = {"bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.int8}
+    assert extra["values"] == values and extra["data"].dtype == stored[values]
+    assert (extra["scales"] is not None) == (values == "int8")
+    target = SparseLinear.from_dense(torch.nn.Linear(16, 12), 0.3)  # float32: replaced
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    target.load_state_dict(torch.load(buffer, weights_only=True))
+    assert (target.prepared.values, target.prepared.layout) == (values, source.prepared.layout)
+    assert target.prepared.nbytes == source.prepared.nbytes
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+    np.testing.assert_array_equal(target.prepared.to_scipy().toarray(),
+                                  source.prepared.to_scipy().toarray())
+
+
+def test_a_corrupted_reduced_state_is_a_value_error():
+    source = SparseLinear.from_dense(torch.nn.Linear(8, 4), 0.5, values="int8")
+    state = source.state_dict()
+    state["_extra_state"] = {**state["_extra_state"],
+                             "scales": -state["_extra_state"]["scales"] - 1}
+    with pytest.raises(ValueError, match="scales must be finite and non-negative"):
+        SparseLinear.from_dense(torch.nn.Linear(8, 4), 0.5).load_state_dict(state)

@@ -233,6 +233,38 @@ CLUSTERS: dict[str, list[ClusterProduct]] = {
                                  8, 4, workers=(2,))],
 }
 
+@dataclass(frozen=True)
+class PrecisionGroup:
+    """Products of the precision suite (:mod:`precision`): each reduced format of ``formats``
+    (or, with ``activations``, each format that has an activations option) against the
+    float32 prepared form of the same matrix, 90 % sparse, X @ W (batch n) and A @ B (n
+    columns) for each n of ``widths``, at each thread count. ``shape`` None: a square matrix
+    whose bfloat16 form is larger than the measured last-level cache
+    (``precision.beyond_llc_shape``)."""
+
+    name: str
+    shape: tuple[int, int] | None
+    widths: tuple[int, ...]
+    activations: bool = False
+    pattern: str = "uniform"
+    sparsity: float = 0.9
+    formats: tuple[str, ...] = ("bfloat16", "float16", "int8")
+
+
+# The precision suite: batch 1 streaming a matrix from memory (larger than the LLC) and from
+# the cache (a benchmark layer), then batches of 16 to 256, then the opt-in activations.
+# "precision-tiny": the harness's own test.
+PRECISION: dict[str, list[PrecisionGroup]] = {
+    "precision": [PrecisionGroup("beyond-llc", None, (1,), pattern="rows"),
+                  PrecisionGroup("layer", LAYER[0], (1,)),
+                  PrecisionGroup("batched", LAYER[0], (16, 64, 256)),
+                  PrecisionGroup("activations", LAYER[0], (16, 64, 256), activations=True)],
+    "precision-tiny": [PrecisionGroup("beyond-llc", (160, 96), (1,)),
+                       PrecisionGroup("batched", (96, 160), (8,)),
+                       PrecisionGroup("activations", (96, 160), (8,), activations=True)],
+}
+PRECISION_THREADS = (1, 2)
+
 MATRIX_FILE = Grid("file", "ab", (), ("file",), (), (1, 8, 64),
                    (*REGULAR, "ablation", "partition", "scaling"))
 
