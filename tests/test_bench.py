@@ -480,3 +480,29 @@ def test_cli_defaults_and_help(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, str(BENCH / script), "--help"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "--" in done.stdout, done.stderr
+
+
+def test_a_library_that_does_not_keep_to_the_thread_limit_is_noted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Greedy(peers.Peer):
+        """Says it uses both cores whatever the limit, as MKL can when only its own call
+        limits it."""
+
+        name, module = "greedy", "numpy"
+
+        def bind(self, ops: peers.Operands, case: dict[str, Any]) -> peers.Bound:
+            return peers.Bound(lambda: ops.csr @ ops.dense, np.asarray)
+
+        def threads_reported(self) -> int | None:
+            return 2
+
+    monkeypatch.setitem(peers.PEERS, "greedy", Greedy())
+    monkeypatch.setitem(suites.DEFINITIONS, "tiny", [
+        suites.Grid("tiny", "ab", ((600, 600),), ("powerlaw",), (0.99,), (4,), ("peers",),
+                    peers=("greedy",))])
+    results = quietly(tiny(peers=["greedy"]))
+    (worker_facts,) = [w for w in results["workers"] if w["group"] == "greedy"]
+    assert worker_facts["library_threads"] == 2
+    assert "greedy said it would use 2 threads in a worker limited to 1" in results["notes"]
+    honest = quietly(tiny(peers=[]))
+    assert not any("said it would use" in note for note in honest["notes"])
