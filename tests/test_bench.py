@@ -506,3 +506,14 @@ def test_a_library_that_does_not_keep_to_the_thread_limit_is_noted(
     assert "greedy said it would use 2 threads in a worker limited to 1" in results["notes"]
     honest = quietly(tiny(peers=[]))
     assert not any("said it would use" in note for note in honest["notes"])
+
+
+def test_the_memory_microbenchmark_reports_latency_random_rows_and_bandwidth() -> None:
+    micro = Path(__file__).resolve().parents[1] / "bench" / "micro"
+    out = subprocess.run([sys.executable, str(micro / "memory.py"), "--quick"], cwd=micro,
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    result = json.loads(out[:out.index("\nlines in flight")])
+    assert all(ns > 0 for ns in result["chase_ns"].values())
+    assert {r["hint"] for r in result["random_rows"]} == {"none", "t0", "t2"}
+    assert all(r["rows_per_s"] > 0 for r in result["random_rows"])
+    assert result["stream_read_gbs"]["1"] > 0 and result["stream_read_gbs"]["2"] > 0
