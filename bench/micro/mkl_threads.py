@@ -6,7 +6,8 @@ fresh processes with the environment the benchmark's workers get at 1 and 2 thre
 (``runner.worker_env``), alternating, and in each reports what MKL says its thread count is
 (``mkl_get_max_threads``), the median wall time of a call and the CPU time over wall time of
 the timed calls: at most about the thread count when the limit held, below 0.75 when another
-process took the CPU (a disturbed point). It then does the same in one process limited only by
+process took the CPU (a disturbed point), and the CPU time per call (at one thread, a figure
+other processes disturb far less than wall time). It then does the same in one process limited only by
 ``mkl_set_num_threads`` (no environment), the way a limit can fail to hold.
 """
 
@@ -48,9 +49,11 @@ for batch in (64, 256):
     walls, cpu0, wall0 = [], time.process_time(), time.perf_counter()
     for _ in range(200):
         t0 = time.perf_counter(); call(); walls.append(time.perf_counter() - t0)
-    cpu_wall = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    cpu = time.process_time() - cpu0
+    cpu_wall = cpu / (time.perf_counter() - wall0)
     print(json.dumps({"batch": batch, "mkl_max_threads": sparse_dot_mkl.mkl_get_max_threads(),
-                      "median_us": statistics.median(walls) * 1e6, "cpu_wall": cpu_wall}))
+                      "median_us": statistics.median(walls) * 1e6, "cpu_wall": cpu_wall,
+                      "cpu_us": cpu / len(walls) * 1e6}))
 """
 
 
@@ -80,11 +83,14 @@ def main() -> None:
             one, two = got[(1, batch)], got[(2, batch)]
             m1 = statistics.median(r["median_us"] for r in one)
             m2 = statistics.median(r["median_us"] for r in two)
+            c1 = statistics.median(r["cpu_us"] for r in one)
+            c2 = statistics.median(r["cpu_us"] for r in two)
             print(f"  batch {batch}: 1 thread {m1:8.1f} us (MKL says "
                   f"{sorted({r['mkl_max_threads'] for r in one})}, cpu/wall "
                   f"{[round(r['cpu_wall'], 2) for r in one]}); 2 threads {m2:8.1f} us (MKL says "
                   f"{sorted({r['mkl_max_threads'] for r in two})}, cpu/wall "
-                  f"{[round(r['cpu_wall'], 2) for r in two]}); scaling {m1 / m2:.2f}x")
+                  f"{[round(r['cpu_wall'], 2) for r in two]}); scaling {m1 / m2:.2f}x; CPU time per "
+                  f"call {c1:.1f} us at 1 thread, {c2:.1f} us (both threads) at 2")
     print(f"cpus: {os.cpu_count()}, load: {os.getloadavg()}")
 
 
