@@ -7,8 +7,8 @@ fresh processes with the environment the benchmark's workers get at 1 and 2 thre
 (``mkl_get_max_threads``), the median wall time of a call and the CPU time over wall time of
 the timed calls: at most about the thread count when the limit held, below 0.75 when another
 process took the CPU (a disturbed point), and the CPU time per call (at one thread, a figure
-other processes disturb far less than wall time). It then does the same in one process limited only by
-``mkl_set_num_threads`` (no environment), the way a limit can fail to hold.
+other processes disturb far less than wall time). It then does the same in one process
+limited only by ``mkl_set_num_threads`` (no environment), the way a limit can fail to hold.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def main() -> None:
                   f"{sorted({r['mkl_max_threads'] for r in one})}, cpu/wall "
                   f"{[round(r['cpu_wall'], 2) for r in one]}); 2 threads {m2:8.1f} us (MKL says "
                   f"{sorted({r['mkl_max_threads'] for r in two})}, cpu/wall "
-                  f"{[round(r['cpu_wall'], 2) for r in two]}); scaling {m1 / m2:.2f}x; CPU time per "
-                  f"call {c1:.1f} us at 1 thread, {c2:.1f} us (both threads) at 2")
+                  f"{[round(r['cpu_wall'], 2) for r in two]}); scaling {m1 / m2:.2f}x; "
+                  f"CPU time per call {c1:.1f} us at 1 thread, {c2:.1f} us (both threads) at 2")
     print(f"cpus: {os.cpu_count()}, load: {os.getloadavg()}")
 
 
