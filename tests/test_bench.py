@@ -548,3 +548,40 @@ def test_the_beyond_llc_matrix_is_sized_from_the_cache_within_the_memory_cap() -
     assert small == precision.SIDE_STEP
     (capped, _), note = precision.beyond_llc_shape(2**40, 0.9)
     assert 0.1 * capped**2 <= precision.MAX_NNZ and "capped" in note
+
+
+def test_a_library_that_does_not_keep_to_the_thread_limit_is_noted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Greedy(peers.Peer):
+        """Says it uses both cores whatever the limit, as MKL can when only its own call
+        limits it."""
+
+        name, module = "greedy", "numpy"
+
+        def bind(self, ops: peers.Operands, case: dict[str, Any]) -> peers.Bound:
+            return peers.Bound(lambda: ops.csr @ ops.dense, np.asarray)
+
+        def threads_reported(self) -> int | None:
+            return 2
+
+    monkeypatch.setitem(peers.PEERS, "greedy", Greedy())
+    monkeypatch.setitem(suites.DEFINITIONS, "tiny", [
+        suites.Grid("tiny", "ab", ((600, 600),), ("powerlaw",), (0.99,), (4,), ("peers",),
+                    peers=("greedy",))])
+    results = quietly(tiny(peers=["greedy"]))
+    (worker_facts,) = [w for w in results["workers"] if w["group"] == "greedy"]
+    assert worker_facts["library_threads"] == 2
+    assert "greedy said it would use 2 threads in a worker limited to 1" in results["notes"]
+    honest = quietly(tiny(peers=[]))
+    assert not any("said it would use" in note for note in honest["notes"])
+
+
+def test_the_memory_microbenchmark_reports_latency_random_rows_and_bandwidth() -> None:
+    micro = Path(__file__).resolve().parents[1] / "bench" / "micro"
+    out = subprocess.run([sys.executable, str(micro / "memory.py"), "--quick"], cwd=micro,
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    result = json.loads(out[:out.index("\nlines in flight")])
+    assert all(ns > 0 for ns in result["chase_ns"].values())
+    assert {r["hint"] for r in result["random_rows"]} == {"none", "t0", "t2"}
+    assert all(r["rows_per_s"] > 0 for r in result["random_rows"])
+    assert result["stream_read_gbs"]["1"] > 0 and result["stream_read_gbs"]["2"] > 0

@@ -27,6 +27,7 @@ from conftest import (
     ids,
     make_csr,
     make_dense,
+    random_values,
     sparse_arrays,
 )
 
@@ -286,3 +287,29 @@ def test_every_simd_level_reads_dense_rows_at_any_offset_and_row_stride(
                 result = spmm.multiply(a, b, kernel=kernel, backend="serial")
                 where = f"{level} {kernel} width {width} offset {offset} pad {pad}"
                 assert_product_matches_scipy(result, a, b, err_msg=where)
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["scipy-operand", "prepared"])
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=ids(INDEX_DTYPES))
+@pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_large_dense_operand_off_a_cache_line_is_read_right_at_every_width(
+    backend, dtype, index_dtype, prepared, rng
+):
+    """B's rows read in random order from a B of megabytes that starts 16 bytes past a cache
+    line, as numpy's large arrays do (an aligned copy of B is made for such products), by a
+    matrix with unsorted and duplicate column indices, at widths of one line and less, several
+    lines, and a tail."""
+    rows, per_row = 2**15, 6
+    cols = rng.integers(0, rows, size=rows * per_row)
+    cols[1::per_row] = cols[::per_row]  # a duplicate in every row, unsorted after it
+    indptr = np.arange(0, rows * per_row + 1, per_row)
+    a = sp.csr_array((random_values(len(cols), dtype, rng), cols.astype(index_dtype),
+                      indptr.astype(index_dtype)), shape=(rows, rows))
+    a.has_sorted_indices = False
+    left = spmm.prepare(a) if prepared else a
+    threads = 1 if backend == "serial" else 2
+    for width in (8, 64, 67):
+        b = placed(make_dense((rows, width), dtype, rng), 16 // np.dtype(dtype).itemsize, 0)
+        result = spmm.multiply(left, b, backend=backend, num_threads=threads)
+        assert_product_matches_scipy(result, a, b, err_msg=f"width {width}")

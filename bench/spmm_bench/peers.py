@@ -100,6 +100,11 @@ class Peer:
     def bind(self, ops: Operands, case: dict[str, Any]) -> Bound:
         raise NotImplementedError
 
+    def threads_reported(self) -> int | None:
+        """The thread count the loaded library says it will use (None: it says nothing), read
+        in the worker after :meth:`load`: the runner notes any that differs from the limit."""
+        return None
+
     def missing(self) -> str | None:
         """Why the library cannot be imported here (checked without importing it)."""
         try:
@@ -252,9 +257,12 @@ class Mkl(Peer):
     def load(self, threads: int) -> None:
         if "MKL_RT" not in os.environ and find_mkl_rt():
             os.environ["MKL_RT"] = find_mkl_rt()
-        from sparse_dot_mkl import dot_product_mkl
+        import sparse_dot_mkl
 
-        self.dot = dot_product_mkl
+        self.dot, self.mkl = sparse_dot_mkl.dot_product_mkl, sparse_dot_mkl
+
+    def threads_reported(self) -> int | None:
+        return int(self.mkl.mkl_get_max_threads())
 
     def bind(self, ops: Operands, case: dict[str, Any]) -> Bound:
         dot = self.dot
@@ -281,6 +289,9 @@ class Torch(Peer):
 
         torch.set_num_threads(threads)
         self.torch = torch
+
+    def threads_reported(self) -> int | None:
+        return int(self.torch.get_num_threads())
 
     def bind(self, ops: Operands, case: dict[str, Any]) -> Bound:
         torch, xw = self.torch, ops.workload.kind == "xw"
@@ -332,6 +343,9 @@ class Graphblas(Peer):
 
         gb.ss.config["nthreads"] = threads
         self.gb = gb
+
+    def threads_reported(self) -> int | None:
+        return int(self.gb.ss.config["nthreads"])
 
     def bind(self, ops: Operands, case: dict[str, Any]) -> Bound:
         gb, xw = self.gb, ops.workload.kind == "xw"

@@ -414,6 +414,11 @@ def assemble(o: Options, records: list[dict[str, Any]], workloads: dict[str, dic
              ceilings: dict[int, dict[str, Any]], spmm_facts: dict[str, Any], runner: Runner,
              missing: dict[str, str | None]) -> dict[str, Any]:
     """``results.json``'s content: the run, the machine, the records, every view, the goals."""
+    for w in runner.workers:  # a limit that did not hold makes every figure of that worker
+        said = w.get("library_threads")
+        if said is not None and said != w["threads"]:
+            runner.notes.append(f"{w['group']} said it would use {said} threads in a worker "
+                                f"limited to {w['threads']}")
     order = {w: i for i, w in enumerate(workloads)}
     records.sort(key=lambda r: (order[r["workload"]], r["label"], r["threads"]))
     views.enrich(records, workloads, ceilings, runner.cpus)

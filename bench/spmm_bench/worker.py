@@ -194,6 +194,7 @@ def run_job(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict
                 emit({"key": case["key"], "status": "skipped",
                       "reason": f"cannot load {lib.name}: {_error(exc)}"})
             return {**info, "load_error": _error(exc)}
+        info["library_threads"] = lib.threads_reported()
         store = Store(job["workdir"])
         order = list(dict.fromkeys(c["workload"] for c in job["cases"]))
         for wid in order:  # one workload's operands in memory at a time

@@ -272,6 +272,32 @@ void check_corrupt(const std::vector<Case>& cases) {
     }
 }
 
+// An aligned copy of B is made for products that read B's rows in random order from a B that
+// starts off a cache line, beyond the L2 too (up to the copy's memory cap) when its rows are
+// short: every line a row spans beyond its own is one more cache miss. The copy starts on a line, holds B, and
+// asking for huge pages on it changes nothing of its contents.
+void check_packing() {
+    const std::int64_t rows = std::int64_t{1} << 17, cols = 8;
+    std::vector<float> raw(static_cast<std::size_t>(rows * cols + 64));
+    float* const line = raw.data() + (64 - reinterpret_cast<std::uintptr_t>(raw.data()) % 64) % 64 / sizeof(float);
+    float* const off = line + 4;  // 16 bytes past a line, as numpy's large arrays start
+    for (std::int64_t e = 0; e < rows * cols; ++e) off[e] = static_cast<float>(e % 1013);
+    const std::int64_t nnz = 16 * rows;
+    report(spmm::worth_packing(off, rows, cols, cols, nnz), "a 4 MiB B off a line is copied");
+    report(!spmm::worth_packing(line, rows, cols, cols, nnz), "an aligned B is read as it is");
+    report(!spmm::worth_packing(off, rows, cols, cols, 2 * rows), "rows read twice: no copy");
+    report(!spmm::worth_packing(off, rows * 64, cols, cols, nnz * 64), "beyond the memory cap: no copy");
+    report(spmm::worth_packing(off, rows / 4, 4 * cols, 4 * cols, nnz), "128-byte rows are copied");
+    report(!spmm::worth_packing(off, rows / 8, 8 * cols, 8 * cols, nnz), "256-byte rows of 4 MiB are not");
+    report(spmm::worth_packing(off, rows / 32, 8 * cols, 8 * cols, nnz), "256-byte rows of 1 MiB are");
+    const spmm::PackedRows<float> packed(off, rows, cols, cols, 1);
+    const spmm::DenseView<float>& v = packed.view();
+    bool same = reinterpret_cast<std::uintptr_t>(v.data) % 64 == 0 && v.ld == cols;
+    for (std::int64_t r = 0; r < rows && same; ++r)
+        for (std::int64_t j = 0; j < cols; ++j) same = same && v.row(r)[j] == off[r * cols + j];
+    report(same, "the aligned copy of a 4 MiB B (huge pages advised) holds B");
+}
+
 }  // namespace
 
 int main() {
@@ -294,6 +320,7 @@ int main() {
     check_type<std::int32_t, double>(cases, gen);
     check_type<std::int64_t, double>(cases, gen);
     check_corrupt(cases);
+    check_packing();
     std::printf("kernel families: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

@@ -6,6 +6,10 @@
 #include <cstdint>
 #include <memory>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "../simd/levels.hpp"
 #include "views.hpp"
 
@@ -15,29 +19,6 @@ namespace spmm {
 // lines more than they must: a row of up to a line is padded to the next power of two (so it
 // sits inside one line), a longer one to a whole number of lines; the Python layer's
 // aligned_copy does the same for the operands it converts.
-
-// When a B whose rows are contiguous is still worth an aligned copy: when B does not start on a
-// cache line, or its rows do not all start at the same offset in one, the SIMD kernels either
-// straddle lines or shift their blocks and load one masked vector more per row, which costs the
-// most on a B that stays in the caches (a float32 B of 16 columns read 48 bytes past a line ran
-// at two thirds of a copy's speed). The copy is O(k n) against the product's O(nnz n), so it is
-// made when B's rows are short (kPackMaxRowBytes: one vector more per row doubles the loads of a
-// 64-byte row but adds a sixteenth to a 1 KiB one), B fits in kPackMaxBytes (a larger B is read
-// from memory, where alignment does not show) and each of its rows is read at least 4 times on
-// average.
-constexpr std::int64_t kPackMaxBytes = std::int64_t{1} << 20;
-constexpr std::int64_t kPackMaxRowBytes = 256;
-
-template <class T>
-bool worth_packing(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
-                   std::int64_t nnz) {
-    const std::int64_t row_bytes = cols * static_cast<std::int64_t>(sizeof(T));
-    if (cols <= 1 || row_bytes > kPackMaxRowBytes) return false;
-    if (rows * row_bytes > kPackMaxBytes || nnz < 4 * rows) return false;
-    const auto address = reinterpret_cast<std::uintptr_t>(b);
-    const std::int64_t stride_bytes = row_stride * static_cast<std::int64_t>(sizeof(T));
-    return address % kCacheLineBytes != 0 || stride_bytes % kCacheLineBytes != 0;
-}
 
 // Rows of this many elements are copied together: the reads of one column of the block are
 // then contiguous when B's rows are (stride 1, as in X^T), and the block's rows of the copy,
@@ -60,13 +41,72 @@ std::int64_t padded_ld(std::int64_t cols) {
     return std::max(cols, ld_bytes / item);
 }
 
+// When a B whose rows are contiguous is still worth an aligned copy: when B does not start on a
+// cache line, or its rows do not all start at the same offset in one, the SIMD kernels either
+// straddle lines or shift their blocks and load one masked vector more per row. The copy is
+// O(k n) against the product's O(nnz n): it is made when each of B's rows is read at least 4
+// times on average, and
+//  * for a B that stays in the L2 (up to kPackNearBytes), when its rows are short
+//    (kPackMaxRowBytes: one vector more per row doubles the loads of a 64-byte row but adds a
+//    sixteenth to a 1 KiB one; a float32 B of 16 columns read 48 bytes past a line ran at two
+//    thirds of a copy's speed);
+//  * for a larger one, up to kPackMaxBytes (the copy's memory), when its rows span at most
+//    kPackFarMaxRowBytes. Its rows, read in the order A's column indices name them, which no
+//    prefetcher follows, cost a cache miss per line they span: 16 bytes past a line, 8 float32
+//    columns span 1.5 lines on average instead of 1, 8 float64 2 instead of 1, 64 float32 5
+//    instead of 4. The copy (page faults included) costs about what a fifth more misses save
+//    (2^17 rows, 16 entries per row, serial: 8 float64 columns 9.6 ms copied against 12 ms as
+//    they are, 64 float32 columns 34 ms against 33;
+//    `python bench/micro/science.py --compare pack`).
+constexpr std::int64_t kPackNearBytes = std::int64_t{1} << 20;
+constexpr std::int64_t kPackMaxRowBytes = 256;
+constexpr std::int64_t kPackMaxBytes = std::int64_t{64} << 20;
+constexpr std::int64_t kPackFarMaxRowBytes = 128;
+
+template <class T>
+bool worth_packing(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
+                   std::int64_t nnz) {
+    const std::int64_t row_bytes = cols * static_cast<std::int64_t>(sizeof(T));
+    if (cols <= 1 || row_bytes > kPackMaxRowBytes) return false;
+    if (rows * row_bytes > kPackMaxBytes || nnz < 4 * rows) return false;
+    if (rows * row_bytes > kPackNearBytes && row_bytes > kPackFarMaxRowBytes) return false;
+    const auto address = reinterpret_cast<std::uintptr_t>(b);
+    const std::int64_t stride_bytes = row_stride * static_cast<std::int64_t>(sizeof(T));
+    // Rows that all start at one offset in a line, or sit inside lines as a copy's would
+    // (padded_ld), gain nothing from a copy.
+    const bool rows_placed = stride_bytes % kCacheLineBytes == 0 || row_stride == padded_ld<T>(cols);
+    return address % kCacheLineBytes != 0 || !rows_placed;
+}
+
+// Copies at least this large ask the kernel for huge pages (Linux, transparent huge pages in
+// "madvise" mode, as numpy does for its arrays): rows read in random order from a 32 MiB copy
+// in 4 KiB pages miss the TLB on most rows (64 float32 columns ran 13 % slower than from huge
+// pages; `python bench/micro/science.py --compare pages`).
+constexpr std::size_t kHugePageAdviceBytes = std::size_t{4} << 20;
+
+// Advise huge pages for the whole 2 MiB pages inside [p, p + bytes), not yet touched.
+inline void advise_huge_pages(void* p, std::size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (bytes < kHugePageAdviceBytes) return;
+    constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
+    const auto lo = (reinterpret_cast<std::uintptr_t>(p) + kHuge - 1) / kHuge * kHuge;
+    const auto hi = (reinterpret_cast<std::uintptr_t>(p) + bytes) / kHuge * kHuge;
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // advice only
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 // rows x padded_ld(cols) elements starting on a cache line, uninitialized.
 template <class T>
 class AlignedRows {
   public:
     AlignedRows(std::int64_t rows, std::int64_t cols) : ld_(padded_ld<T>(cols)) {
         const std::int64_t per_line = std::max<std::int64_t>(1, kCacheLineBytes / static_cast<std::int64_t>(sizeof(T)));
-        storage_.reset(new T[static_cast<std::size_t>(std::max<std::int64_t>(1, rows) * ld_ + per_line)]);
+        const auto count = static_cast<std::size_t>(std::max<std::int64_t>(1, rows) * ld_ + per_line);
+        storage_.reset(new T[count]);
+        advise_huge_pages(storage_.get(), count * sizeof(T));
         const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
         const auto shift = static_cast<std::int64_t>((kCacheLineBytes - address % kCacheLineBytes) % kCacheLineBytes);
         data_ = storage_.get() + shift / static_cast<std::int64_t>(sizeof(T));
