@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "../formats/pack.hpp"
 #include "../formats/structured.hpp"
 #include "../formats/views.hpp"
 #include "../simd/avx2.hpp"
+#include "../simd/cache.hpp"
 #include "../simd/avx512.hpp"
 #include "portable.hpp"
 
