@@ -468,16 +468,25 @@ void multiply_nm(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>&
         throw std::invalid_argument("multiply_nm: need 0 <= n <= m <= " + std::to_string(kMaxGroup) +
                                     " and chunks of a multiple of 64 columns");
     }
-    const NmKernel<T, S> kernel = nm_kernel<T, S>(k.simd, w.m).fn;
+    const Picked<NmKernel<T, S>> picked = nm_kernel<T, S>(k.simd, w.m);
+    const NmKernel<T, S> kernel = picked.fn;
     const std::int64_t chunks = w.chunks();
     if (x.rows == 0 || chunks == 0) return;
     const std::int64_t stored = w.groups() * w.n * w.cols;
     const int t = k.threads(stored, w.cols, x.rows);
     const std::int64_t pieces = k.pieces(stored, x.rows, t);
-    if (t == 1 && pieces == 1) return kernel(w, x, y, 0, chunks);
+    // From kNmBroadcastMinBatch batch rows the SIMD bodies read Xᵀ (nm.inc: nm_broadcast):
+    // packed here once, not once per slice (a slice may be one chunk of 64 outputs, whose
+    // products are few next to a copy of X). The portable loop reads X as it is.
+    std::unique_ptr<PackedNmXt<T>> xt;
+    if (x.rows >= kNmBroadcastMinBatch && picked.level != Simd::scalar) {
+        xt = std::make_unique<PackedNmXt<T>>(x, w.groups() * w.m);
+    }
+    const StridedView<T>& xv = xt != nullptr ? xt->view() : x;
+    if (t == 1 && pieces == 1) return kernel(w, xv, y, 0, chunks);
     const std::int64_t per_thread = k.partition == Partition::dynamic ? kChunksPerThread : 1;
     k.run(equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread))), t,
-          [&](std::int64_t c0, std::int64_t c1) { kernel(w, x, y, c0, c1); });
+          [&](std::int64_t c0, std::int64_t c1) { kernel(w, xv, y, c0, c1); });
 }
 
 }  // namespace spmm

@@ -176,6 +176,14 @@ void check_nm(std::int64_t rows, std::int64_t cols, std::int64_t n, std::int64_t
             spmm::nm_kernel<T, S>(simd, m).fn(w, {x.data(), batch, rows, rows, 1},
                                                {y.data(), batch, cols, cols}, 0, chunks);
             compare<T, S>("n_m", simd, batch, want, mag, y, cols, cols);
+            // Through the driver: from kNmBroadcastMinBatch rows it packs Xᵀ once (PackedNmXt)
+            // and hands it to every slice.
+            std::fill(y.begin(), y.end(), T(-7));
+            spmm::Call call;
+            call.simd = simd;
+            spmm::multiply_nm<T, S>(w, spmm::StridedView<T>{x.data(), batch, rows, rows, 1},
+                                    spmm::RowsView<T>{y.data(), batch, cols, cols}, call);
+            compare<T, S>("n_m driver", simd, batch, want, mag, y, cols, cols);
         }
     }
 }
