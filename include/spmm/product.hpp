@@ -24,6 +24,7 @@
 #include "names.hpp"
 #include "parallel/parallel_for.hpp"
 #include "parallel/partition.hpp"
+#include "simd/cache.hpp"
 #include "simd/levels.hpp"
 
 namespace spmm {
@@ -482,11 +483,28 @@ void multiply_nm(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>&
     if (x.rows >= kNmBroadcastMinBatch && picked.level != Simd::scalar) {
         xt = std::make_unique<PackedNmXt<T>>(x, w.groups() * w.m);
     }
-    const StridedView<T>& xv = xt != nullptr ? xt->view() : x;
-    if (t == 1 && pieces == 1) return kernel(w, xv, y, 0, chunks);
+    // Batch rows per round of slices: all of them, or (Xᵀ packed) as many as fit in L2
+    // (kNmXtShareOfL2), a multiple of the packed rows' padding.
+    const std::int64_t rows_bytes = w.groups() * w.m * static_cast<std::int64_t>(sizeof(T));
+    const std::int64_t round =
+        xt == nullptr ? x.rows
+                      : std::max(kNmXtRowMultiple, l2_cache_bytes() / kNmXtShareOfL2 / rows_bytes /
+                                                       kNmXtRowMultiple * kNmXtRowMultiple);
     const std::int64_t per_thread = k.partition == Partition::dynamic ? kChunksPerThread : 1;
-    k.run(equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread))), t,
-          [&](std::int64_t c0, std::int64_t c1) { kernel(w, xv, y, c0, c1); });
+    const std::vector<std::int64_t> bounds =
+        equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread)));
+    for (std::int64_t b0 = 0; b0 < x.rows; b0 += round) {
+        const std::int64_t rows = std::min(round, x.rows - b0);
+        const StridedView<T> xv =
+            xt == nullptr ? x
+                          : StridedView<T>{xt->view().data + b0, rows, xt->view().cols, 1, xt->view().col_stride};
+        const RowsView<T> yv{y.row(b0), rows, y.cols, y.ld};
+        if (t == 1 && pieces == 1) {
+            kernel(w, xv, yv, 0, chunks);
+        } else {
+            k.run(bounds, t, [&](std::int64_t c0, std::int64_t c1) { kernel(w, xv, yv, c0, c1); });
+        }
+    }
 }
 
 }  // namespace spmm

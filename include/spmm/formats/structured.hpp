@@ -82,6 +82,14 @@ constexpr std::int64_t kNmBroadcastMinBatch = 32;
 // of every pass width of nm_broadcast (4 vectors), so a pass never reads past a row.
 constexpr std::int64_t kNmXtRowMultiple = 64;
 
+// The share of L2 (simd/cache.hpp) the rows of Xᵀ that nm_broadcast's passes read may take,
+// beside a chunk's stream: multiply_nm runs every slice on one round of batch rows whose Xᵀ
+// fits, then the next (so every slice reads Xᵀ from L2, not each from L3: at batch 256 on a
+// 4096-input layer, one product took 1.7x the time of four of batch 64), and nm_broadcast
+// blocks W's groups by it likewise. As for the CSR kernel's passes (tiled.inc, kL2ShareOfB);
+// re-measured by `python bench/run.py --suite structured --only nm4`.
+constexpr std::int64_t kNmXtShareOfL2 = 4;
+
 // Xᵀ for the N:M kernels, packed once per product (multiply_nm) for all its slices: W's groups
 // x m rows (zero past X's columns) of the batch rows (zero past them, to a multiple of
 // kNmXtRowMultiple), each row starting on a cache line. view() presents it as X: element
