@@ -476,28 +476,28 @@ void multiply_nm(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>&
     const std::int64_t stored = w.groups() * w.n * w.cols;
     const int t = k.threads(stored, w.cols, x.rows);
     const std::int64_t pieces = k.pieces(stored, x.rows, t);
-    // From kNmBroadcastMinBatch batch rows the SIMD bodies read Xᵀ (nm.inc: nm_broadcast):
-    // packed here once, not once per slice (a slice may be one chunk of 64 outputs, whose
-    // products are few next to a copy of X). The portable loop reads X as it is.
-    std::unique_ptr<PackedNmXt<T>> xt;
-    if (x.rows >= kNmBroadcastMinBatch && picked.level != Simd::scalar) {
-        xt = std::make_unique<PackedNmXt<T>>(x, w.groups() * w.m);
-    }
-    // Batch rows per round of slices: all of them, or (Xᵀ packed) as many as fit in L2
-    // (kNmXtShareOfL2), a multiple of the packed rows' padding.
+    // From kNmBroadcastMinBatch batch rows the SIMD bodies read Xᵀ (nm.inc: nm_broadcast),
+    // packed here (PackedNmXt), not once per slice (a slice may be one chunk of 64 outputs,
+    // whose products are few next to a copy of X). Packed in rounds of batch rows whose Xᵀ fits
+    // in L2 (kNmXtShareOfL2), every slice run on one round before the next: each slice then
+    // reads Xᵀ from L2. A round is packed densely (its own row length): rows of a wider pack
+    // would sit a stride apart that maps them to a fraction of L2's sets. The portable loop
+    // reads X as it is.
+    const bool transposed = x.rows >= kNmBroadcastMinBatch && picked.level != Simd::scalar;
     const std::int64_t rows_bytes = w.groups() * w.m * static_cast<std::int64_t>(sizeof(T));
     const std::int64_t round =
-        xt == nullptr ? x.rows
-                      : std::max(kNmXtRowMultiple, l2_cache_bytes() / kNmXtShareOfL2 / rows_bytes /
-                                                       kNmXtRowMultiple * kNmXtRowMultiple);
+        !transposed ? x.rows
+                    : std::max(kNmXtRowMultiple, l2_cache_bytes() / kNmXtShareOfL2 / rows_bytes /
+                                                     kNmXtRowMultiple * kNmXtRowMultiple);
     const std::int64_t per_thread = k.partition == Partition::dynamic ? kChunksPerThread : 1;
     const std::vector<std::int64_t> bounds =
         equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread)));
     for (std::int64_t b0 = 0; b0 < x.rows; b0 += round) {
         const std::int64_t rows = std::min(round, x.rows - b0);
-        const StridedView<T> xv =
-            xt == nullptr ? x
-                          : StridedView<T>{xt->view().data + b0, rows, xt->view().cols, 1, xt->view().col_stride};
+        const StridedView<T> part{&x.at(b0, 0), rows, x.cols, x.row_stride, x.col_stride};
+        const std::unique_ptr<PackedNmXt<T>> xt =
+            transposed ? std::make_unique<PackedNmXt<T>>(part, w.groups() * w.m) : nullptr;
+        const StridedView<T> xv = xt != nullptr ? xt->view() : part;
         const RowsView<T> yv{y.row(b0), rows, y.cols, y.ld};
         if (t == 1 && pieces == 1) {
             kernel(w, xv, yv, 0, chunks);
