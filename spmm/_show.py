@@ -34,6 +34,8 @@ def runtime_info() -> dict[str, Any]:
         "config": config,
         "available_backends": _config.available_backends(),
         "cpus_available": _config.default_num_threads(),
+        "l2_cache_bytes": _spmm_ext.l2_cache_bytes(),
+        "l2_cache_source": _spmm_ext.l2_cache_source(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -97,6 +99,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"  simd:               {config['simd']}",
         f"  available backends: {', '.join(runtime['available_backends'])}",
         f"  cpus available:     {runtime['cpus_available']}",
+        f"  L2 cache:           {runtime['l2_cache_bytes'] // 1024} KiB per core "
+        f"({runtime['l2_cache_source']}; sizes the kernels' passes)",
         f"  pool workers:       {runtime['pool_workers_started']} running",
         f"  python:             {runtime['python']} on {runtime['platform']}",
         f"  numpy / scipy:      {runtime['numpy']} / {runtime['scipy']}",

@@ -144,6 +144,9 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
                                                   cbool rows_contiguous, int itemsize)
     int64_t c_max_group "spmm::max_group"()
     int64_t c_cache_line_bytes "spmm::cache_line_bytes"()
+    int64_t c_l2_bytes "spmm::l2_cache_bytes"()
+    string c_l2_source "spmm::l2_cache_source"() except +
+    void c_set_l2_bytes "spmm::set_l2_cache_bytes"(int64_t bytes)
     int c_affinity_cpus "spmm::affinity_cpus"()
     cbool c_has_openmp "spmm::has_openmp"()
     cbool c_openmp_usable "spmm::openmp_usable"()
@@ -831,6 +834,24 @@ def affinity_cpus():
     """The number of CPUs in this process's affinity mask, or 0 where it cannot be read
     cheaply (not Linux, or more CPUs than a ``cpu_set_t`` holds)."""
     return c_affinity_cpus()
+
+
+def l2_cache_bytes():
+    """The L2 cache size, in bytes, the kernels size their passes over the dense operand by:
+    read from the system (``sysconf``, else sysfs), else a fallback; or a test's value."""
+    return int(c_l2_bytes())
+
+
+def l2_cache_source():
+    """Where :func:`l2_cache_bytes` comes from: ``"sysconf"``, ``"sysfs"``, ``"fallback"`` or
+    ``"test"``."""
+    return c_l2_source().decode()
+
+
+def set_l2_cache_bytes(int64_t value):
+    """Make the kernels plan for an L2 of ``value`` bytes (0: the system's again). For tests:
+    spmm._testing.l2_cache_bytes."""
+    c_set_l2_bytes(value)
 
 
 def parallel_min_work():

@@ -324,6 +324,19 @@ def test_goal_sides_can_pin_threads_name_a_twin_or_use_the_bandwidth() -> None:
     assert bandwidth["measured"] == pytest.approx(8.0 / 1.0 / 8.0)  # 8 GB/s of 8 measured
 
 
+def test_a_per_flop_goal_compares_useful_gflops_of_twins_of_different_sizes() -> None:
+    results = _synthetic()
+    results["workloads"]["science/uniform"]["shape"] = [16, 16]  # 4 times the entries
+    twin = {"series": "spmm openmp prepared",
+            "workload": {"pattern": "powerlaw", "shape": [8, 8]}}
+    spec = {"series": {}, "goals": [goal(numerator="spmm openmp prepared", denominator=twin,
+                                         per_flop=True, at_least=0.9, threads=[1],
+                                         workloads={"pattern": "uniform"})]}
+    (row,) = goals.evaluate(results, spec)
+    # 4 times the flops in 1.9 s against 2.4 s: 4 x 2.4 / 1.9 the rate.
+    assert row["measured"] == pytest.approx(4 * 2.4 / 1.9) and row["status"] == "met"
+
+
 def test_goal_ranges_medians_groups_and_required_layouts() -> None:
     (within,) = evaluate(goal(numerator="spmm openmp prepared", denominator="scipy",
                               at_least=1.8, at_most=2.5, threads=[1],
@@ -345,7 +358,7 @@ def test_the_goals_file_is_valid_and_names_only_known_fields() -> None:
                                  "float32").describe())
     keys = {"name", "description", "numerator", "denominator", "workloads", "each", "threads",
             "at_least", "at_most", "aggregate", "min_seconds", "compute_bound",
-            "structured_layout"}
+            "structured_layout", "per_flop"}
     for g in spec["goals"]:
         assert set(g) <= keys and {"name", "description", "numerator", "denominator"} <= set(g)
         assert set(g.get("workloads", {})) | set(g.get("each", [])) <= fields, g["name"]

@@ -1,7 +1,8 @@
 """Goals: ratios of two measured series on a set of workloads, read from a data file.
 
 A goal's value on a workload at a thread count is ``time(denominator) / time(numerator)``, the
-numerator's speed over the denominator's; with the denominator ``bandwidth``, the numerator's
+numerator's speed over the denominator's (with ``per_flop``, their useful GFLOP/s, for twins of
+different sizes); with the denominator ``bandwidth``, the numerator's
 GB/s of minimal bytes over the read bandwidth measured in the run. Each goal gives one row per
 thread count (and per ``each`` group): met, missed, or not measured with the reason (a skipped
 peer, a workload not in the run), never passed by default. bench/goals.json describes the
@@ -10,6 +11,7 @@ format in its ``about`` field; docs/benchmarks.md shows it.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -71,7 +73,7 @@ def _value(results: dict[str, Any], by: dict, goal: dict[str, Any], wid: str, t:
            aliases: dict[str, Any]) -> dict[str, Any]:
     """One workload's figure for ``goal`` at ``t`` threads, or the reason there is none."""
     W, ceilings, cpus = results["workloads"], results["ceilings"], results["cpus"]
-    sides = []
+    sides, flops = [], []
     for side in (goal["numerator"], goal["denominator"]):
         spec = side if isinstance(side, dict) and "series" in side else {"series": side}
         target = wid
@@ -89,6 +91,8 @@ def _value(results: dict[str, Any], by: dict, goal: dict[str, Any], wid: str, t:
         if r is None:
             return {"workload": wid, "reason": why}
         sides.append(r)
+        d = W[target]
+        flops.append(2 * math.prod(d["shape"]) * (1 - d["sparsity"]) * d["n"])
     num, den = sides
     if goal.get("min_seconds") and min(num["median"], den.get("median", 1)) < goal["min_seconds"]:
         return {"workload": wid, "excluded": "shorter than min_seconds"}
@@ -100,6 +104,10 @@ def _value(results: dict[str, Any], by: dict, goal: dict[str, Any], wid: str, t:
     detail = {"workload": wid, "numerator": num["label"], "denominator": den["label"],
               "value": num["gbs"] / den["gbs"] if den["label"] == "bandwidth"
               else den["median"] / num["median"]}
+    if goal.get("per_flop") and den["label"] != "bandwidth":
+        # Useful GFLOP/s over useful GFLOP/s (2 nnz n, nnz from the shape and sparsity, as
+        # the runner counts them): sides on twins of different sizes.
+        detail["value"] *= flops[0] / flops[1]
     if goal.get("structured_layout") and num.get("layout_used") in (None, "csr"):
         detail["miss_reason"] = "spmm ran the CSR form (no structured layout)"
     if num.get("disturbed") or den.get("disturbed"):

@@ -24,6 +24,7 @@
 #include "names.hpp"
 #include "parallel/parallel_for.hpp"
 #include "parallel/partition.hpp"
+#include "simd/cache.hpp"
 #include "simd/levels.hpp"
 
 namespace spmm {
@@ -468,16 +469,42 @@ void multiply_nm(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>&
         throw std::invalid_argument("multiply_nm: need 0 <= n <= m <= " + std::to_string(kMaxGroup) +
                                     " and chunks of a multiple of 64 columns");
     }
-    const NmKernel<T, S> kernel = nm_kernel<T, S>(k.simd, w.m).fn;
+    const Picked<NmKernel<T, S>> picked = nm_kernel<T, S>(k.simd, w.m);
+    const NmKernel<T, S> kernel = picked.fn;
     const std::int64_t chunks = w.chunks();
     if (x.rows == 0 || chunks == 0) return;
     const std::int64_t stored = w.groups() * w.n * w.cols;
     const int t = k.threads(stored, w.cols, x.rows);
     const std::int64_t pieces = k.pieces(stored, x.rows, t);
-    if (t == 1 && pieces == 1) return kernel(w, x, y, 0, chunks);
+    // From kNmBroadcastMinBatch batch rows the SIMD bodies read Xᵀ (nm.inc: nm_broadcast),
+    // packed here (PackedNmXt), not once per slice (a slice may be one chunk of 64 outputs,
+    // whose products are few next to a copy of X). Packed in rounds of batch rows whose Xᵀ fits
+    // in L2 (kNmXtShareOfL2), every slice run on one round before the next: each slice then
+    // reads Xᵀ from L2. A round is packed densely (its own row length): rows of a wider pack
+    // would sit a stride apart that maps them to a fraction of L2's sets. The portable loop
+    // reads X as it is.
+    const bool transposed = x.rows >= kNmBroadcastMinBatch && picked.level != Simd::scalar;
+    const std::int64_t rows_bytes = w.groups() * w.m * static_cast<std::int64_t>(sizeof(T));
+    const std::int64_t round =
+        !transposed ? x.rows
+                    : std::max(kNmXtRowMultiple, l2_cache_bytes() / kNmXtShareOfL2 / rows_bytes /
+                                                     kNmXtRowMultiple * kNmXtRowMultiple);
     const std::int64_t per_thread = k.partition == Partition::dynamic ? kChunksPerThread : 1;
-    k.run(equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread))), t,
-          [&](std::int64_t c0, std::int64_t c1) { kernel(w, x, y, c0, c1); });
+    const std::vector<std::int64_t> bounds =
+        equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread)));
+    for (std::int64_t b0 = 0; b0 < x.rows; b0 += round) {
+        const std::int64_t rows = std::min(round, x.rows - b0);
+        const StridedView<T> part{&x.at(b0, 0), rows, x.cols, x.row_stride, x.col_stride};
+        const std::unique_ptr<PackedNmXt<T>> xt =
+            transposed ? std::make_unique<PackedNmXt<T>>(part, w.groups() * w.m) : nullptr;
+        const StridedView<T> xv = xt != nullptr ? xt->view() : part;
+        const RowsView<T> yv{y.row(b0), rows, y.cols, y.ld};
+        if (t == 1 && pieces == 1) {
+            kernel(w, xv, yv, 0, chunks);
+        } else {
+            k.run(bounds, t, [&](std::int64_t c0, std::int64_t c1) { kernel(w, xv, yv, c0, c1); });
+        }
+    }
 }
 
 }  // namespace spmm

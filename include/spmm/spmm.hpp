@@ -12,6 +12,7 @@
 #include "formats/validate.hpp"
 #include "dot_product.hpp"
 #include "product.hpp"
+#include "simd/cache.hpp"
 
 #ifndef SPMM_COMPILE_ARGS
 #define SPMM_COMPILE_ARGS "unknown"

@@ -10,7 +10,9 @@
 // starting 0 to 3 elements past a 64-byte boundary (the aligned-shift path) or ending flush
 // against an unreadable page (a load of an inactive lane past the end faults; A's indices and
 // values always end there); output rows contiguous (A @ B) or strided (X @ W).
-// Every element must match, and nothing around the output's elements may be written.
+// Every element must match, and nothing around the output's elements may be written. The
+// same cases run again on an L2 of 256 bytes (spmm::set_l2_cache_bytes), rows sorted: the
+// tiled kernel's narrow passes and its blocks of the inner dimension on small matrices.
 // The reduced stored values of a prepared matrix (bfloat16, float16, int8 with a scale per row;
 // formats/values.hpp) run the same cases, their reference computed from the widened values: the
 // kernels' own error, against the float32 product of the rounded weights. Every float16 bit
@@ -98,8 +100,10 @@ struct Pattern {
 };
 
 // One sparsity pattern for every case; indices are random, so some repeat within a row.
+// Rows in random column order (a user's matrix may have them), or sorted (`sorted`: a prepared
+// matrix's canonical rows, which the kernels may cut by column).
 template <class I>
-Pattern<I> make_pattern(std::mt19937& gen) {
+Pattern<I> make_pattern(std::mt19937& gen, bool sorted) {
     Pattern<I> a;
     std::uniform_real_distribution<double> value(-1.0, 1.0);
     const std::size_t cycle = sizeof kRowLengths / sizeof kRowLengths[0];
@@ -108,6 +112,7 @@ Pattern<I> make_pattern(std::mt19937& gen) {
             a.indices.push_back(static_cast<I>(gen() % kInner));
             a.values.push_back(value(gen));
         }
+        if (sorted) std::sort(a.indices.begin() + static_cast<std::ptrdiff_t>(a.indptr.back()), a.indices.end());
         a.indptr.push_back(static_cast<spmm::offset_t<I>>(a.indices.size()));
     }
     return a;
@@ -252,10 +257,14 @@ void check_case(const spmm::CsrView<I, S>& a, std::int64_t n, std::int64_t ld, i
 }
 
 // T: the type the product computes in; S: the stored values' (T, or a reduced format).
+// With `small_l2`, the kernels plan for an L2 of a few hundred bytes (simd/cache.hpp): the
+// tiled kernel's passes narrow to one vector (a user's matrix) or the inner dimension is cut
+// into blocks of 8 rows of B and A's rows into groups (a prepared one, its rows sorted).
 template <class I, class T, class S = T>
-void check_all(GuardedArena& b_arena, GuardedArena& c_arena, Tally& tally) {
+void check_all(GuardedArena& b_arena, GuardedArena& c_arena, Tally& tally, bool small_l2 = false) {
     std::mt19937 gen(12345);
-    const Pattern<I> pat = make_pattern<I>(gen);
+    spmm::set_l2_cache_bytes(small_l2 ? 256 : 0);
+    const Pattern<I> pat = make_pattern<I>(gen, small_l2);
     // A's indices and values end against an unreadable page too: a kernel reading past the
     // last row's entries (a gather or a load of values with too many lanes) faults.
     const auto nnz = static_cast<std::int64_t>(pat.indices.size());
@@ -340,6 +349,15 @@ int main() {
     check_all<std::uint16_t, float, std::int8_t>(b_arena, c_arena, tally);
     check_all<std::int32_t, float, spmm::bfloat16>(b_arena, c_arena, tally);
     check_all<std::int64_t, float, std::int8_t>(b_arena, c_arena, tally);
+    // The L2-sized passes and blocks, at every value and index type.
+    check_all<std::int32_t, float>(b_arena, c_arena, tally, true);
+    check_all<std::uint16_t, float>(b_arena, c_arena, tally, true);
+    check_all<std::int64_t, double>(b_arena, c_arena, tally, true);
+    check_all<std::uint16_t, double>(b_arena, c_arena, tally, true);
+    check_all<std::uint16_t, float, spmm::bfloat16>(b_arena, c_arena, tally, true);
+    check_all<std::uint16_t, float, spmm::float16>(b_arena, c_arena, tally, true);
+    check_all<std::uint16_t, float, std::int8_t>(b_arena, c_arena, tally, true);
+    spmm::set_l2_cache_bytes(0);
     check_float16_widening(tally);
     std::printf("levels:");
     for (const auto& name : spmm::supported_simd()) std::printf(" %s", name.c_str());

@@ -3,7 +3,8 @@
 // from the same layout. Run by .ci/check-simd natively and, cross-compiled, under qemu-aarch64
 // (the NEON micro-GEMM), where no Python test can reach them. Reduced stored values
 // (bfloat16, float16, int8 with a scale per output column) run the same cases, their reference
-// computed from the widened values.
+// computed from the widened values. Everything runs twice: on the system's L2 and on one of 256
+// bytes, where the panels kernel's groups of batch rows and the N:M blocks are smallest.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -153,7 +154,9 @@ void check_nm(std::int64_t rows, std::int64_t cols, std::int64_t n, std::int64_t
     }
     spmm::NmView<S> w{rows, cols, n, m, 64, values.data(), offsets.data()};
     w.scale = scale.empty() ? nullptr : scale.data();
-    for (const std::int64_t batch : {1, 2, 5, 9}) {
+    // Batches below kNmBroadcastMinBatch (the permute formulation) and from it (the broadcast
+    // one: a pass of 1 to 4 vectors, a full pass and a ragged one).
+    for (const std::int64_t batch : {1, 2, 5, 9, 32, 35, 70}) {
         std::vector<T> x(static_cast<std::size_t>(batch * rows));
         for (auto& v : x) v = static_cast<T>(value(gen));
         std::vector<double> want(static_cast<std::size_t>(batch * cols), 0.0), mag(want.size(), 0.0);
@@ -173,6 +176,14 @@ void check_nm(std::int64_t rows, std::int64_t cols, std::int64_t n, std::int64_t
             spmm::nm_kernel<T, S>(simd, m).fn(w, {x.data(), batch, rows, rows, 1},
                                                {y.data(), batch, cols, cols}, 0, chunks);
             compare<T, S>("n_m", simd, batch, want, mag, y, cols, cols);
+            // Through the driver: from kNmBroadcastMinBatch rows it packs Xᵀ once (PackedNmXt)
+            // and hands it to every slice.
+            std::fill(y.begin(), y.end(), T(-7));
+            spmm::Call call;
+            call.simd = simd;
+            spmm::multiply_nm<T, S>(w, spmm::StridedView<T>{x.data(), batch, rows, rows, 1},
+                                    spmm::RowsView<T>{y.data(), batch, cols, cols}, call);
+            compare<T, S>("n_m driver", simd, batch, want, mag, y, cols, cols);
         }
     }
 }
@@ -190,11 +201,17 @@ void check_all(std::mt19937& gen) {
 
 int main() {
     std::mt19937 gen(2026);
-    check_all<float>(gen);
-    check_all<double>(gen);
-    check_all<float, spmm::bfloat16>(gen);
-    check_all<float, spmm::float16>(gen);
-    check_all<float, std::int8_t>(gen);
+    // The system's L2, then one of 256 bytes (simd/cache.hpp): the panels kernel's groups of
+    // batch rows and the N:M kernel's blocks of groups at their smallest.
+    for (const std::int64_t l2 : {0, 256}) {
+        spmm::set_l2_cache_bytes(l2);
+        check_all<float>(gen);
+        check_all<double>(gen);
+        check_all<float, spmm::bfloat16>(gen);
+        check_all<float, spmm::float16>(gen);
+        check_all<float, std::int8_t>(gen);
+    }
+    spmm::set_l2_cache_bytes(0);
     std::printf("structured kernels: %ld passed, %ld failed\n", g_passed, g_failed);
     return g_failed != 0;
 }

@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
+#include "../simd/levels.hpp"
 #include "values.hpp"
 #include "views.hpp"
 
@@ -67,6 +69,55 @@ struct NmView {
     std::int64_t at(std::int64_t c, std::int64_t row) const {
         return (c * groups() * n + row) * chunk;
     }
+};
+
+// Batch rows from which the N:M kernels of the SIMD levels read Xᵀ (kernels/nm.inc:
+// nm_broadcast) rather than X: at 32 the two formulations are even (a pass of two vectors per
+// column), at 64 and 256 the Xᵀ one leads; below 32 a pass would fill less than two vectors
+// while the permute formulation still shares each load of W among 4 batch rows. Re-measured by
+// `python bench/run.py --suite structured --only nm4`.
+constexpr std::int64_t kNmBroadcastMinBatch = 32;
+
+// The batch rows of a packed Xᵀ (PackedNmXt) are padded to a multiple of this many elements:
+// of every pass width of nm_broadcast (4 vectors), so a pass never reads past a row.
+constexpr std::int64_t kNmXtRowMultiple = 64;
+
+// The share of L2 (simd/cache.hpp) the rows of Xᵀ that nm_broadcast's passes read may take,
+// beside a chunk's stream: multiply_nm runs every slice on one round of batch rows whose Xᵀ
+// fits, then the next (so every slice reads Xᵀ from L2, not each from L3: at batch 256 on a
+// 4096-input layer, one product took 1.7x the time of four of batch 64), and nm_broadcast
+// blocks W's groups by it likewise. As for the CSR kernel's passes (tiled.inc, kL2ShareOfB);
+// re-measured by `python bench/run.py --suite structured --only nm4`.
+constexpr std::int64_t kNmXtShareOfL2 = 4;
+
+// Xᵀ for the N:M kernels, packed once per product (multiply_nm) for all its slices: W's groups
+// x m rows (zero past X's columns) of the batch rows (zero past them, to a multiple of
+// kNmXtRowMultiple), each row starting on a cache line. view() presents it as X: element
+// (b, k) at data[k * ld + b], with groups x m columns.
+template <class T>
+class PackedNmXt {
+  public:
+    PackedNmXt(const StridedView<T>& x, std::int64_t rows)
+        : ld_((x.rows + kNmXtRowMultiple - 1) / kNmXtRowMultiple * kNmXtRowMultiple),
+          storage_(static_cast<std::size_t>(std::max<std::int64_t>(1, rows) * ld_ + kCacheLineBytes), T(0)) {
+        const auto address = reinterpret_cast<std::uintptr_t>(storage_.data());
+        data_ = storage_.data() + (kCacheLineBytes - address % kCacheLineBytes) % kCacheLineBytes / sizeof(T);
+        // Blocks of batch rows: the reads of X walk a few of its rows at a time.
+        constexpr std::int64_t kBlock = 16;
+        for (std::int64_t b0 = 0; b0 < x.rows; b0 += kBlock) {
+            const std::int64_t b1 = std::min(x.rows, b0 + kBlock);
+            for (std::int64_t k = 0; k < x.cols; ++k)
+                for (std::int64_t b = b0; b < b1; ++b) data_[k * ld_ + b] = x.at(b, k);
+        }
+        view_ = StridedView<T>{data_, x.rows, rows, 1, ld_};
+    }
+    const StridedView<T>& view() const { return view_; }
+
+  private:
+    std::int64_t ld_;
+    std::vector<T> storage_;
+    T* data_ = nullptr;
+    StridedView<T> view_{};
 };
 
 }  // namespace spmm

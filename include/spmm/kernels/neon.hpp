@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "../formats/pack.hpp"
 #include "../formats/structured.hpp"
 #include "../formats/views.hpp"
+#include "../simd/cache.hpp"
 #include "../simd/neon.hpp"
 #include "portable.hpp"
 

@@ -6,11 +6,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "../formats/pack.hpp"
 #include "../formats/structured.hpp"
 #include "../formats/views.hpp"
 #include "../simd/avx2.hpp"
+#include "../simd/cache.hpp"
 #include "../simd/avx512.hpp"
 #include "portable.hpp"
 
