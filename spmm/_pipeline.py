@@ -250,7 +250,9 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
     rows, cols = m.shape
     if kind == "prepared":
         form = m.form(plan.family, transposed, dtype)
-        if plan.family == "csr_rows":
+        if plan.family == "sliced":
+            form.multiply_into(dense, out, 0, codes)
+        elif plan.family == "csr_rows":
             bounds = (form.slice_bounds(plan.num_threads, codes[3]) if plan.num_threads > 1
                       else None)
             rows, cols = form.shape

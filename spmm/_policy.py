@@ -41,6 +41,10 @@ FAMILIES: dict[tuple[str, bool], str] = {
     ("n_m", True): "n_m",
 }
 
+# Outputs beyond which a prepared matrix's one-column product reads its CSR form rather than
+# the sliced layout (whose row positions are int32: spmm/_sliced.py).
+SLICED_MAX_ROWS = 2**31 - 1
+
 # With one dense column, CSR rows shorter than this (on average) are summed faster by the
 # plain loop (one running sum per row) than by the gather kernel, whose fixed cost per row (a
 # masked gather and a horizontal sum) then dominates. Re-measured by the "`auto` against every
@@ -100,11 +104,16 @@ def choose_partition(partition: str, family: str, n: int) -> str:
     return "rows" if family == "dia" else "nnz"
 
 
-def family_of(kind: str, layout: str, transposed: bool, kernel: str) -> str:
+def family_of(kind: str, layout: str, transposed: bool, kernel: str, n: int = 2,
+              out_rows: int = 0) -> str:
     """The family that serves the sparse operand stored as ``kind`` in this orientation. A
-    prepared matrix's structured layout serves ``x @ p`` unless a CSR kernel variant is named."""
-    structured = kind == "prepared" and transposed and layout != "csr" and kernel == "auto"
-    form = layout if structured else kind
+    prepared matrix's structured layout serves ``x @ p`` unless a CSR kernel variant is named;
+    a prepared CSR matrix's ``x @ p`` with one row of ``x`` (``n`` 1) reads the sliced
+    one-column layout (``spmm._sliced``), under the same condition."""
+    auto = kind == "prepared" and transposed and kernel == "auto"
+    if auto and layout == "csr" and n == 1 and out_rows <= SLICED_MAX_ROWS:
+        return "sliced"
+    form = layout if auto and layout != "csr" else kind
     return FAMILIES[(form, transposed)]
 
 
@@ -126,8 +135,8 @@ def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: in
     if found is not None:
         return found
     backend, threads, kernel, simd = config
-    family = family_of(kind, layout, transposed, kernel)
     out_rows = shape[1] if transposed else shape[0]
+    family = family_of(kind, layout, transposed, kernel, n, out_rows)
     rows_read = shape[1] if (family == "csr_rows") == transposed else shape[0]
     kernel = choose_kernel(kernel, family, n, entries / max(1, rows_read))
     partition = choose_partition(partition, family, n)

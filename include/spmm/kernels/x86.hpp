@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../formats/sliced.hpp"
 #include "../formats/structured.hpp"
 #include "../formats/views.hpp"
 #include "../simd/avx2.hpp"
@@ -20,6 +21,7 @@ SPMM_TARGET_BEGIN_AVX2
 namespace spmm {
 namespace avx2 {
 #include "rowdot.inc"
+#include "sliced.inc"
 #include "tiled.inc"
 #include "reordered.inc"
 #include "scatter_loops.inc"
@@ -36,6 +38,7 @@ SPMM_TARGET_BEGIN_AVX512
 namespace spmm {
 namespace avx512 {
 #include "rowdot.inc"
+#include "sliced.inc"
 #include "tiled.inc"
 #include "reordered.inc"
 #include "scatter_loops.inc"
