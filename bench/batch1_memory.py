@@ -86,7 +86,8 @@ def main() -> None:
     y = np.empty((1, outputs), np.float32)
     moved = stored + x.nbytes + y.nbytes
     stream_bytes = max(4 * llc, machine.STREAM_MIN_BYTES)
-    print(f"lscpu model: {next((ln for ln in machine.lscpu().splitlines() if 'Model name' in ln), '?')}")
+    model = next((ln for ln in machine.lscpu().splitlines() if "Model name" in ln), "?")
+    print(model)
     print(f"last-level cache {llc / 2**20:.0f} MiB; W {INPUTS}x{outputs} at 90 %: "
           f"{stored / 2**20:.0f} MiB stored ({stored / max(1, llc):.1f}x the LLC; wanted "
           f"{want / 2**20:.0f} MiB), built in {built:.1f} s; streaming sum over "

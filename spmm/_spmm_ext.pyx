@@ -137,10 +137,11 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         const int32_t* correction, int format, int64_t rows, int64_t cols, const Dense& b,
         const Out& c, const Config& k) except +raise_error
     vector[string] c_activations_body "spmm::activations_body"(int format, int simd) except +raise_error
-    void c_sliced_product "spmm::sliced_product"[I, T](
-        const int64_t* slice_ptr, const int32_t* lens, const int32_t* perm, const I* indices,
-        const void* values, int format, const float* scale, int64_t rows, int64_t cols,
-        const Dense& b, const Out& c, const Config& k) except +raise_error
+    void c_sliced_product "spmm::sliced_product"(
+        const int64_t* slice_ptr, const int32_t* lens, const int32_t* perm, const void* indices,
+        int index_bytes, const void* values, int format, cbool f64, const float* scale,
+        int64_t rows, int64_t cols, const Dense& b, const Out& c,
+        const Config& k) except +raise_error
     void c_build_sliced "spmm::build_sliced"[O, I](
         const O* indptr, const I* indices, const void* values, int value_bytes, int64_t rows,
         const int32_t* perm, const int32_t* lens, const int64_t* slice_ptr, I* out_indices,
@@ -683,33 +684,14 @@ def sliced_product(object slice_ptr, object lens, object perm, object indices, o
     cdef const int32_t* ln = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>lens)
     cdef const int32_t* pm = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>perm)
     cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
-    cdef bint f32 = tv == cnp.NPY_FLOAT
-    if ti == cnp.NPY_UINT16:
-        with nogil:
-            if f32:
-                c_sliced_product[uint16_t, float](ptr, ln, pm, <const uint16_t*>q, v, format, sp,
-                                                  rows, cols, dense, out, k)
-            else:
-                c_sliced_product[uint16_t, double](ptr, ln, pm, <const uint16_t*>q, v, format,
-                                                   sp, rows, cols, dense, out, k)
-    elif ti == cnp.NPY_INT32:
-        with nogil:
-            if f32:
-                c_sliced_product[int32_t, float](ptr, ln, pm, <const int32_t*>q, v, format, sp,
-                                                 rows, cols, dense, out, k)
-            else:
-                c_sliced_product[int32_t, double](ptr, ln, pm, <const int32_t*>q, v, format, sp,
-                                                  rows, cols, dense, out, k)
-    elif ti == cnp.NPY_INT64:
-        with nogil:
-            if f32:
-                c_sliced_product[int64_t, float](ptr, ln, pm, <const int64_t*>q, v, format, sp,
-                                                 rows, cols, dense, out, k)
-            else:
-                c_sliced_product[int64_t, double](ptr, ln, pm, <const int64_t*>q, v, format, sp,
-                                                  rows, cols, dense, out, k)
-    else:
+    cdef bint f64 = tv == cnp.NPY_DOUBLE
+    cdef int index_bytes = (2 if ti == cnp.NPY_UINT16 else 4 if ti == cnp.NPY_INT32
+                            else 8 if ti == cnp.NPY_INT64 else 0)
+    if index_bytes == 0:
         raise ValueError("indices must be uint16, int32 or int64")
+    with nogil:
+        c_sliced_product(ptr, ln, pm, q, index_bytes, v, format, f64, sp, rows, cols, dense,
+                         out, k)
     return c
 
 

@@ -14,9 +14,7 @@ from conftest import (
     PARTITIONS,
     SIMD_LEVELS,
     THREAD_COUNTS,
-    VALUE_DTYPES,
     assert_product_matches_scipy,
-    ids,
     make_csr,
     make_dense,
 )
@@ -71,7 +69,7 @@ def test_auto_reads_the_sliced_layout_at_batch_1_and_the_csr_form_otherwise(rng)
     assert spmm.explain(p, make_dense(70, np.float32, rng))["family"] == "csr_rows"
 
 
-@pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("case", ["skewed", *ODD])
 def test_batch_1_equals_scipy_at_every_simd_level(case, level, dtype, monkeypatch, rng):

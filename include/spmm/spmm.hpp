@@ -389,14 +389,15 @@ inline std::vector<std::uint64_t> pool_calls_taken() {
 
 // y = A x for a prepared matrix's one-column layout (formats/sliced.hpp): rows x cols A,
 // slice_ptr (slices + 1), lens and perm (rows each), indices and values (slice_ptr[slices]
-// each). format: the values' code (names.hpp); float32 means T itself (float or double);
-// the others are float32 products. scale: rows entries for int8, else null. b is x (cols x 1)
-// and c is y (rows x 1), as for csr_product with one dense column.
+// each); index_bytes: 2 (uint16), 4 (int32) or 8 (int64). format: the values' code
+// (names.hpp); float32 means the product's type itself (double when `f64`); the others are
+// float32 products. scale: rows entries for int8, else null. b is x (cols x 1) and c is y
+// (rows x 1), as for csr_product with one dense column.
 template <class I, class T>
-void sliced_product(const std::int64_t* slice_ptr, const std::int32_t* lens,
-                    const std::int32_t* perm, const I* indices, const void* values, int format,
-                    const float* scale, std::int64_t rows, std::int64_t cols, const Dense& b,
-                    const Out& c, const Config& k) {
+void sliced_product_of(const std::int64_t* slice_ptr, const std::int32_t* lens,
+                       const std::int32_t* perm, const I* indices, const void* values,
+                       int format, const float* scale, std::int64_t rows, std::int64_t cols,
+                       const Dense& b, const Out& c, const Config& k) {
     auto run = [&](const auto* data) {
         using S = std::remove_const_t<std::remove_pointer_t<decltype(data)>>;
         SlicedView<I, S> w{rows, cols, slice_ptr, lens, perm, indices, data};
@@ -407,6 +408,24 @@ void sliced_product(const std::int64_t* slice_ptr, const std::int32_t* lens,
     if (static_cast<ValueFormat>(format) == ValueFormat::float32) return run(static_cast<const T*>(values));
     if constexpr (std::is_same_v<T, float>) return with_stored(format, values, run);
     throw std::invalid_argument("reduced values compute in float32");
+}
+
+inline void sliced_product(const std::int64_t* slice_ptr, const std::int32_t* lens,
+                           const std::int32_t* perm, const void* indices, int index_bytes,
+                           const void* values, int format, bool f64, const float* scale,
+                           std::int64_t rows, std::int64_t cols, const Dense& b, const Out& c,
+                           const Config& k) {
+    auto with_index = [&](const auto* idx) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(idx)>>;
+        if (f64) return sliced_product_of<I, double>(slice_ptr, lens, perm, idx, values, format, scale, rows, cols, b, c, k);
+        sliced_product_of<I, float>(slice_ptr, lens, perm, idx, values, format, scale, rows, cols, b, c, k);
+    };
+    switch (index_bytes) {
+        case 2: return with_index(static_cast<const std::uint16_t*>(indices));
+        case 4: return with_index(static_cast<const std::int32_t*>(indices));
+        case 8: return with_index(static_cast<const std::int64_t*>(indices));
+    }
+    throw std::invalid_argument("indices of " + std::to_string(index_bytes) + " bytes");
 }
 
 // Fill a sliced layout from CSR arrays (formats/sliced.hpp's fill_sliced); values of

@@ -26,23 +26,16 @@ namespace {
 
 long g_passed = 0, g_failed = 0;
 
+// A stored value of type S for v in [-1, 1]: bfloat16 and float16 from bits (exponents of
+// values below 1), int8 scaled to its range.
 template <class S>
 S stored_of(double v) {
-    if constexpr (std::is_same_v<S, spmm::bfloat16>) {
-        const float f = static_cast<float>(v);
-        std::uint32_t bits;
-        std::memcpy(&bits, &f, sizeof bits);
-        return spmm::bfloat16{static_cast<std::uint16_t>(bits >> 16)};
-    } else if constexpr (std::is_same_v<S, spmm::float16>) {
-        // A normal binary16 near v: exponent 14 (0.5..1) with a mantissa from v.
-        const double m = std::fabs(v);
-        const auto mantissa = static_cast<std::uint16_t>(static_cast<int>(m * 1023) & 0x3FF);
-        return spmm::float16{static_cast<std::uint16_t>((v < 0 ? 0x8000 : 0) | 14 << 10 | mantissa)};
-    } else if constexpr (std::is_same_v<S, std::int8_t>) {
-        return static_cast<std::int8_t>(std::lround(v * 127));
-    } else {
-        return static_cast<S>(v);
-    }
+    const auto magnitude = static_cast<std::uint16_t>(std::fabs(v) * 1023);
+    const std::uint16_t sign = v < 0 ? 0x8000 : 0;
+    if constexpr (std::is_same_v<S, spmm::bfloat16>) return {static_cast<std::uint16_t>(sign | 0x3E00 | magnitude >> 3)};
+    else if constexpr (std::is_same_v<S, spmm::float16>) return {static_cast<std::uint16_t>(sign | 0x3400 | magnitude)};
+    else if constexpr (std::is_same_v<S, std::int8_t>) return static_cast<std::int8_t>(std::lround(v * 127));
+    else return static_cast<S>(v);
 }
 
 template <class I, class T, class S>
