@@ -76,7 +76,15 @@ void sliced_rows_portable(const SlicedView<I, S>& w, const T* x, const OutView<T
         T sums[kSliceRows] = {};
         std::int64_t p = w.slice_ptr[s];
         const std::int64_t lanes = w.lanes(s);
-        for (std::int64_t q = 0, cnt = lanes; cnt > 0; ++q) {
+        std::int64_t q = 0;
+        if (lanes == kSliceRows) {  // full columns: a fixed trip count, unrolled into registers
+            for (const std::int64_t full = len[kSliceRows - 1]; q < full; ++q, p += kSliceRows) {
+                for (std::int64_t l = 0; l < kSliceRows; ++l) {
+                    sums[l] += Stored<S>::one(w.values[p + l]) * x[w.indices[p + l]];
+                }
+            }
+        }
+        for (std::int64_t cnt = lanes; cnt > 0; ++q) {
             while (cnt > 0 && len[cnt - 1] <= q) --cnt;
             for (std::int64_t l = 0; l < cnt; ++l) {
                 sums[l] += Stored<S>::one(w.values[p + l]) * x[w.indices[p + l]];
