@@ -96,7 +96,8 @@ def choose_partition(partition: str, family: str, n: int) -> str:
     (a row then costs a fixed part beside its entries, so equal entries are not equal work
     when row lengths are skewed, and idle threads take the next chunk), ``rows`` for DIA
     (every output row costs about the same), ``nnz`` otherwise (one cut per thread, balanced
-    by stored entries, no hand-out cost)."""
+    by stored entries, no hand-out cost), the one-column ``sliced`` layout included: it has
+    no per-row cost, so equal entries are equal work."""
     if partition != "auto":
         return partition
     if family == "csr_rows" and n == 1:
