@@ -230,8 +230,9 @@ def _plan(product: Product, config: tuple[str, int, str, str],
         entries = m.nnz
     form = "csr" if kind == "lil" or kind == "dok" else kind
     layout = m.layout if kind == "prepared" else kind
+    sliced = kind != "prepared" or m.activations is None
     return _policy.plan(form, layout, product.transposed, m.shape, product.n, entries, config,
-                        partition)
+                        partition, sliced)
 
 
 def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],

@@ -69,6 +69,15 @@ def test_auto_reads_the_sliced_layout_at_batch_1_and_the_csr_form_otherwise(rng)
     assert spmm.explain(p, make_dense(70, np.float32, rng))["family"] == "csr_rows"
 
 
+def test_a_matrix_with_activations_keeps_its_dot_product_kernels_at_batch_1(rng):
+    w = weights((64, 48), 0.2, np.float32, rng)
+    p = spmm.prepare(w, values="int8", activations="int8")
+    x = one_row(w, np.float32, rng)
+    assert spmm.explain(x, p)["family"] == "csr_rows"
+    _ = x @ p
+    assert not p._sliced, "no sliced layout built"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("case", ["skewed", *ODD])
