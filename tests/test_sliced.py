@@ -69,6 +69,20 @@ def test_auto_reads_the_sliced_layout_at_batch_1_and_the_csr_form_otherwise(rng)
     assert spmm.explain(p, make_dense(70, np.float32, rng))["family"] == "csr_rows"
 
 
+def test_every_simd_level_runs_a_vector_body_of_the_sliced_layout(monkeypatch, rng):
+    """The dot-product levels (VNNI, BF16) run the avx2 / avx512 body, not the portable one."""
+    w = weights((50, 70), 0.2, np.float32, rng)
+    p = spmm.prepare(w)
+    x = one_row(w, np.float32, rng)
+    for level in SIMD_LEVELS:
+        monkeypatch.setenv("SPMM_SIMD", level)
+        plan = spmm.explain(x, p)
+        portable = level in ("scalar", "neon")  # NEON has no gather: the portable loop
+        want = "scalar" if portable else level.split("_")[0]
+        assert (plan["kernel"], plan["simd"]) == (
+            "sliced.portable" if portable else "sliced.tiled", want), level
+
+
 def test_a_matrix_with_activations_keeps_its_dot_product_kernels_at_batch_1(rng):
     w = weights((64, 48), 0.2, np.float32, rng)
     p = spmm.prepare(w, values="int8", activations="int8")

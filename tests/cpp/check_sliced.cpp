@@ -102,8 +102,8 @@ void check_case(std::int64_t rows, std::int64_t cols, std::mt19937& gen, bool wi
     const double tol = sizeof(T) == 4 ? 2e-6 : 1e-13;
     for (const auto& name : spmm::supported_simd()) {
         spmm::Simd level = spmm::Simd::scalar;
-        for (int c = 0; c < 4; ++c) {
-            if (spmm::simd_name(static_cast<spmm::Simd>(c)) == name) level = static_cast<spmm::Simd>(c);
+        for (const spmm::Simd s : spmm::supported_simd_levels()) {
+            if (spmm::simd_name(s) == name) level = s;
         }
         std::vector<T> y(static_cast<std::size_t>(rows) * 2 + 1, T(-7));  // stride 2: gaps stay -7
         const spmm::OutView<T> out{y.data(), rows, 1, 2, 1};

@@ -176,8 +176,8 @@ Picked<NmKernel<T, S>> nm_kernel(Simd simd, std::int64_t m) {
 template <class I, class T, class S = T>
 Picked<SlicedKernel<I, T, S>> sliced_kernel(Simd simd) {
 #if SPMM_X86_SIMD
-    if (simd == Simd::avx512) return {&avx512::sliced_rows<I, T, S>, "tiled", simd};
-    if (simd == Simd::avx2) return {&avx2::sliced_rows<I, T, S>, "tiled", simd};
+    if (kernel_level(simd) == Simd::avx512) return {&avx512::sliced_rows<I, T, S>, "tiled", Simd::avx512};
+    if (kernel_level(simd) == Simd::avx2) return {&avx2::sliced_rows<I, T, S>, "tiled", Simd::avx2};
 #endif
     (void)simd;
     return {&sliced_rows_portable<I, T, S>, "portable"};
