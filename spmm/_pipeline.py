@@ -230,7 +230,9 @@ def _plan(product: Product, config: tuple[str, int, str, str],
         entries = m.nnz
     form = "csr" if kind == "lil" or kind == "dok" else kind
     layout = m.layout if kind == "prepared" else kind
-    sliced = kind != "prepared" or m.activations is None
+    # Reduced values keep one form per orientation (their stated bytes per weight): the
+    # one-column layout, a second copy of the entries, is for float values only.
+    sliced = kind != "prepared" or (m.activations is None and not m.reduced)
     return _policy.plan(form, layout, product.transposed, m.shape, product.n, entries, config,
                         partition, sliced)
 

@@ -111,7 +111,8 @@ def family_of(kind: str, layout: str, transposed: bool, kernel: str, n: int = 2,
     prepared matrix's structured layout serves ``x @ p`` unless a CSR kernel variant is named;
     a prepared CSR matrix's ``x @ p`` with one row of ``x`` (``n`` 1) reads the sliced
     one-column layout (``spmm._sliced``), under the same condition, unless ``sliced`` is
-    False (a matrix with ``activations``, whose products run the dot-product kernels)."""
+    False (a matrix of reduced values, which holds one form per orientation, or with
+    ``activations``, whose products run the dot-product kernels)."""
     auto = kind == "prepared" and transposed and kernel == "auto"
     if auto and sliced and layout == "csr" and n == 1 and out_rows <= SLICED_MAX_ROWS:
         return "sliced"

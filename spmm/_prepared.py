@@ -397,9 +397,7 @@ class PreparedMatrix(SparseOperand):
             if target is not out:
                 np.copyto(out, target)
             return out
-        if plan.family == "sliced":
-            form.multiply_into(x, target, _precision.FORMAT_CODES[self._format], codes)
-        elif plan.family == "csr_rows":
+        if plan.family == "csr_rows":
             bounds = (form.slice_bounds(plan.num_threads, codes[3]) if plan.num_threads > 1
                       else None)
             rows, cols = form.shape
