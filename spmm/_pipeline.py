@@ -230,8 +230,11 @@ def _plan(product: Product, config: tuple[str, int, str, str],
         entries = m.nnz
     form = "csr" if kind == "lil" or kind == "dok" else kind
     layout = m.layout if kind == "prepared" else kind
+    # Reduced values keep one form per orientation (their stated bytes per weight): the
+    # one-column layout, a second copy of the entries, is for float values only.
+    sliced = kind != "prepared" or (m.activations is None and not m.reduced)
     return _policy.plan(form, layout, product.transposed, m.shape, product.n, entries, config,
-                        partition)
+                        partition, sliced)
 
 
 def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
@@ -250,7 +253,9 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
     rows, cols = m.shape
     if kind == "prepared":
         form = m.form(plan.family, transposed, dtype)
-        if plan.family == "csr_rows":
+        if plan.family == "sliced":
+            form.multiply_into(dense, out, 0, codes)
+        elif plan.family == "csr_rows":
             bounds = (form.slice_bounds(plan.num_threads, codes[3]) if plan.num_threads > 1
                       else None)
             rows, cols = form.shape

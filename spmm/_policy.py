@@ -41,6 +41,10 @@ FAMILIES: dict[tuple[str, bool], str] = {
     ("n_m", True): "n_m",
 }
 
+# Outputs beyond which a prepared matrix's one-column product reads its CSR form rather than
+# the sliced layout (whose row positions are int32: spmm/_sliced.py).
+SLICED_MAX_ROWS = 2**31 - 1
+
 # With one dense column, CSR rows shorter than this (on average) are summed faster by the
 # plain loop (one running sum per row) than by the gather kernel, whose fixed cost per row (a
 # masked gather and a horizontal sum) then dominates. Re-measured by the "`auto` against every
@@ -92,7 +96,8 @@ def choose_partition(partition: str, family: str, n: int) -> str:
     (a row then costs a fixed part beside its entries, so equal entries are not equal work
     when row lengths are skewed, and idle threads take the next chunk), ``rows`` for DIA
     (every output row costs about the same), ``nnz`` otherwise (one cut per thread, balanced
-    by stored entries, no hand-out cost)."""
+    by stored entries, no hand-out cost), the one-column ``sliced`` layout included: it has
+    no per-row cost, so equal entries are equal work."""
     if partition != "auto":
         return partition
     if family == "csr_rows" and n == 1:
@@ -100,11 +105,18 @@ def choose_partition(partition: str, family: str, n: int) -> str:
     return "rows" if family == "dia" else "nnz"
 
 
-def family_of(kind: str, layout: str, transposed: bool, kernel: str) -> str:
+def family_of(kind: str, layout: str, transposed: bool, kernel: str, n: int = 2,
+              out_rows: int = 0, sliced: bool = True) -> str:
     """The family that serves the sparse operand stored as ``kind`` in this orientation. A
-    prepared matrix's structured layout serves ``x @ p`` unless a CSR kernel variant is named."""
-    structured = kind == "prepared" and transposed and layout != "csr" and kernel == "auto"
-    form = layout if structured else kind
+    prepared matrix's structured layout serves ``x @ p`` unless a CSR kernel variant is named;
+    a prepared CSR matrix's ``x @ p`` with one row of ``x`` (``n`` 1) reads the sliced
+    one-column layout (``spmm._sliced``), under the same condition, unless ``sliced`` is
+    False (a matrix of reduced values, which holds one form per orientation, or with
+    ``activations``, whose products run the dot-product kernels)."""
+    auto = kind == "prepared" and transposed and kernel == "auto"
+    if auto and sliced and layout == "csr" and n == 1 and out_rows <= SLICED_MAX_ROWS:
+        return "sliced"
+    form = layout if auto and layout != "csr" else kind
     return FAMILIES[(form, transposed)]
 
 
@@ -116,18 +128,20 @@ _PLANS_MAX = 4096
 
 
 def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: int,
-         entries: int, config: tuple[str, int, str, str], partition: str) -> Plan:
+         entries: int, config: tuple[str, int, str, str], partition: str,
+         sliced: bool = True) -> Plan:
     """The plan of a product whose sparse operand is stored as ``kind`` (``csr``, ``csc``,
     ``coo``, ``bsr``, ``dia``, ``prepared``; ``layout`` a prepared matrix's layout), on the
     left (``transposed`` False: A @ B) or the right (X @ W), of ``shape``, times ``n`` dense
-    columns (B's columns, X's rows), with ``entries`` multiply-adds per dense column."""
-    key = (kind, layout, transposed, shape, n, entries, config, partition, min_work)
+    columns (B's columns, X's rows), with ``entries`` multiply-adds per dense column;
+    ``sliced``: whether a prepared matrix may read its one-column layout (:func:`family_of`)."""
+    key = (kind, layout, transposed, shape, n, entries, config, partition, min_work, sliced)
     found = _PLANS.get(key)
     if found is not None:
         return found
     backend, threads, kernel, simd = config
-    family = family_of(kind, layout, transposed, kernel)
     out_rows = shape[1] if transposed else shape[0]
+    family = family_of(kind, layout, transposed, kernel, n, out_rows, sliced)
     rows_read = shape[1] if (family == "csr_rows") == transposed else shape[0]
     kernel = choose_kernel(kernel, family, n, entries / max(1, rows_read))
     partition = choose_partition(partition, family, n)

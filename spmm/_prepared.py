@@ -18,6 +18,7 @@ from . import (
     _layouts,
     _policy,
     _precision,
+    _sliced,
     _spmm_ext,
 )
 from ._checks import is_int, is_positive_int
@@ -147,6 +148,9 @@ class PreparedMatrix(SparseOperand):
         # W's columns while only the CSR form is held (``_left_form``).
         self._transposed_used = False
         self._column_scales: np.ndarray | None = None
+        # The one-column layout of x @ p (spmm._sliced), per value dtype: built on the first
+        # batch-1 product from the CSR form of the transpose, kept, never pickled.
+        self._sliced: dict[np.dtype, _sliced.Sliced] = {}
         self._lock = threading.Lock()
         self._token: str | None = None  # __dask_tokenize__, computed on first use
         self._activations = activations
@@ -266,6 +270,7 @@ class PreparedMatrix(SparseOperand):
         arrays += [f.scales for f in forms if f.scales is not None]
         if self._column_scales is not None:
             arrays.append(self._column_scales)
+        arrays += [x for f in tuple(self._sliced.values()) for x in f.arrays()]
         if self._structured is not None:
             converted = tuple(self._structured._by_dtype.values())  # another thread may add
             arrays += [x for p in (self._structured, *converted) for x in p.arrays()]
@@ -345,9 +350,27 @@ class PreparedMatrix(SparseOperand):
                     self._converted[key] = form
         return form
 
+    def sliced(self, dtype: np.dtype) -> _sliced.Sliced:
+        """The one-column layout of ``x @ p`` with values of ``dtype`` (reduced values as they
+        are): built from the CSR form of the transpose on first use, under the lock, and kept
+        (counted in :attr:`nbytes`)."""
+        base = self.csr_transposed(dtype)
+        key = base.data.dtype
+        form = self._sliced.get(key)
+        if form is None:
+            with self._lock:
+                form = self._sliced.get(key)
+                if form is None:
+                    form = _sliced.Sliced.from_csr(base)
+                    self._sliced[key] = form
+        return form
+
     def form(self, family: str, transposed: bool, dtype: np.dtype) -> Any:
         """The stored form a kernel family reads, with values of ``dtype``: the CSR form (for
-        ``p @ x``), that of the transpose (``x @ p``), or the structured layout."""
+        ``p @ x``), that of the transpose (``x @ p``), the one-column layout (``sliced``) or
+        the structured layout."""
+        if family == "sliced":
+            return self.sliced(dtype)
         if family == "csr_rows":
             return self.csr_transposed(dtype) if transposed else self.csr(dtype)
         return self.structured(dtype)

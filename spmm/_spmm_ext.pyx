@@ -137,6 +137,15 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         const int32_t* correction, int format, int64_t rows, int64_t cols, const Dense& b,
         const Out& c, const Config& k) except +raise_error
     vector[string] c_activations_body "spmm::activations_body"(int format, int simd) except +raise_error
+    void c_sliced_product "spmm::sliced_product"(
+        const int64_t* slice_ptr, const int32_t* lens, const int32_t* perm, const void* indices,
+        int index_bytes, const void* values, int format, cbool f64, const float* scale,
+        int64_t rows, int64_t cols, const Dense& b, const Out& c,
+        const Config& k) except +raise_error
+    void c_build_sliced "spmm::build_sliced"[O, I](
+        const O* indptr, const I* indices, const void* values, int value_bytes, int64_t rows,
+        const int32_t* perm, const int32_t* lens, const int64_t* slice_ptr, I* out_indices,
+        void* out_values) except +
     int64_t c_parallel_min_work "spmm::parallel_min_work"()
     int c_threads_used "spmm::threads_used"(int64_t entries, int64_t out_rows, int64_t n,
                                             int backend, int nthreads, int64_t min_work)
@@ -619,6 +628,115 @@ def dia_product(object offsets, object data, int64_t rows, int64_t cols, bint di
             c_dia_product(o, <const double*>v, diagonals, width, width, rows, cols,
                           dia_transposed, dense, out, k)
     return c
+
+
+
+# --------------------------------------------------------------------------------------------
+# The one-column layout of a prepared matrix (include/spmm/formats/sliced.hpp, spmm/_sliced.py).
+
+cdef int sliced_arrays(object slice_ptr, object lens, object perm, object indices,
+                       object values, int64_t rows) except -1:
+    """Check a sliced layout's array types and lengths (their contents are the prepared
+    matrix's, built from its checked CSR arrays)."""
+    cdef int64_t slices = (rows + 15) // 16
+    if vector_type(slice_ptr, "slice_ptr") != cnp.NPY_INT64 \
+            or cnp.PyArray_DIM(<cnp.ndarray>slice_ptr, 0) != slices + 1:
+        raise ValueError(f"slice_ptr must be {slices + 1} int64 values")
+    for name, x in (("lens", lens), ("perm", perm)):
+        if vector_type(x, name) != cnp.NPY_INT32 or cnp.PyArray_DIM(<cnp.ndarray>x, 0) != rows:
+            raise ValueError(f"{name} must be {rows} int32 values")
+    vector_type(indices, "indices")
+    vector_type(values, "values")
+    cdef int64_t stored = (<const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>slice_ptr))[slices]
+    if cnp.PyArray_DIM(<cnp.ndarray>indices, 0) != stored \
+            or cnp.PyArray_DIM(<cnp.ndarray>values, 0) != stored:
+        raise ValueError(f"indices and values must hold {stored} entries")
+    return 0
+
+
+def sliced_product(object slice_ptr, object lens, object perm, object indices, object values,
+                   int format, object scale, int64_t rows, int64_t cols, object b, object c,
+                   bint transposed, tuple config):
+    """Write ``A @ b`` into ``c`` for A (``rows`` x ``cols``) in the one-column sliced layout:
+    ``b`` holds one dense column (x of x @ W, with ``transposed``), ``c`` the result.
+
+    ``indices``: uint16, int32 or int64; ``values``: float32 or float64 with ``format`` 0 (the
+    product's dtype), or a reduced format's storage (``format`` its code, the product float32;
+    int8 with ``rows`` float32 ``scale``, in the rows' own order).
+    """
+    sliced_arrays(slice_ptr, lens, perm, indices, values, rows)
+    cdef int ti = vector_type(indices, "indices")
+    cdef const void* v
+    cdef const float* sp = NULL
+    cdef int tv
+    if format == 0:
+        tv = value_type(values)
+        if scale is not None:
+            raise ValueError("only int8 values have scales")
+    else:
+        tv = cnp.NPY_FLOAT
+        reduced_values(values, format, scale, rows, &v, &sp)
+    v = cnp.PyArray_DATA(<cnp.ndarray>values)
+    cdef Dense dense
+    cdef Out out
+    read_operands(b, c, tv, transposed, (slice_ptr, lens, perm, indices, values), &dense, &out)
+    if dense.rows != cols or out.rows != rows or dense.cols != 1:
+        raise ValueError("operand shapes do not match")
+    cdef Config k = read_config(config)
+    cdef const int64_t* ptr = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>slice_ptr)
+    cdef const int32_t* ln = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>lens)
+    cdef const int32_t* pm = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>perm)
+    cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
+    cdef bint f64 = tv == cnp.NPY_DOUBLE
+    cdef int index_bytes = (2 if ti == cnp.NPY_UINT16 else 4 if ti == cnp.NPY_INT32
+                            else 8 if ti == cnp.NPY_INT64 else 0)
+    if index_bytes == 0:
+        raise ValueError("indices must be uint16, int32 or int64")
+    with nogil:
+        c_sliced_product(ptr, ln, pm, q, index_bytes, v, format, f64, sp, rows, cols, dense,
+                         out, k)
+    return c
+
+
+def build_sliced(object indptr, object indices, object values, object perm, object lens,
+                 object slice_ptr, object out_indices, object out_values):
+    """Fill ``out_indices`` and ``out_values`` (the sliced layout's entries) from CSR arrays
+    (int64 and uint16, or both int32, or both int64; values of any 1, 2, 4 or 8 byte dtype,
+    moved as they are), given the layout's ``perm``, ``lens`` and ``slice_ptr``."""
+    cdef int64_t rows = cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) - 1
+    sliced_arrays(slice_ptr, lens, perm, out_indices, out_values, rows)
+    cdef int tp = vector_type(indptr, "indptr")
+    cdef int ti = vector_type(indices, "indices")
+    vector_type(values, "values")
+    if vector_type(out_indices, "out_indices") != ti \
+            or cnp.PyArray_ITEMSIZE(<cnp.ndarray>out_values) \
+            != cnp.PyArray_ITEMSIZE(<cnp.ndarray>values) \
+            or cnp.PyArray_DIM(<cnp.ndarray>values, 0) != cnp.PyArray_DIM(<cnp.ndarray>indices, 0) \
+            or cnp.PyArray_DIM(<cnp.ndarray>out_values, 0) != cnp.PyArray_DIM(<cnp.ndarray>values, 0):
+        raise ValueError("the sliced entries must match the CSR entries in count and types")
+    cdef int vb = <int>cnp.PyArray_ITEMSIZE(<cnp.ndarray>values)
+    cdef const int64_t* ptr = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>slice_ptr)
+    cdef const int32_t* ln = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>lens)
+    cdef const int32_t* pm = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>perm)
+    cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>indptr)
+    cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
+    cdef void* v = cnp.PyArray_DATA(<cnp.ndarray>values)
+    cdef void* oq = cnp.PyArray_DATA(<cnp.ndarray>out_indices)
+    cdef void* ov = cnp.PyArray_DATA(<cnp.ndarray>out_values)
+    if tp == cnp.NPY_INT64 and ti == cnp.NPY_UINT16:
+        with nogil:
+            c_build_sliced(<const int64_t*>p, <const uint16_t*>q, v, vb, rows, pm, ln, ptr,
+                           <uint16_t*>oq, ov)
+    elif tp == ti == cnp.NPY_INT32:
+        with nogil:
+            c_build_sliced(<const int32_t*>p, <const int32_t*>q, v, vb, rows, pm, ln, ptr,
+                           <int32_t*>oq, ov)
+    elif tp == ti == cnp.NPY_INT64:
+        with nogil:
+            c_build_sliced(<const int64_t*>p, <const int64_t*>q, v, vb, rows, pm, ln, ptr,
+                           <int64_t*>oq, ov)
+    else:
+        raise ValueError("indptr and indices must be int64 and uint16, or both int32 or int64")
 
 
 def kernel_body(int family, int kernel, int simd):

@@ -378,6 +378,9 @@ def test_suites_are_data_expanded_with_merged_series() -> None:
     assert all(wl.matrix.pattern == "block4" for wl in formats if wl.format == "bsr")
     layers = [wl for wl in formats if wl.matrix.family == "transformer"]
     assert len(layers) == 3 * 2 * 3 and all(wl.peers == ("dense", "mkl") for wl in layers)
+    batch1 = suites.workloads("batch1", ["float32"])
+    assert sorted(wl.matrix.shape for wl in batch1) == [(384, 1536), (1024, 4096), (4096, 4096)]
+    assert all(wl.n == 1 and "peers" in wl.series and "scaling" in wl.series for wl in batch1)
     everything = suites.workloads("all", ["float32"])
     assert len({wl.id for wl in everything}) == len(everything)
     with pytest.raises(ValueError, match="unknown suite"):

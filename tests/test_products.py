@@ -169,9 +169,11 @@ def test_multiply_uses_the_auto_partition(kernel_calls, rng):
     spmm.multiply(a, np.ones(10), backend=BACKENDS[-1], num_threads=2)
     spmm.multiply(np.ones(20), a, backend=BACKENDS[-1], num_threads=2)
     spmm.multiply(np.ones(20), spmm.prepare(a), backend=BACKENDS[-1], num_threads=2)
-    # auto: dynamic for one dense column of a row-driven product (CSR A @ b, a prepared
-    # matrix's x @ p), nnz otherwise (choose_partition).
-    assert [call["partition"] for call in kernel_calls] == ["nnz", "dynamic", "nnz", "dynamic"]
+    # auto: dynamic for one dense column of a CSR row-driven product (CSR A @ b), nnz
+    # otherwise (choose_partition), a prepared matrix's x @ p included: its sliced layout has
+    # no per-row cost, so equal entries are equal work.
+    assert [call["partition"] for call in kernel_calls] == ["nnz", "dynamic", "nnz", "nnz"]
+    assert kernel_calls[-1]["family"] == "sliced"
 
 
 @pytest.mark.parametrize("product", PRODUCTS)

@@ -30,7 +30,7 @@ import itertools
 from dataclasses import dataclass, replace
 from typing import Any
 
-SUITES = ("quick", "dnn", "science", "structured", "formats", "all")
+SUITES = ("quick", "dnn", "science", "structured", "formats", "batch1", "all")
 HIDDEN_SUITES = ("tiny",)  # the harness's own tests: seconds, not minutes
 PEERS = ("dense", "torch", "torch-dense", "mkl", "graphblas")
 REGULAR = ("peers", "backends", "default", "kernels")
@@ -137,6 +137,7 @@ DNN_SHAPES = ((1024, 1024), (1024, 4096), (4096, 1024))
 LAYER = ((1024, 4096),)
 STRUCTURED = ((4096, 4096),)
 TRANSFORMER = ((384, 384), (384, 1536), (1536, 384))
+BATCH1 = ((384, 1536), (1024, 4096), (4096, 4096))
 
 DEFINITIONS: dict[str, list[Grid]] = {
     # 60 % decides the break-even goal ("at most 60 %") by a measurement.
@@ -179,6 +180,12 @@ DEFINITIONS: dict[str, list[Grid]] = {
              ("formats",), BOTH, ("bsr",), ()),
         Grid("transformer", "xw", TRANSFORMER, ("pruned",), (0.9, 0.95), (16, 64, 256),
              ("peers", "formats"), ("float32",), ("csr",), ("dense", "mkl"))],
+    # One input at a time through pruned layers at 90 % (x @ W, batch 1): the batch-1 goals'
+    # three shapes, every peer, the kernels' check (the sliced layout against the CSR
+    # row-dot) and the scaling series. The memory limit (a W of 4x the last-level cache) is
+    # bench/batch1_memory.py: a scipy matrix of that size would not fit beside its copies.
+    "batch1": [Grid("dnn", "xw", BATCH1, ("uniform",), (0.9,), (1,)),
+               Grid("dnn", "xw", BATCH1, ("uniform",), (0.9,), (1,), ("scaling",))],
     # A handful of points: one layer at 90 % and the science matrices at 2^15 rows, n = 8.
     "quick": [Grid("dnn", "xw", LAYER, ("uniform",), (0.9,), (1, 64),
                    (*REGULAR, "ablation")),

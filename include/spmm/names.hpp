@@ -30,9 +30,12 @@
 //   coo:         entry by entry, either product in COO;
 //   bsr_rows:    block rows, A @ B in BSR;   bsr_columns: X @ W in BSR, blocks scattered;
 //   dia:         diagonal by diagonal, either product in DIA;
-//   panels, n_m: the structured layouts of a prepared matrix, X @ W.
+//   panels, n_m: the structured layouts of a prepared matrix, X @ W;
+//   sliced:      a prepared matrix's one-column layout (rows sorted by length, slices of
+//                16 stored column by column), X @ W with one row of X.
 #define SPMM_FAMILIES(X) \
-    X(csr_rows) X(csc_columns) X(coo) X(bsr_rows) X(bsr_columns) X(dia) X(panels) X(n_m)
+    X(csr_rows) X(csc_columns) X(coo) X(bsr_rows) X(bsr_columns) X(dia) X(panels) X(n_m) \
+    X(sliced)
 // How a prepared matrix stores its values (formats/values.hpp): float32 (or the float64 of a
 // float64 matrix), or a reduced format widened to float32 in the kernels.
 #define SPMM_VALUE_FORMATS(X) X(float32) X(bfloat16) X(float16) X(int8)

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "formats/pack.hpp"
+#include "formats/sliced.hpp"
 #include "formats/structured.hpp"
 #include "formats/views.hpp"
 #include "kernels/registry.hpp"
@@ -505,6 +506,36 @@ void multiply_nm(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>&
             k.run(bounds, t, [&](std::int64_t c0, std::int64_t c1) { kernel(w, xv, yv, c0, c1); });
         }
     }
+}
+
+// ---- The one-column layout (prepared x @ W at batch 1) ---------------------------------
+
+// y = A x for A in the sliced layout (formats/sliced.hpp): b is x (w.cols x 1, any stride;
+// copied when not contiguous, so every gather reads unit-stride x), c is y (w.rows x 1).
+// Threads take slices, balanced by their entries (slice_ptr is their prefix sum); every slice
+// writes only its own rows, so no two threads write one element.
+template <class I, class T, class S>
+void multiply_sliced(const SlicedView<I, S>& w, const DenseView<T>& b, const OutView<T>& c,
+                     const Call& k) {
+    if (b.rows != w.cols || b.cols != 1 || c.rows != w.rows || c.cols != 1) {
+        throw std::invalid_argument("multiply_sliced: operand shapes do not match");
+    }
+    check_backend_and_simd(k.backend, k.simd);
+    const SlicedKernel<I, T, S> fn = sliced_kernel<I, T, S>(k.simd).fn;
+    const std::int64_t slices = w.slices();
+    if (slices == 0) return;
+    std::vector<T> copy;
+    const T* x = b.data;
+    if (b.ld != 1 && b.rows > 1) {
+        copy.resize(static_cast<std::size_t>(b.rows));
+        for (std::int64_t j = 0; j < b.rows; ++j) copy[static_cast<std::size_t>(j)] = *b.row(j);
+        x = copy.data();
+    }
+    const int t = k.threads(w.nnz(), w.rows, 1);
+    const std::int64_t pieces = k.pieces(w.nnz(), 1, t);
+    if (t == 1 && pieces == 1) return fn(w, x, c, 0, slices);
+    k.run(partition_rows(w.slice_ptr, slices, static_cast<int>(t * pieces), k.partition), t,
+          [&](std::int64_t s0, std::int64_t s1) { fn(w, x, c, s0, s1); });
 }
 
 }  // namespace spmm

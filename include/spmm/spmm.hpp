@@ -269,6 +269,7 @@ inline std::vector<std::string> kernel_body(int family, int kernel, int simd) {
         case Family::dia: return named(dia_kernel<float>(k, s));
         case Family::panels: return named(panels_kernel<float>(s));
         case Family::n_m: return named(nm_kernel<float>(s, 4));
+        case Family::sliced: return named(sliced_kernel<std::uint16_t, float>(s));
     }
     throw std::invalid_argument("unknown kernel family " + std::to_string(family));
 }
@@ -385,6 +386,67 @@ inline std::size_t pool_workers() { return threads::global_pool().workers(); }
 // A testing aid: per worker slot of the threads backend's pool, the calls its worker took up.
 inline std::vector<std::uint64_t> pool_calls_taken() {
     return threads::global_pool().calls_taken();
+}
+
+// y = A x for a prepared matrix's one-column layout (formats/sliced.hpp): rows x cols A,
+// slice_ptr (slices + 1), lens and perm (rows each), indices and values (slice_ptr[slices]
+// each); index_bytes: 2 (uint16), 4 (int32) or 8 (int64). format: the values' code
+// (names.hpp); float32 means the product's type itself (double when `f64`); the others are
+// float32 products. scale: rows entries for int8, else null. b is x (cols x 1) and c is y
+// (rows x 1), as for csr_product with one dense column.
+template <class I, class T>
+void sliced_product_of(const std::int64_t* slice_ptr, const std::int32_t* lens,
+                       const std::int32_t* perm, const I* indices, const void* values,
+                       int format, const float* scale, std::int64_t rows, std::int64_t cols,
+                       const Dense& b, const Out& c, const Config& k) {
+    auto run = [&](const auto* data) {
+        using S = std::remove_const_t<std::remove_pointer_t<decltype(data)>>;
+        SlicedView<I, S> w{rows, cols, slice_ptr, lens, perm, indices, data};
+        w.scale = scale;
+        const DenseView<T> x{static_cast<const T*>(b.data), b.rows, b.cols, b.row_stride};
+        with_call(k, [&](const Call& call) { multiply_sliced(w, x, out_view<T>(c), call); });
+    };
+    if (static_cast<ValueFormat>(format) == ValueFormat::float32) return run(static_cast<const T*>(values));
+    if constexpr (std::is_same_v<T, float>) return with_stored(format, values, run);
+    throw std::invalid_argument("reduced values compute in float32");
+}
+
+inline void sliced_product(const std::int64_t* slice_ptr, const std::int32_t* lens,
+                           const std::int32_t* perm, const void* indices, int index_bytes,
+                           const void* values, int format, bool f64, const float* scale,
+                           std::int64_t rows, std::int64_t cols, const Dense& b, const Out& c,
+                           const Config& k) {
+    auto with_index = [&](const auto* idx) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(idx)>>;
+        if (f64) return sliced_product_of<I, double>(slice_ptr, lens, perm, idx, values, format, scale, rows, cols, b, c, k);
+        sliced_product_of<I, float>(slice_ptr, lens, perm, idx, values, format, scale, rows, cols, b, c, k);
+    };
+    switch (index_bytes) {
+        case 2: return with_index(static_cast<const std::uint16_t*>(indices));
+        case 4: return with_index(static_cast<const std::int32_t*>(indices));
+        case 8: return with_index(static_cast<const std::int64_t*>(indices));
+    }
+    throw std::invalid_argument("indices of " + std::to_string(index_bytes) + " bytes");
+}
+
+// Fill a sliced layout from CSR arrays (formats/sliced.hpp's fill_sliced); values of
+// `value_bytes` bytes each, moved as they are.
+template <class O, class I>
+void build_sliced(const O* indptr, const I* indices, const void* values, int value_bytes,
+                  std::int64_t rows, const std::int32_t* perm, const std::int32_t* lens,
+                  const std::int64_t* slice_ptr, I* out_indices, void* out_values) {
+    auto fill = [&](auto bits) {
+        using V = decltype(bits);
+        fill_sliced(indptr, indices, static_cast<const V*>(values), rows, perm, lens, slice_ptr,
+                    out_indices, static_cast<V*>(out_values));
+    };
+    switch (value_bytes) {
+        case 1: return fill(std::uint8_t{});
+        case 2: return fill(std::uint16_t{});
+        case 4: return fill(std::uint32_t{});
+        case 8: return fill(std::uint64_t{});
+    }
+    throw std::invalid_argument("values of " + std::to_string(value_bytes) + " bytes");
 }
 
 }  // namespace spmm

@@ -52,6 +52,9 @@ using DiaKernel = void (*)(const DiaView<T>&, bool, const DenseView<T>&, const R
 template <class T, class S = T>  // panels: Y[:, tiles t0..t1) = X W
 using PanelsKernel = void (*)(const PanelsView<S>&, const StridedView<T>&, const RowsView<T>&,
                               std::int64_t, std::int64_t);
+template <class I, class T, class S = T>  // sliced: y[rows of slices s0..s1) = A x
+using SlicedKernel = void (*)(const SlicedView<I, S>&, const T*, const OutView<T>&, std::int64_t,
+                              std::int64_t);
 template <class T, class S = T>  // n_m: Y[:, chunks c0..c1) = X W
 using NmKernel = void (*)(const NmView<S>&, const StridedView<T>&, const RowsView<T>&,
                           std::int64_t, std::int64_t);
@@ -166,6 +169,18 @@ Picked<NmKernel<T, S>> nm_kernel(Simd simd, std::int64_t m) {
     (void)simd;
     (void)m;
     return {&nm_chunks_portable<T, S>, "portable"};
+}
+
+// sliced (a prepared matrix's one-column layout): the gather body of an x86 level, else the
+// portable loop (NEON has no gather: the portable loop is its body).
+template <class I, class T, class S = T>
+Picked<SlicedKernel<I, T, S>> sliced_kernel(Simd simd) {
+#if SPMM_X86_SIMD
+    if (kernel_level(simd) == Simd::avx512) return {&avx512::sliced_rows<I, T, S>, "tiled", Simd::avx512};
+    if (kernel_level(simd) == Simd::avx2) return {&avx2::sliced_rows<I, T, S>, "tiled", Simd::avx2};
+#endif
+    (void)simd;
+    return {&sliced_rows_portable<I, T, S>, "portable"};
 }
 
 #undef SPMM_RETURN_SIMD

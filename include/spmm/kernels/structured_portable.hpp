@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../formats/sliced.hpp"
 #include "../formats/structured.hpp"
 #include "../formats/views.hpp"
 
@@ -57,6 +58,44 @@ void panels_tiles_portable(const PanelsView<S>& w, const StridedView<T>& x, cons
             if constexpr (is_scaled_v<S>) {
                 for (std::int64_t j = 0; j < len; ++j) out[j] *= w.scale[c0 + j];
             }
+        }
+    }
+}
+
+// y[perm[...]] for slices [s0, s1) of the sliced one-column layout (formats/sliced.hpp),
+// portable: the reference of the SIMD body (sliced.inc) and what runs on NEON and scalar
+// builds. Loop order as there: a slice's columns, then its lanes, whose kSliceRows sums stay in
+// an array the compiler keeps in registers (the inner loop is independent across lanes: no
+// sum waits for another, unlike one running sum per row).
+template <class I, class T, class S = T>
+void sliced_rows_portable(const SlicedView<I, S>& w, const T* x, const OutView<T>& y,
+                          std::int64_t s0, std::int64_t s1) {
+    for (std::int64_t s = s0; s < s1; ++s) {
+        const std::int64_t first = s * kSliceRows;
+        const std::int32_t* const len = w.lens + first;
+        T sums[kSliceRows] = {};
+        std::int64_t p = w.slice_ptr[s];
+        const std::int64_t lanes = w.lanes(s);
+        std::int64_t q = 0;
+        if (lanes == kSliceRows) {  // full columns: a fixed trip count, unrolled into registers
+            for (const std::int64_t full = len[kSliceRows - 1]; q < full; ++q, p += kSliceRows) {
+                for (std::int64_t l = 0; l < kSliceRows; ++l) {
+                    sums[l] += Stored<S>::one(w.values[p + l]) * x[w.indices[p + l]];
+                }
+            }
+        }
+        for (std::int64_t cnt = lanes; cnt > 0; ++q) {
+            while (cnt > 0 && len[cnt - 1] <= q) --cnt;
+            for (std::int64_t l = 0; l < cnt; ++l) {
+                sums[l] += Stored<S>::one(w.values[p + l]) * x[w.indices[p + l]];
+            }
+            p += cnt;
+        }
+        for (std::int64_t l = 0; l < lanes; ++l) {
+            const std::int64_t row = w.perm[first + l];
+            T sum = sums[l];
+            if constexpr (is_scaled_v<S>) sum *= w.scale[row];
+            y.at(row, 0) = sum;
         }
     }
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../formats/pack.hpp"
+#include "../formats/sliced.hpp"
 #include "../formats/structured.hpp"
 #include "../formats/views.hpp"
 #include "../simd/avx2.hpp"
@@ -23,6 +24,7 @@ SPMM_TARGET_BEGIN_AVX2
 namespace spmm {
 namespace avx2 {
 #include "rowdot.inc"
+#include "sliced.inc"
 #include "tiled.inc"
 #include "reordered.inc"
 #include "scatter_loops.inc"
@@ -39,6 +41,7 @@ SPMM_TARGET_BEGIN_AVX512
 namespace spmm {
 namespace avx512 {
 #include "rowdot.inc"
+#include "sliced.inc"
 #include "tiled.inc"
 #include "reordered.inc"
 #include "scatter_loops.inc"

@@ -1,0 +1,75 @@
+// The one-column layout of a prepared matrix (y = A x, the CSR of Wᵀ for x @ W at batch 1):
+// rows sorted by length, longest first, over the whole matrix, cut into slices of kSliceRows
+// consecutive sorted rows, each slice stored column by column (SELL-C-sigma with sigma = all
+// rows, without padding):
+//
+//   slice s holds sorted positions [s * C, s * C + lanes), lane l = the row perm[s * C + l];
+//   its entries start at slice_ptr[s]; column q of the slice (the q-th stored entry of each
+//   lane whose row has more than q entries) is cnt(q) consecutive entries, lane 0 first, where
+//   cnt(q) = the lanes with lens > q: a prefix of the lanes, since lens falls along a slice.
+//
+// So a kernel takes one column at a time: C values in one contiguous load, the C entries of x
+// they multiply in one gather, one multiply-add into a register whose lane l is row perm[l]'s
+// sum: no row ends inside the loop, no horizontal sum per row, one scatter of C results per
+// slice. Sorting by length makes the rows of a slice (nearly) equally long, so a slice's
+// columns are full (every lane) but for its last few; the short columns are stored as they
+// are, not padded: the layout holds exactly the CSR's entries (and x is never read at a
+// padding index, so an inf or NaN in x reaches exactly the rows scipy's product reaches).
+//
+// Per row it keeps a position (perm) and a length (lens), and per slice an offset: 8 bytes per
+// row and 8 per C rows, against the CSR's 8 per row for its row pointers.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "values.hpp"
+
+namespace spmm {
+
+// Rows per slice: one AVX-512 register of float32 sums; two registers of AVX2 floats or
+// AVX-512 doubles, four of AVX2 doubles (more independent gathers per column, never fewer).
+constexpr std::int64_t kSliceRows = 16;
+
+template <class I, class S>
+struct SlicedView {
+    std::int64_t rows;
+    std::int64_t cols;
+    const std::int64_t* slice_ptr;  // slices() + 1 entries, slice_ptr[0] == 0
+    const std::int32_t* lens;       // rows entries: the length of the row at each sorted position
+    const std::int32_t* perm;       // rows entries: the row at each sorted position
+    const I* indices;               // slice_ptr[slices()] entries, in [0, cols)
+    const S* values;
+    const float* scale = nullptr;   // int8 values: rows entries, row i's sum scaled by scale[i]
+
+    std::int64_t slices() const { return (rows + kSliceRows - 1) / kSliceRows; }
+    std::int64_t nnz() const { return slice_ptr[slices()]; }
+    // Rows in slice s: kSliceRows, fewer in the last.
+    std::int64_t lanes(std::int64_t s) const { return std::min(kSliceRows, rows - s * kSliceRows); }
+};
+
+// Fill a sliced layout's indices and values from CSR arrays (row pointers O, indices I, values
+// moved as their bits: V is any type of the values' size), given its perm, lens and
+// slice_ptr (computed by the caller from the row lengths: spmm/_sliced.py).
+template <class O, class I, class V>
+void fill_sliced(const O* indptr, const I* indices, const V* values, std::int64_t rows,
+                 const std::int32_t* perm, const std::int32_t* lens,
+                 const std::int64_t* slice_ptr, I* out_indices, V* out_values) {
+    const std::int64_t slices = (rows + kSliceRows - 1) / kSliceRows;
+    for (std::int64_t s = 0; s < slices; ++s) {
+        const std::int64_t first = s * kSliceRows;
+        std::int64_t cnt = std::min(kSliceRows, rows - first);
+        std::int64_t p = slice_ptr[s];
+        for (std::int64_t q = 0; cnt > 0; ++q) {
+            while (cnt > 0 && lens[first + cnt - 1] <= q) --cnt;
+            for (std::int64_t l = 0; l < cnt; ++l, ++p) {
+                const std::int64_t from = static_cast<std::int64_t>(indptr[perm[first + l]]) + q;
+                out_indices[p] = indices[from];
+                out_values[p] = values[from];
+            }
+        }
+    }
+}
+
+}  // namespace spmm
