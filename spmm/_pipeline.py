@@ -20,6 +20,7 @@ from ._operands import (
     Product,
     aligned_result,
     bsr_arrays,
+    check_structure,
     compressed_arrays,
     coo_arrays,
     dia_arrays,
@@ -237,6 +238,18 @@ def _plan(product: Product, config: tuple[str, int, str, str],
                         partition, sliced)
 
 
+def _result(shape: tuple[int, ...], dtype: np.dtype, m: Any, kind: str) -> np.ndarray:
+    """The result array; a user's matrix whose result does not fit in memory is checked first,
+    so that a corrupt one (its shape may be what is wrong) is the ValueError it would be at
+    the kernels' checks, not a MemoryError."""
+    try:
+        return aligned_result(shape, dtype)
+    except MemoryError:
+        if kind != "prepared":
+            check_structure(m)
+        raise
+
+
 def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
              partition: str) -> np.ndarray:
     """``a @ b`` for numpy and scipy operands: normalize, plan, run."""
@@ -245,7 +258,7 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
     if plan.backend == "openmp" and plan.num_threads > 1 and not _spmm_ext.openmp_usable():
         _warn_openmp_unusable()
     dtype, transposed, m, kind = product.dtype, product.transposed, product.sparse, product.kind
-    out = product.out if product.out is not None else aligned_result(product.shape, dtype)
+    out = product.out if product.out is not None else _result(product.shape, dtype, m, kind)
     if kind == "prepared" and m.reduced:  # computed in float32 (spmm._precision)
         return m.reduced_product(product.dense, out, transposed, plan)
     dense = kernel_dense(product.dense, dtype)

@@ -327,3 +327,24 @@ def test_a_1d_sparse_array_is_a_type_error(cls, product):
     for call in (spmm.multiply, spmm.explain):
         with pytest.raises(TypeError, match=message):
             call(left, right)
+
+
+def _corrupt_matrix_with_a_result_larger_than_memory() -> str:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+    a = sp.csr_array((3, 5), dtype=np.float64)
+    a.indptr = np.array([-1, 0, 0, 0], dtype=a.indptr.dtype)
+    a._shape = (3, 2**31)  # the result of v @ a: 16 GiB
+    try:
+        spmm.multiply(np.ones(3), a)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+def test_a_corrupt_matrix_whose_result_does_not_fit_in_memory_is_still_a_value_error():
+    """The result is allocated before the kernels' fused checks run: when it cannot be, the
+    matrix is checked first, and a corrupt one is the ValueError it would have been."""
+    outcome_text = run_in_forked_child(_corrupt_matrix_with_a_result_larger_than_memory)
+    assert outcome_text.startswith("ValueError") and "indptr" in outcome_text, outcome_text
