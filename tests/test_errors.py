@@ -6,6 +6,7 @@ ending the test run.
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -343,6 +344,8 @@ def _corrupt_matrix_with_a_result_larger_than_memory() -> str:
     return "no error"
 
 
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ,
+                    reason="AddressSanitizer cannot run under an address-space limit")
 def test_a_corrupt_matrix_whose_result_does_not_fit_in_memory_is_still_a_value_error():
     """The result is allocated before the kernels' fused checks run: when it cannot be, the
     matrix is checked first, and a corrupt one is the ValueError it would have been."""
