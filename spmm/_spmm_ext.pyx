@@ -229,6 +229,17 @@ cdef int vector_type(object x, str name) except -1:
     return cnp.PyArray_TYPE(arr)
 
 
+cdef int64_t read_bounds(object bounds, const int64_t** data) except -1:
+    """The number of slice bounds in ``bounds`` (None: 0), a 1-D int64 array, with ``data``
+    set to its first."""
+    if bounds is None:
+        return 0
+    if vector_type(bounds, "bounds") != cnp.NPY_INT64:
+        raise ValueError("bounds must be int64")
+    data[0] = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>bounds)
+    return cnp.PyArray_DIM(<cnp.ndarray>bounds, 0)
+
+
 cdef inline int64_t stride_of(cnp.ndarray arr, int d, int64_t itemsize) except? -1:
     """The stride of axis d in elements; any stride of an axis of size 0 or 1 reads as 1 (it
     is never used, and numpy may report anything for it)."""
@@ -339,12 +350,7 @@ def csr_product(object indptr, object indices, object data, int64_t rows, int64_
     cdef int64_t stored = min(cnp.PyArray_DIM(<cnp.ndarray>indices, 0),
                               cnp.PyArray_DIM(<cnp.ndarray>data, 0))
     cdef const int64_t* bp = NULL
-    cdef int64_t nb = 0
-    if bounds is not None:
-        if vector_type(bounds, "bounds") != cnp.NPY_INT64:
-            raise ValueError("bounds must be int64")
-        nb = cnp.PyArray_DIM(<cnp.ndarray>bounds, 0)
-        bp = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>bounds)
+    cdef int64_t nb = read_bounds(bounds, &bp)
     cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>indptr)
     cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
     cdef void* v = cnp.PyArray_DATA(<cnp.ndarray>data)
@@ -434,12 +440,7 @@ def reduced_csr_product(object indptr, object indices, object values, int format
         raise ValueError("operand shapes do not match")
     cdef Config k = read_config(config)
     cdef const int64_t* bp = NULL
-    cdef int64_t nb = 0
-    if bounds is not None:
-        if vector_type(bounds, "bounds") != cnp.NPY_INT64:
-            raise ValueError("bounds must be int64")
-        nb = cnp.PyArray_DIM(<cnp.ndarray>bounds, 0)
-        bp = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>bounds)
+    cdef int64_t nb = read_bounds(bounds, &bp)
     cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>indptr)
     cdef void* q = cnp.PyArray_DATA(<cnp.ndarray>indices)
     if tp == cnp.NPY_INT64 and ti == cnp.NPY_UINT16:
