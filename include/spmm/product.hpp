@@ -495,7 +495,7 @@ void multiply_nm(const NmView<S>& w, const StridedView<T>& x, const RowsView<T>&
         equal_rows(chunks, std::min(chunks, t * std::max(pieces, per_thread)));
     for (std::int64_t b0 = 0; b0 < x.rows; b0 += round) {
         const std::int64_t rows = std::min(round, x.rows - b0);
-        const StridedView<T> part{&x.at(b0, 0), rows, x.cols, x.row_stride, x.col_stride};
+        const StridedView<T> part = x.rows_from(b0, rows);
         const std::unique_ptr<PackedNmXt<T>> xt =
             transposed ? std::make_unique<PackedNmXt<T>>(part, w.groups() * w.m) : nullptr;
         const StridedView<T> xv = xt != nullptr ? xt->view() : part;

@@ -289,6 +289,11 @@ struct StridedView {
     std::int64_t col_stride;
 
     const T& at(std::int64_t r, std::int64_t j) const { return data[r * row_stride + j * col_stride]; }
+    // Rows [first, first + count): an X without columns may have no data at all (null), so
+    // its row pointers are never formed.
+    StridedView rows_from(std::int64_t first, std::int64_t count) const {
+        return {cols == 0 ? data : data + first * row_stride, count, cols, row_stride, col_stride};
+    }
 };
 
 // C (rows x cols): rows of unit column stride, any row stride. A view of part of a larger
