@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -118,13 +119,33 @@ struct CsrView {
     }
 };
 
-// Checks the columns of entries [p0, p1) of a, all at once: a loop the compiler vectorizes,
-// for kernels that load a register of indices at a time (the one-column gather kernel).
+// Whether some index[p], p in [p0, p1), is outside [0, bound). A signed index j is inside
+// when neither j nor last - j is negative (last = bound - 1), so one OR of both over the
+// entries has its sign bit set exactly when some index is outside: a reduction with no
+// compare, which the compiler vectorizes with any instruction set.
+template <class I>
+__attribute__((always_inline)) inline bool any_outside(const I* index, std::int64_t p0, std::int64_t p1, std::int64_t bound) {
+    if (p1 <= p0) return false;
+    if constexpr (std::is_unsigned_v<I>) {  // (a prepared matrix's 16-bit indices)
+        I largest = 0;
+        for (std::int64_t p = p0; p < p1; ++p) largest = std::max(largest, index[p]);
+        return static_cast<std::int64_t>(largest) >= bound;
+    } else {
+        using U = std::make_unsigned_t<I>;  // last - j wraps (no signed overflow) for a negative j
+        const auto last = static_cast<U>(std::min<std::int64_t>(bound - 1, std::numeric_limits<I>::max()));
+        I any = 0;
+        for (std::int64_t p = p0; p < p1; ++p) any |= index[p] | static_cast<I>(last - static_cast<U>(index[p]));
+        return any < 0;
+    }
+}
+
+// Checks the columns of entries [p0, p1) of a, all at once, before a kernel reads them: forced
+// inline, so that any_outside is vectorized with the calling kernel's instruction set (out of
+// line, it is compiled for the baseline one). On the one-column products this costs less than
+// checking each index as it is read, and the row's indices are then in L1 for the gathers.
 template <class I, class T>
-void check_columns(const CsrView<I, T>& a, std::int64_t p0, std::int64_t p1) {
-    bool bad = false;
-    for (std::int64_t p = p0; p < p1; ++p) bad |= !in_range(static_cast<std::int64_t>(a.indices[p]), a.cols);
-    if (bad) {
+__attribute__((always_inline)) inline void check_columns(const CsrView<I, T>& a, std::int64_t p0, std::int64_t p1) {
+    if (any_outside(a.indices, p0, p1, a.cols)) {
         for (std::int64_t p = p0; p < p1; ++p) a.template column<true>(p);
     }
 }
