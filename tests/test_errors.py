@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import BACKENDS, KERNELS, make_csr, outcome, run_in_forked_child
+from conftest import BACKENDS, KERNEL_SIMD_LEVELS, KERNELS, make_csr, outcome, run_in_forked_child
 
 import spmm
 from spmm._pipeline import multiply_with_partition
@@ -351,3 +351,23 @@ def test_a_corrupt_matrix_whose_result_does_not_fit_in_memory_is_still_a_value_e
     matrix is checked first, and a corrupt one is the ValueError it would have been."""
     outcome_text = run_in_forked_child(_corrupt_matrix_with_a_result_larger_than_memory)
     assert outcome_text.startswith("ValueError") and "indptr" in outcome_text, outcome_text
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64], ids=["int32", "int64"])
+@pytest.mark.parametrize("level", KERNEL_SIMD_LEVELS)
+def test_a_bad_index_anywhere_in_a_long_row_of_a_one_column_product_is_a_value_error(
+    level, index_dtype, monkeypatch
+):
+    """The one-column gather kernel checks a register of indices before each gather: a bad
+    index in the first, a middle or the masked last register of a 45-entry row, at each
+    instruction set, is found and named (the product is never computed with it)."""
+    monkeypatch.setenv("SPMM_SIMD", level)
+    for position in (0, 17, 31, 44):
+        for value in (-1, 50, np.iinfo(index_dtype).min, np.iinfo(index_dtype).max):
+            a = sp.csr_array((np.ones(45), np.arange(45, dtype=index_dtype),
+                              np.array([0, 0, 45], dtype=index_dtype)), shape=(2, 50))
+            a.indices[position] = value
+            kind, exc_type, message = run_in_forked_child(
+                lambda a=a: outcome(lambda: spmm.multiply(a, np.ones((50, 1)), backend="serial")))
+            assert (kind, exc_type) == ("raised", "ValueError"), f"{position} {value}: {message}"
+            assert f"index {value} " in message, message

@@ -150,6 +150,14 @@ __attribute__((always_inline)) inline void check_columns(const CsrView<I, T>& a,
     }
 }
 
+// Whether one of the n indices at idx is negative or above last: the portable form of the
+// check the one-column gather kernel makes on each register of indices (simd/*.hpp have
+// their instruction set's).
+template <class I>
+bool lanes_outside(const I* idx, std::int64_t n, std::int64_t last) {
+    return any_outside(idx, 0, n, last + 1);
+}
+
 // The whole structure checked, for a product that reads none of it (an empty output): a
 // corrupt matrix is an error whatever the shape of the other operand.
 template <class I, class T>

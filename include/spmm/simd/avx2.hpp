@@ -266,6 +266,31 @@ struct Permute<double> {
 };
 
 
+// Whether one of the n indices at idx is negative or above last (0 <= last): the
+// one-column gather kernel's check of a register of a user's indices before it gathers with
+// them (two signed compares a register; masked-off lanes load as 0, which is inside).
+inline bool lanes_outside(const std::int32_t* idx, std::int64_t n, std::int64_t last) {
+    const __m256i bound = _mm256_set1_epi32(static_cast<int>(last)), zero = _mm256_setzero_si256();
+    __m256i outside = zero;
+    for (std::int64_t h = 0; h < n; h += 8) {
+        const __m256i j = _mm256_maskload_epi32(idx + h, Vec<float>::lanes_mask(0, n - h));
+        outside = _mm256_or_si256(outside, _mm256_or_si256(_mm256_cmpgt_epi32(j, bound), _mm256_cmpgt_epi32(zero, j)));
+    }
+    return !_mm256_testz_si256(outside, outside);
+}
+inline bool lanes_outside(const std::int64_t* idx, std::int64_t n, std::int64_t last) {
+    const __m256i bound = _mm256_set1_epi64x(last), zero = _mm256_setzero_si256();
+    __m256i outside = zero;
+    for (std::int64_t h = 0; h < n; h += 4) {
+        const __m256i j = _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx + h), Vec<double>::lanes_mask(0, n - h));
+        outside = _mm256_or_si256(outside, _mm256_or_si256(_mm256_cmpgt_epi64(j, bound), _mm256_cmpgt_epi64(zero, j)));
+    }
+    return !_mm256_testz_si256(outside, outside);
+}
+inline bool lanes_outside(const std::uint16_t* idx, std::int64_t n, std::int64_t last) {
+    return std::any_of(idx, idx + n, [&](std::uint16_t j) { return j > last; });
+}
+
 }  // namespace avx2
 }  // namespace spmm
 

@@ -230,6 +230,30 @@ struct Permute<double> {
 };
 
 
+// Whether one of the n indices at idx is negative or above last (0 <= last): the
+// one-column gather kernel's check of a register of a user's indices before it gathers with
+// them. One unsigned compare per register (a negative index wraps above every column).
+inline bool lanes_outside(const std::int32_t* idx, std::int64_t n, std::int64_t last) {
+    __mmask16 outside = 0;
+    for (std::int64_t h = 0; h < n; h += 16) {
+        const auto m = static_cast<__mmask16>(n - h >= 16 ? 0xFFFF : (1u << (n - h)) - 1);
+        outside |= _mm512_mask_cmpgt_epu32_mask(m, _mm512_maskz_loadu_epi32(m, idx + h),
+                                                _mm512_set1_epi32(static_cast<int>(last)));
+    }
+    return outside != 0;
+}
+inline bool lanes_outside(const std::int64_t* idx, std::int64_t n, std::int64_t last) {
+    __mmask8 outside = 0;
+    for (std::int64_t h = 0; h < n; h += 8) {
+        const auto m = static_cast<__mmask8>(n - h >= 8 ? 0xFF : (1u << (n - h)) - 1);
+        outside |= _mm512_mask_cmpgt_epu64_mask(m, _mm512_maskz_loadu_epi64(m, idx + h), _mm512_set1_epi64(last));
+    }
+    return outside != 0;
+}
+inline bool lanes_outside(const std::uint16_t* idx, std::int64_t n, std::int64_t last) {
+    return std::any_of(idx, idx + n, [&](std::uint16_t j) { return j > last; });
+}
+
 }  // namespace avx512
 }  // namespace spmm
 
