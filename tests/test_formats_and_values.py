@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from conftest import (
     BACKENDS,
     FORMATS,
+    KERNEL_SIMD_LEVELS,
     KERNELS,
     assert_product_matches_scipy,
     assert_sparse_unchanged,
@@ -241,3 +242,29 @@ def test_dia_offsets_of_any_integer_dtype_and_byte_order_are_read(offsets_dtype,
                          dtype=offsets_dtype)
     for left, right in both_products(a, rng):
         assert_product_matches_scipy(spmm.multiply(left, right), left, right)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("level", KERNEL_SIMD_LEVELS)
+@pytest.mark.parametrize("block", [(1, 1), (2, 2), (3, 3), (4, 4), (8, 8), (16, 16), (2, 4),
+                                   (4, 1)], ids=str)
+def test_a_bsr_matrix_of_any_block_shape_matches_scipy_on_either_side_at_any_width(
+    block, level, dtype, monkeypatch, rng
+):
+    """Square blocks of 2 to 16 have their own one-column kernels; other shapes and wider
+    products take the general block kernels. Empty block rows and a block per block row."""
+    monkeypatch.setenv("SPMM_SIMD", level)
+    r, c = block
+    mask = rng.random((5, 7)) < 0.4
+    mask[2] = False  # an empty block row
+    dense = np.kron(mask, np.ones(block)) * rng.standard_normal((5 * r, 7 * c))
+    a = sp.bsr_array(dense.astype(dtype), blocksize=block)
+    assert a.blocksize == block
+    for width in (1, 3, 17):
+        b = make_dense((7 * c, width), dtype, rng)
+        x = make_dense((width, 5 * r), dtype, rng)
+        for threads in (1, 2):
+            assert_product_matches_scipy(spmm.multiply(a, b, num_threads=threads), a, b)
+            assert_product_matches_scipy(spmm.multiply(x, a, num_threads=threads), x, a)
+        vector = make_dense((7 * c,), dtype, rng)
+        assert_product_matches_scipy(spmm.multiply(a, vector), a, vector)
