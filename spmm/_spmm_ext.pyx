@@ -156,6 +156,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     int64_t c_l2_bytes "spmm::l2_cache_bytes"()
     string c_l2_source "spmm::l2_cache_source"() except +
     void c_set_l2_bytes "spmm::set_l2_cache_bytes"(int64_t bytes)
+    void c_set_private_outputs_max_bytes "spmm::set_private_outputs_max_bytes"(int64_t bytes)
     int c_affinity_cpus "spmm::affinity_cpus"()
     cbool c_has_openmp "spmm::has_openmp"()
     cbool c_openmp_usable "spmm::openmp_usable"()
@@ -971,6 +972,13 @@ def set_l2_cache_bytes(int64_t value):
     """Make the kernels plan for an L2 of ``value`` bytes (0: the system's again). For tests:
     spmm._testing.l2_cache_bytes."""
     c_set_l2_bytes(value)
+
+
+def set_private_outputs_max_bytes(int64_t value):
+    """Make column-driven products split the dense columns once private outputs would take
+    more than ``value`` bytes (negative: the built-in limit again). For tests:
+    spmm._testing.private_outputs_max_bytes."""
+    c_set_private_outputs_max_bytes(value)
 
 
 def parallel_min_work():

@@ -42,3 +42,19 @@ def l2_cache_bytes(value: int) -> Iterator[None]:
         yield
     finally:
         _spmm_ext.set_l2_cache_bytes(0)
+
+
+@contextmanager
+def private_outputs_max_bytes(value: int) -> Iterator[None]:
+    """Within the block, a parallel column-driven product (CSC or COO times B, ``x @ w`` with
+    ``w`` in CSR, BSR's ``x @ w``) splits the dense columns among its threads as soon as the
+    private outputs it would otherwise use take more than ``value`` bytes (0: always), as it
+    does for outputs of hundreds of MiB. Process-wide, not thread-local: for tests only.
+    """
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"value must be a number of bytes, 0 or more; got {value!r}")
+    _spmm_ext.set_private_outputs_max_bytes(value)
+    try:
+        yield
+    finally:
+        _spmm_ext.set_private_outputs_max_bytes(-1)

@@ -6,8 +6,10 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import INDEX_DTYPES, ids
+from conftest import BACKENDS, INDEX_DTYPES, assert_product_matches_scipy, ids, make_csr, make_dense
 
+import spmm
+import spmm._testing
 from spmm import _spmm_ext
 
 # Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
@@ -161,3 +163,28 @@ def test_slice_bounds_handed_to_the_extension_are_checked_in_full(bounds):
     kind, exc_type, message = run_in_forked_child(lambda: outcome(call))
     assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"
     assert "slice bounds" in message
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "serial"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("form", ["csc A@B", "coo A@B", "csr X@W", "bsr X@W"])
+def test_column_driven_products_split_the_dense_columns_when_private_outputs_are_too_big(
+    form, dtype, backend, rng
+):
+    """Private outputs are the default parallel mode of a scatter; past their memory limit
+    (forced down to 0 bytes here) the threads split the dense columns instead, in whole cache
+    lines of C, and the result is the same."""
+    fmt, product = form.split()
+    a = make_csr((67, 53), 0.2, dtype, np.int32, rng)
+    a = a.tobsr(blocksize=(1, 1)) if fmt == "bsr" else a.asformat(fmt)
+    for width in (1, 7, 16, 33, 100):
+        left, right = (a, make_dense((53, width), dtype, rng)) if product == "A@B" \
+            else (make_dense((width, 67), dtype, rng), a)
+        with spmm._testing.parallel_min_work(0):
+            default = spmm.explain(left, right, backend=backend, num_threads=3)["reason"]
+            with spmm._testing.private_outputs_max_bytes(0):
+                split = spmm.explain(left, right, backend=backend, num_threads=3)["reason"]
+                result = spmm.multiply(left, right, backend=backend, num_threads=3)
+        assert_product_matches_scipy(result, left, right, err_msg=f"{form} width {width}")
+        assert f"split the {width} dense columns" in split, split
+        assert "private output" in default, default

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -272,18 +273,35 @@ void multiply_dia(const DiaView<T>& a, bool transposed, const DenseView<T>& b,
 // splits the dense columns instead (the memory a parallel scatter may take).
 constexpr std::int64_t kPrivateOutputsMaxBytes = std::int64_t{256} << 20;
 
+namespace detail {
+// A test's replacement for kPrivateOutputsMaxBytes (negative: none), so that small products
+// take the column-split mode too.
+inline std::atomic<std::int64_t>& private_outputs_override() {
+    static std::atomic<std::int64_t> value{-1};
+    return value;
+}
+}  // namespace detail
+
+// Replace the private outputs' limit (for tests); a negative value restores kPrivateOutputsMaxBytes.
+inline void set_private_outputs_max_bytes(std::int64_t bytes) { detail::private_outputs_override().store(bytes); }
+
+inline std::int64_t private_outputs_max_bytes() {
+    const std::int64_t forced = detail::private_outputs_override().load(std::memory_order_relaxed);
+    return forced >= 0 ? forced : kPrivateOutputsMaxBytes;
+}
+
 // Whether a column-driven product of C (out_rows x n) splits the dense columns among its
 // threads (each walks all of A for its own columns, no extra memory, A read once per thread),
 // rather than A's entries with a private output per thread summed at the end (each thread does
-// 1/T of the entries at full width, plus one pass over T copies of C). Columns when each
-// thread gets at least two vectors of them, so its passes are as efficient as the whole
-// product's, or when the private outputs would take too much memory.
+// 1/T of the entries at full width, plus one pass over T copies of C). Columns only when the
+// private outputs would take too much memory: threads scattering into the same rows of one C,
+// even on separate cache lines, ran slower than one thread (`python bench/run.py --suite
+// formats`, its CSC rows at 2 threads), where the private outputs scale.
 template <class T>
 bool columns_split(std::int64_t out_rows, std::int64_t n, int nthreads, bool rows_contiguous) {
-    constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
     const std::int64_t private_bytes =
         (nthreads - (rows_contiguous ? 1 : 0)) * out_rows * n * static_cast<std::int64_t>(sizeof(T));
-    return nthreads == 1 || n >= 2 * kLanes * nthreads || private_bytes > kPrivateOutputsMaxBytes;
+    return nthreads == 1 || private_bytes > private_outputs_max_bytes();
 }
 
 // A column-driven product C (out_rows x n) = the sum over A's units of their contributions, on
