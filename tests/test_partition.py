@@ -171,9 +171,9 @@ def test_slice_bounds_handed_to_the_extension_are_checked_in_full(bounds):
 def test_column_driven_products_split_the_dense_columns_when_private_outputs_are_too_big(
     form, dtype, backend, rng
 ):
-    """Private outputs are the default parallel mode of a scatter; past their memory limit
-    (forced down to 0 bytes here) the threads split the dense columns instead, in whole cache
-    lines of C, and the result is the same."""
+    """Narrow scatters run on private outputs, wide ones and any past the private outputs'
+    memory limit (forced down to 0 bytes here) split the dense columns, in whole cache lines
+    of C: the result is the same."""
     fmt, product = form.split()
     a = make_csr((67, 53), 0.2, dtype, np.int32, rng)
     a = a.tobsr(blocksize=(1, 1)) if fmt == "bsr" else a.asformat(fmt)
@@ -187,4 +187,5 @@ def test_column_driven_products_split_the_dense_columns_when_private_outputs_are
                 result = spmm.multiply(left, right, backend=backend, num_threads=3)
         assert_product_matches_scipy(result, left, right, err_msg=f"{form} width {width}")
         assert f"split the {width} dense columns" in split, split
-        assert "private output" in default, default
+        if width < 2 * (64 // np.dtype(dtype).itemsize) * 3:  # too few columns to split
+            assert "private output" in default, default

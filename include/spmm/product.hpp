@@ -291,17 +291,17 @@ inline std::int64_t private_outputs_max_bytes() {
 }
 
 // Whether a column-driven product of C (out_rows x n) splits the dense columns among its
-// threads (each walks all of A for its own columns, no extra memory, A read once per thread),
-// rather than A's entries with a private output per thread summed at the end (each thread does
-// 1/T of the entries at full width, plus one pass over T copies of C). Columns only when the
-// private outputs would take too much memory: threads scattering into the same rows of one C,
-// even on separate cache lines, ran slower than one thread (`python bench/run.py --suite
-// formats`, its CSC rows at 2 threads), where the private outputs scale.
+// threads (each walks all of A for its own columns, A read once per thread) rather than A's
+// entries with a private output per thread summed at the end (each thread does 1/T of the
+// entries at full width, plus one pass over T copies of C). Columns when each thread gets at
+// least two vectors of them, so its passes are as efficient as the whole product's, or when
+// the private outputs would take too much memory.
 template <class T>
 bool columns_split(std::int64_t out_rows, std::int64_t n, int nthreads, bool rows_contiguous) {
     const std::int64_t private_bytes =
         (nthreads - (rows_contiguous ? 1 : 0)) * out_rows * n * static_cast<std::int64_t>(sizeof(T));
-    return nthreads == 1 || private_bytes > private_outputs_max_bytes();
+    constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+    return nthreads == 1 || n >= 2 * kLanes * nthreads || private_bytes > private_outputs_max_bytes();
 }
 
 // A column-driven product C (out_rows x n) = the sum over A's units of their contributions, on
@@ -335,7 +335,10 @@ void run_columns(std::int64_t out_rows, const OutView<T>& c, const Call& k, int 
             const std::int64_t j1 = std::min(n, lines * (thread + 1) / t * kLanes);
             auto& out = outs[static_cast<std::size_t>(thread)];
             if (piece == 0) {
-                out = std::make_unique<RowsOut<T>>(c, 0, out_rows, j0, j1);
+                // A buffer of its own even when C's rows are contiguous: threads scattering
+                // into the same rows of one C, on separate cache lines, ran slower together
+                // than one thread (docs/architecture.md, Partitioning).
+                out = std::make_unique<RowsOut<T>>(c, 0, out_rows, j0, j1, true);
                 out->zero();
             }
             body(units[static_cast<std::size_t>(piece)], units[static_cast<std::size_t>(piece) + 1],
