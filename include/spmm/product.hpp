@@ -298,9 +298,9 @@ inline std::int64_t private_outputs_max_bytes() {
 // the private outputs would take too much memory.
 template <class T>
 bool columns_split(std::int64_t out_rows, std::int64_t n, int nthreads, bool rows_contiguous) {
+    constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
     const std::int64_t private_bytes =
         (nthreads - (rows_contiguous ? 1 : 0)) * out_rows * n * static_cast<std::int64_t>(sizeof(T));
-    constexpr std::int64_t kLanes = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
     return nthreads == 1 || n >= 2 * kLanes * nthreads || private_bytes > private_outputs_max_bytes();
 }
 
@@ -325,6 +325,7 @@ void run_columns(std::int64_t out_rows, const OutView<T>& c, const Call& k, int 
     if (columns_split<T>(out_rows, n, t, c.rows_contiguous())) {
         // Column ranges of whole cache lines, so no two threads write one line of a C row.
         const std::int64_t lines = (n + kLanes - 1) / kLanes;
+        const bool own = out_rows * n * static_cast<std::int64_t>(sizeof(T)) <= private_outputs_max_bytes();
         t = static_cast<int>(std::min<std::int64_t>(t, lines));
         const std::vector<std::int64_t> units = split(pieces);
         pieces = static_cast<std::int64_t>(units.size()) - 1;
@@ -335,10 +336,11 @@ void run_columns(std::int64_t out_rows, const OutView<T>& c, const Call& k, int 
             const std::int64_t j1 = std::min(n, lines * (thread + 1) / t * kLanes);
             auto& out = outs[static_cast<std::size_t>(thread)];
             if (piece == 0) {
-                // A buffer of its own even when C's rows are contiguous: threads scattering
+                // A buffer of its own even when C's rows are contiguous (threads scattering
                 // into the same rows of one C, on separate cache lines, ran slower together
-                // than one thread (docs/architecture.md, Partitioning).
-                out = std::make_unique<RowsOut<T>>(c, 0, out_rows, j0, j1, true);
+                // than one thread: docs/architecture.md, Partitioning), unless the split was
+                // chosen to save memory.
+                out = std::make_unique<RowsOut<T>>(c, 0, out_rows, j0, j1, own);
                 out->zero();
             }
             body(units[static_cast<std::size_t>(piece)], units[static_cast<std::size_t>(piece) + 1],

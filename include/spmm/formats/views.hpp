@@ -139,10 +139,10 @@ __attribute__((always_inline)) inline bool any_outside(const I* index, std::int6
     }
 }
 
-// Checks the columns of entries [p0, p1) of a, all at once, before a kernel reads them: forced
-// inline, so that any_outside is vectorized with the calling kernel's instruction set (out of
-// line, it is compiled for the baseline one). On the one-column products this costs less than
-// checking each index as it is read, and the row's indices are then in L1 for the gathers.
+// Checks the columns of entries [p0, p1) of a, all at once, before a kernel reads them (the
+// portable one-column loop), naming the first bad one (the gather kernel's check, when a
+// register fails): forced inline, so that any_outside is vectorized with the calling kernel's
+// instruction set (out of line, it is compiled for the baseline one).
 template <class I, class T>
 __attribute__((always_inline)) inline void check_columns(const CsrView<I, T>& a, std::int64_t p0, std::int64_t p1) {
     if (any_outside(a.indices, p0, p1, a.cols)) {
