@@ -75,7 +75,8 @@ def available_simd() -> list[str]:
     has them; on aarch64, ``"neon"`` always follows. The ``tiled`` kernel then runs a
     register-blocked version written for that instruction set. ``"avx2_vnni"`` (AVX-VNNI),
     ``"avx512_vnni"`` (AVX512_VNNI) and ``"avx512_bf16"`` (AVX512_BF16 and VNNI) run the
-    ``avx2`` / ``avx512`` kernels and add the dot-product instructions that
+    ``avx2`` / ``avx512`` kernels, ``"neon_dot"`` (SDOT) and ``"neon_bf16"`` (BFDOT and SDOT)
+    the ``neon`` ones, and add the dot-product instructions that
     ``prepare(activations=...)`` uses. The default is the last one.
     """
     return list(_SIMD_LEVELS)

@@ -224,15 +224,15 @@ def test_a_corrupted_pickle_of_activations_is_a_value_error(change, message, rng
 @pytest.mark.parametrize("fmt", ACTIVATIONS)
 def test_explain_names_the_dot_product_body_of_each_level(fmt, monkeypatch, rng):
     p = spmm.prepare(weights(rng), values=fmt, activations=fmt)
-    instruction = {"int8": ("avx512_vnni", "avx512_bf16", "avx2_vnni"),
-                   "bfloat16": ("avx512_bf16",)}
+    instruction = {"int8": ("avx512_vnni", "avx512_bf16", "avx2_vnni", "neon_dot", "neon_bf16"),
+                   "bfloat16": ("avx512_bf16", "neon_bf16")}
+    int8_of = {"avx512_bf16": "avx512_vnni", "neon_bf16": "neon_dot"}  # BF16 levels' int8 body
     for level in SIMD_LEVELS:
         monkeypatch.setenv("SPMM_SIMD", level)
         report = spmm.explain(np.ones((4, 37), dtype=np.float32), p)
         if level in instruction[fmt]:
             assert report["kernel"] == "csr_rows.dot"
-            assert report["simd"] == ("avx512_vnni" if level == "avx512_bf16" and fmt == "int8"
-                                      else level)
+            assert report["simd"] == (int8_of.get(level, level) if fmt == "int8" else level)
         else:
             assert (report["kernel"], report["simd"]) == ("csr_rows.portable_dot", "scalar")
 

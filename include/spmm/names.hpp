@@ -18,10 +18,12 @@
 // Instruction-set levels, lowest first per architecture (simd/levels.hpp). avx2_vnni,
 // avx512_vnni and avx512_bf16 run the avx2 / avx512 bodies of every family, and add the
 // dot-product instructions of prepare(activations=...) (kernels/dot.hpp): AVX-VNNI, AVX512_VNNI,
-// and AVX512_BF16 with VNNI. Each can be forced with SPMM_SIMD, so the tests run every path on a
-// CPU that has them all.
+// and AVX512_BF16 with VNNI; neon_dot and neon_bf16 likewise run the neon bodies and add the
+// Arm dot products: SDOT (FEAT_DotProd), and BFDOT (FEAT_BF16) with SDOT. Each can be forced
+// with SPMM_SIMD, so the tests run every path on a CPU that has them all.
 #define SPMM_SIMD_LEVELS(X) \
-    X(scalar) X(avx2) X(avx2_vnni) X(avx512) X(avx512_vnni) X(avx512_bf16) X(neon)
+    X(scalar) X(avx2) X(avx2_vnni) X(avx512) X(avx512_vnni) X(avx512_bf16) X(neon) X(neon_dot) \
+    X(neon_bf16)
 // Kernel families: a stored format read one way (kernels/registry.hpp).
 //   csr_rows:    by rows, gathering rows of B: A @ B with A in CSR, X @ W with W in CSC,
 //                and prepared matrices in CSR form;

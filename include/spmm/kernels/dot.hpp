@@ -1,7 +1,8 @@
 // prepare(activations=...): the dense operand rounded to the stored values' format at every
-// product, and the CPU's dot-product instruction multiplying: vdpbf16ps (AVX512_BF16) for
-// bfloat16, vpdpbusd (AVX512_VNNI, AVX-VNNI) for int8, and where a level has neither, a
-// portable loop computing exactly what the instruction computes.
+// product, and the CPU's dot-product instruction multiplying: vdpbf16ps (AVX512_BF16) or BFDOT
+// (Arm FEAT_BF16) for bfloat16, vpdpbusd (AVX512_VNNI, AVX-VNNI) or SDOT (Arm FEAT_DotProd) for
+// int8, and where a level has none, a portable loop computing exactly what vpdpbusd and
+// vdpbf16ps compute.
 //
 // The layout (built once by prepare, spmm/_activations.py): each output row's stored entries in
 // groups of G consecutive positions of the contracted dimension, G = 2 (bfloat16) or 4 (int8),
@@ -378,6 +379,62 @@ SPMM_TARGET_END
 
 #endif  // SPMM_X86_SIMD
 
+#if SPMM_NEON_DOT
+#include <arm_neon.h>
+
+// SDOT multiplies signed by signed bytes: D's bytes (q + 128) become q again with one XOR of
+// their top bit, and the integer sum needs no correction. Four dense columns per register.
+SPMM_TARGET_BEGIN_NEON_DOT
+namespace spmm {
+namespace neon_dot {
+struct DotInt8 {
+    static constexpr std::int64_t lanes = 4;
+    using acc = int32x4_t;
+    using word = int8x16_t;
+    static acc zero() { return vdupq_n_s32(0); }
+    static acc add(acc a, acc b) { return vaddq_s32(a, b); }
+    static word broadcast(std::uint32_t w) { return vreinterpretq_s8_u32(vdupq_n_u32(w)); }
+    static acc dot(acc a, const std::uint32_t* x, word w) {
+        const uint32x4_t codes = veorq_u32(vld1q_u32(x), vdupq_n_u32(0x80808080u));
+        return vdotq_s32(a, vreinterpretq_s8_u32(codes), w);
+    }
+    static void finish(acc a, const GroupedView& w, const PackedDense& d, std::int64_t r,
+                       std::int64_t j, float* out) {
+        vst1q_f32(out, vmulq_f32(vcvtq_f32_s32(a), vmulq_n_f32(vld1q_f32(d.scale + j), w.scale[r])));
+    }
+};
+#include "dot.inc"
+}  // namespace neon_dot
+}  // namespace spmm
+SPMM_TARGET_END
+
+// BFDOT adds the sum of a pair's two products to the float32 accumulator: as the Arm
+// architecture defines it (without FEAT_EBF16), the pair's sum and then the accumulation each
+// rounded to odd, denormals flushed to zero, so its error bound (docs) is twice vdpbf16ps's.
+SPMM_TARGET_BEGIN_NEON_BF16
+namespace spmm {
+namespace neon_bf16 {
+struct DotBfloat16 {
+    static constexpr std::int64_t lanes = 4;
+    using acc = float32x4_t;
+    using word = bfloat16x8_t;
+    static acc zero() { return vdupq_n_f32(0.0f); }
+    static acc add(acc a, acc b) { return vaddq_f32(a, b); }
+    static word broadcast(std::uint32_t w) { return vreinterpretq_bf16_u32(vdupq_n_u32(w)); }
+    static acc dot(acc a, const std::uint32_t* x, word w) {
+        return vbfdotq_f32(a, vreinterpretq_bf16_u32(vld1q_u32(x)), w);
+    }
+    static void finish(acc a, const GroupedView&, const PackedDense&, std::int64_t, std::int64_t,
+                       float* out) {
+        vst1q_f32(out, a);
+    }
+};
+#include "dot.inc"
+}  // namespace neon_bf16
+}  // namespace spmm
+SPMM_TARGET_END
+#endif  // SPMM_NEON_DOT
+
 namespace spmm {
 
 using DotKernel = void (*)(const GroupedView&, const PackedDense&, const OutView<float>&,
@@ -394,6 +451,15 @@ inline std::pair<DotKernel, Simd> dot_kernel(ValueFormat f, Simd simd) {
         if (simd == Simd::avx2_vnni) return {&avx2_vnni::dot_rows<avx2_vnni::DotInt8>, simd};
     } else if (simd == Simd::avx512_bf16) {
         return {&avx512_bf16::dot_rows<avx512_bf16::DotBfloat16>, simd};
+    }
+#endif
+#if SPMM_NEON_DOT
+    if (f == ValueFormat::int8) {
+        if (simd == Simd::neon_dot || simd == Simd::neon_bf16) {
+            return {&neon_dot::dot_rows<neon_dot::DotInt8>, Simd::neon_dot};
+        }
+    } else if (simd == Simd::neon_bf16) {
+        return {&neon_bf16::dot_rows<neon_bf16::DotBfloat16>, simd};
     }
 #endif
     (void)simd;

@@ -69,7 +69,7 @@ using NmKernel = void (*)(const NmView<S>&, const StridedView<T>&, const RowsVie
 #define SPMM_RETURN_LOOPS(simd, name, ...) SPMM_RETURN_SIMD(simd, name, __VA_ARGS__)
 #elif SPMM_NEON_SIMD
 #define SPMM_RETURN_SIMD(simd, name, ...) \
-    if ((simd) == Simd::neon) return {&neon::__VA_ARGS__, name, Simd::neon};
+    if (kernel_level(simd) == Simd::neon) return {&neon::__VA_ARGS__, name, Simd::neon};
 #define SPMM_RETURN_LOOPS(simd, name, ...)
 #else
 #define SPMM_RETURN_SIMD(simd, name, ...)

@@ -8,7 +8,8 @@
 // On aarch64 NEON is part of the base architecture, so there is nothing to ask: every aarch64
 // CPU runs the NEON kernels (kernels/neon.hpp), compiled without any target pragma. The
 // __ARM_NEON test only excludes builds that switched the vector unit off
-// (-mgeneral-regs-only).
+// (-mgeneral-regs-only). The dot-product instructions (SDOT, BFDOT) are optional extensions,
+// compiled with a target pragma and asked of the kernel's hardware capabilities (getauxval).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,13 @@
 #define SPMM_NEON_SIMD 1
 #else
 #define SPMM_NEON_SIMD 0
+#endif
+
+#if SPMM_NEON_SIMD && defined(__linux__) && defined(__GNUC__)
+#include <sys/auxv.h>
+#define SPMM_NEON_DOT 1  // the capabilities can be asked: the dot-product bodies are compiled
+#else
+#define SPMM_NEON_DOT 0
 #endif
 
 namespace spmm {
@@ -61,17 +69,28 @@ inline std::vector<Simd> supported_simd_levels() {
     }
 #elif SPMM_NEON_SIMD
     levels.push_back(Simd::neon);
+#if SPMM_NEON_DOT
+    // Linux's HWCAP_ASIMDDP and HWCAP2_BF16 bits (asm/hwcap.h), spelled out: older C
+    // libraries' headers lack them.
+    constexpr unsigned long kAsimdDp = 1UL << 20, kBf16 = 1UL << 14;
+    if (getauxval(AT_HWCAP) & kAsimdDp) {
+        levels.push_back(Simd::neon_dot);
+        if (getauxval(AT_HWCAP2) & kBf16) levels.push_back(Simd::neon_bf16);
+    }
+#endif
 #endif
     return levels;
 }
 
 // The level whose bodies a family other than the dot-product kernels runs at level `s`: the
-// VNNI and BF16 levels add instructions only those kernels use (kernels/dot.hpp).
+// VNNI, BF16 and dot levels add instructions only those kernels use (kernels/dot.hpp).
 constexpr Simd kernel_level(Simd s) {
     switch (s) {
         case Simd::avx2_vnni: return Simd::avx2;
         case Simd::avx512_vnni:
         case Simd::avx512_bf16: return Simd::avx512;
+        case Simd::neon_dot:
+        case Simd::neon_bf16: return Simd::neon;
         default: return s;
     }
 }

@@ -28,3 +28,8 @@
     SPMM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")
 #define SPMM_TARGET_BEGIN_AVX512_BF16 \
     SPMM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512bf16,avx2,fma,f16c")
+// Arm's dot-product extensions (kernels/dot.hpp), on top of the base NEON: SDOT (FEAT_DotProd),
+// and BFDOT (FEAT_BF16) with it. Armv8.2-A as their base, as arm_neon.h declares their
+// intrinsics (every CPU with either extension implements 8.2).
+#define SPMM_TARGET_BEGIN_NEON_DOT SPMM_TARGET_BEGIN("arch=armv8.2-a+dotprod")
+#define SPMM_TARGET_BEGIN_NEON_BF16 SPMM_TARGET_BEGIN("arch=armv8.2-a+dotprod+bf16")
