@@ -125,27 +125,39 @@ class AlignedRows {
 template <class T>
 class PackedRows {
   public:
+    // `for_blocks(blocks, copy)` calls copy(first, last) on ranges of [0, blocks) that cover it
+    // once (blocks of kPackRowBlock rows): serially, or spread over threads.
+    template <class ForBlocks>
     PackedRows(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
-               std::int64_t col_stride)
+               std::int64_t col_stride, ForBlocks&& for_blocks)
         : copy_(rows, cols) {
         T* const data = copy_.data();
         const std::int64_t ld = copy_.ld();
-        if (col_stride == 1) {  // rows contiguous already (a copy for alignment): row by row
-            for (std::int64_t r = 0; r < rows; ++r) {
-                std::copy(b + r * row_stride, b + r * row_stride + cols, data + r * ld);
+        const std::int64_t blocks = (rows + kPackRowBlock - 1) / kPackRowBlock;
+        for_blocks(blocks, [&](std::int64_t first, std::int64_t last) {
+            const std::int64_t end = std::min(rows, last * kPackRowBlock);
+            if (col_stride == 1) {  // rows contiguous already (a copy for alignment): row by row
+                for (std::int64_t r = first * kPackRowBlock; r < end; ++r) {
+                    std::copy(b + r * row_stride, b + r * row_stride + cols, data + r * ld);
+                }
+                return;
             }
-        } else {
-            for (std::int64_t r0 = 0; r0 < rows; r0 += kPackRowBlock) {
-                const std::int64_t r1 = std::min(rows, r0 + kPackRowBlock);
+            for (std::int64_t r0 = first * kPackRowBlock; r0 < end; r0 += kPackRowBlock) {
+                const std::int64_t r1 = std::min(end, r0 + kPackRowBlock);
                 for (std::int64_t j = 0; j < cols; ++j) {
                     for (std::int64_t r = r0; r < r1; ++r) {
                         data[r * ld + j] = b[r * row_stride + j * col_stride];
                     }
                 }
             }
-        }
+        });
         view_ = DenseView<T>{data, rows, cols, ld};
     }
+
+    PackedRows(const T* b, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
+               std::int64_t col_stride)
+        : PackedRows(b, rows, cols, row_stride, col_stride,
+                     [](std::int64_t blocks, auto&& copy) { copy(0, blocks); }) {}
 
     const DenseView<T>& view() const { return view_; }
 
