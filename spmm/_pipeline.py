@@ -284,8 +284,9 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
         indptr, indices, data = compressed_arrays(m, dtype, kind)
         if transposed:
             rows, cols = cols, rows
-        _spmm_ext.csr_product(indptr, indices, data, rows, cols, plan.family == "csc_columns",
-                              True, dense, out, transposed, codes)
+        by_columns = plan.family == "csc_columns" or plan.transpose
+        _spmm_ext.csr_product(indptr, indices, data, rows, cols, by_columns, True, dense, out,
+                              transposed, codes, None, plan.transpose)
     elif kind == "coo":
         row, col, data = coo_arrays(m, dtype)
         if transposed:

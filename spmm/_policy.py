@@ -41,6 +41,15 @@ FAMILIES: dict[tuple[str, bool], str] = {
     ("n_m", True): "n_m",
 }
 
+# Dense columns per thread from which ``auto`` transposes a user's CSR (X @ W) or CSC (A @ B)
+# matrix per call and reads the copy by rows (``csr_rows``), rather than scattering its
+# entries (``csc_columns``): the copy costs about 2 to 5 ns per stored entry, on one thread,
+# and the row-driven kernel saves a load and a store of the output per entry and vector. Below
+# it the scatter is faster (a 1024x4096 layer at 90 %, one thread: the copy and the rows 2.7 ms
+# against the scatter's 2.1 at batch 64, 5.9 ms against 13.3 at batch 256). Measured by
+# `python bench/run.py --suite formats` (the unprepared CSR and CSC rows at n 64 and 256).
+TRANSPOSE_MIN_COLUMNS_PER_THREAD = 160
+
 # Outputs beyond which a prepared matrix's one-column product reads its CSR form rather than
 # the sliced layout (whose row positions are int32: spmm/_sliced.py).
 SLICED_MAX_ROWS = 2**31 - 1
@@ -56,7 +65,8 @@ class Plan(NamedTuple):
     """What a product will run: its kernel ``family``, the ``kernel`` variant (``auto``
     resolved), the ``partition``, the threads it uses, the backend, the configured instruction
     set, and ``codes``: the same as the C++ call takes them, (kernel, backend, threads,
-    partition, simd, minimum work)."""
+    partition, simd, minimum work); ``transpose``: a user's matrix read by columns as stored
+    is transposed per call and read by rows (:data:`TRANSPOSE_MIN_COLUMNS_PER_THREAD`)."""
 
     family: str
     kernel: str
@@ -65,6 +75,7 @@ class Plan(NamedTuple):
     backend: str
     simd: str
     codes: tuple[int, int, int, int, int, int]
+    transpose: bool = False
 
     def body(self) -> tuple[str, str]:
         """What the registry runs for this plan: (body, its instruction set), e.g.
@@ -142,6 +153,10 @@ def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: in
     backend, threads, kernel, simd = config
     out_rows = shape[1] if transposed else shape[0]
     family = family_of(kind, layout, transposed, kernel, n, out_rows, sliced)
+    transpose = (family == "csc_columns" and kind in ("csr", "csc") and kernel == "auto"
+                 and n >= TRANSPOSE_MIN_COLUMNS_PER_THREAD * threads)
+    if transpose:
+        family = "csr_rows"
     rows_read = shape[1] if (family == "csr_rows") == transposed else shape[0]
     kernel = choose_kernel(kernel, family, n, entries / max(1, rows_read))
     partition = choose_partition(partition, family, n)
@@ -150,7 +165,7 @@ def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: in
         threads = _spmm_ext.threads_used(entries, out_rows, n, backend_code, threads, min_work)
     codes = (KERNEL_CODES[kernel], backend_code, threads, PARTITION_CODES[partition],
              SIMD_CODES[simd], min_work)
-    made = Plan(family, kernel, partition, threads, backend, simd, codes)
+    made = Plan(family, kernel, partition, threads, backend, simd, codes, transpose)
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[key] = made
@@ -170,6 +185,9 @@ def reason(plan: Plan, kind: str, transposed: bool, n: int, out_rows: int, items
     elif kind == "prepared":
         form = "CSR form" if family == "csr_rows" else f"{family} layout"
         parts = [f"{product} with a prepared matrix: its {form}, read by {family}"]
+    elif plan.transpose:
+        parts = [f"{product} with {kind.upper()}: transposed per call (O(nnz), checked as it "
+                 f"is read; {n} dense columns repay it), read by {family}"]
     else:
         parts = [f"{product} with {kind.upper()}: read as stored by {family}, no conversion"]
     body, _ = plan.body()

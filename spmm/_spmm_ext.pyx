@@ -91,7 +91,8 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     void c_csr_product "spmm::csr_product"[O, I, T](
         const O* indptr, const I* indices, const T* data, int64_t rows, int64_t cols,
         int64_t stored, cbool by_columns, cbool check, const Dense& b, const Out& c,
-        const Config& k, const int64_t* bounds, int64_t nbounds) except +raise_error
+        const Config& k, const int64_t* bounds, int64_t nbounds,
+        cbool transpose_first) except +raise_error
     void c_coo_product "spmm::coo_product"[I, T](
         const I* row, const I* col, const T* data, int64_t nnz, int64_t rows, int64_t cols,
         cbool transposed, const Dense& b, const Out& c, const Config& k) except +raise_error
@@ -323,13 +324,14 @@ cdef int value_type(object data) except -1:
 
 def csr_product(object indptr, object indices, object data, int64_t rows, int64_t cols,
                 bint by_columns, bint check, object b, object c, bint transposed,
-                tuple config, object bounds=None):
+                tuple config, object bounds=None, bint transpose_first=False):
     """Write ``A @ B`` into ``c`` for A of ``rows`` x ``cols`` given by CSR arrays.
 
     ``indptr`` (rows + 1), ``indices`` and ``data``: 1-D contiguous arrays, indptr and indices
     both int32 or both int64, or int64 and uint16 (a prepared matrix); data float32/float64.
     ``by_columns``: the arrays are those of Aᵀ, read by the column-driven kernels (A in CSC,
-    or W in CSR for X @ W). ``check``: a user's matrix, checked where it is read (ValueError if
+    or W in CSR for X @ W), or with ``transpose_first`` (and ``check``) transposed into A's CSR
+    arrays per call and read by the row-driven ones. ``check``: a user's matrix, checked where it is read (ValueError if
     corrupt). ``b`` and ``c``: B (cols x n) and C (rows x n), 1-D or 2-D, of data's dtype, any
     strides; with ``transposed`` they are X and Y of X @ W, read as Xᵀ and Yᵀ. ``config``:
     (kernel, backend, threads, partition, simd, min_work) codes. ``bounds``: a prepared
@@ -360,26 +362,32 @@ def csr_product(object indptr, object indices, object data, int64_t rows, int64_
         with nogil:
             if f32:
                 c_csr_product(<const int64_t*>p, <const uint16_t*>q, <const float*>v, a_rows,
-                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb,
+                              transpose_first)
             else:
                 c_csr_product(<const int64_t*>p, <const uint16_t*>q, <const double*>v, a_rows,
-                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb,
+                              transpose_first)
     elif tp == ti == cnp.NPY_INT32:
         with nogil:
             if f32:
                 c_csr_product(<const int32_t*>p, <const int32_t*>q, <const float*>v, a_rows,
-                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb,
+                              transpose_first)
             else:
                 c_csr_product(<const int32_t*>p, <const int32_t*>q, <const double*>v, a_rows,
-                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb,
+                              transpose_first)
     elif tp == ti == cnp.NPY_INT64:
         with nogil:
             if f32:
                 c_csr_product(<const int64_t*>p, <const int64_t*>q, <const float*>v, a_rows,
-                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb,
+                              transpose_first)
             else:
                 c_csr_product(<const int64_t*>p, <const int64_t*>q, <const double*>v, a_rows,
-                              a_cols, stored, by_columns, check, dense, out, k, bp, nb)
+                              a_cols, stored, by_columns, check, dense, out, k, bp, nb,
+                              transpose_first)
     else:
         raise ValueError("indptr and indices must both be int32 or both int64")
     return c

@@ -26,7 +26,7 @@ from conftest import (
 )
 
 import spmm
-from spmm import _config, _spmm_ext
+from spmm import _config, _policy, _spmm_ext
 
 DIRECT_FORMATS = ("csr", "csc", "coo", "bsr", "dia")
 FAMILY = {  # (format, orientation) -> the family that reads it as stored
@@ -63,6 +63,61 @@ def test_every_format_and_orientation_equals_scipy_on_every_backend_kernel_and_t
                                            num_threads=threads)
                     assert_product_matches_scipy(
                         result, left, right, err_msg=f"{backend} {kernel} {threads}")
+
+
+#: The dense columns from which ``auto`` transposes a user's column-read matrix, per thread.
+TRANSPOSE_FROM = _policy.TRANSPOSE_MIN_COLUMNS_PER_THREAD
+
+
+def column_read_operands(fmt, dtype, index_dtype, n, rng, *, canonical=True):
+    """(left, right) of a product that reads a user's matrix by columns as stored: CSC times
+    B (A @ B) or X times CSR (X @ W), a 38 x 26 matrix with empty rows and columns, or with
+    ``canonical`` False, unsorted indices and duplicate entries in every row."""
+    a = make_csr((38, 26), 0.25, dtype, index_dtype, rng, empty_rows=(0, 5), empty_cols=(3,))
+    if not canonical:
+        doubled = sp.csr_array((np.concatenate([a.data, a.data[::-1]]),
+                                np.concatenate([a.indices, a.indices[::-1]]),
+                                (2 * a.indptr).astype(index_dtype)), shape=a.shape)
+        for i in range(a.shape[0]):  # each row: its entries, then the same ones reversed
+            lo, hi = a.indptr[i], a.indptr[i + 1]
+            row = slice(2 * lo, 2 * hi)
+            doubled.indices[row] = np.concatenate([a.indices[lo:hi], a.indices[lo:hi][::-1]])
+            doubled.data[row] = np.concatenate([a.data[lo:hi], a.data[lo:hi][::-1]])
+        a = doubled
+        assert not a.has_canonical_format
+    if fmt == "csc":
+        a = sp.csc_array((a.data, a.indices, a.indptr), shape=a.shape[::-1])
+        return a, make_dense((38, n), dtype, rng)
+    return make_dense((n, 38), dtype, rng), a
+
+
+@pytest.mark.asan
+@pytest.mark.parametrize("canonical", [True, False], ids=["canonical", "unsorted-duplicates"])
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=ids(INDEX_DTYPES))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("fmt", ["csc", "csr"], ids=["CSC A@B", "CSR X@W"])
+def test_many_dense_columns_transpose_a_column_read_matrix_per_call_and_equal_scipy(
+        fmt, threads, index_dtype, canonical, rng):
+    """From TRANSPOSE_FROM dense columns per thread, ``auto`` copies the matrix into the CSR
+    form of the product's rows and reads it by rows; below, it scatters as stored."""
+    for dtype in VALUE_DTYPES:
+        for n, family in ((TRANSPOSE_FROM * threads, "csr_rows"),
+                          (TRANSPOSE_FROM * threads - 1, "csc_columns")):
+            left, right = column_read_operands(fmt, dtype, index_dtype, n, rng,
+                                               canonical=canonical)
+            for backend in BACKENDS:
+                report = spmm.explain(left, right, backend=backend, num_threads=threads)
+                assert report["kernel"] == f"{family}.tiled"
+                assert ("transposed per call" in report["reason"]) == (family == "csr_rows")
+                result = spmm.multiply(left, right, backend=backend, num_threads=threads)
+                assert_product_matches_scipy(result, left, right, err_msg=f"{backend} n={n}")
+
+
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if k != "auto"])
+def test_a_named_kernel_reads_the_matrix_as_stored_whatever_the_width(kernel, rng):
+    left, right = column_read_operands("csr", np.float64, np.int32, 2 * TRANSPOSE_FROM, rng)
+    assert spmm.explain(left, right, kernel=kernel, num_threads=1)["kernel"] == (
+        f"csc_columns.{kernel}")
 
 
 @pytest.mark.parametrize("orientation", ["A@B", "X@W"])
@@ -263,10 +318,12 @@ def test_the_default_thread_count_is_the_affinity_mask():
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=ids(INDEX_DTYPES))
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 @pytest.mark.parametrize("product", ["A@B", "X@W"])
+@pytest.mark.asan
 @pytest.mark.parametrize("corruption", ["data-too-short", "index-out-of-range",
                                         "indptr-not-monotone", "indptr-negative"])
+@pytest.mark.parametrize("n", [3, 2 * TRANSPOSE_FROM], ids=["n=3", "transposed-width"])
 def test_a_corrupt_csr_or_csc_operand_is_a_value_error_in_both_orientations(
-        corruption, product, fmt, index_dtype):
+        n, corruption, product, fmt, index_dtype):
     def make():
         a = sp.csr_array(np.arange(1.0, 21.0).reshape(4, 5)).asformat(fmt)
         a.indices, a.indptr = a.indices.astype(index_dtype), a.indptr.astype(index_dtype)
@@ -280,9 +337,9 @@ def test_a_corrupt_csr_or_csc_operand_is_a_value_error_in_both_orientations(
             a.indptr[2] = a.indptr[3] + 1
         return a
 
-    calls = {"A@B": lambda: spmm.multiply(make(), np.ones((5, 3)), backend="threads",
+    calls = {"A@B": lambda: spmm.multiply(make(), np.ones((5, n)), backend="threads",
                                           num_threads=2),
-             "X@W": lambda: spmm.multiply(np.ones((3, 4)), make(), backend="threads",
+             "X@W": lambda: spmm.multiply(np.ones((n, 4)), make(), backend="threads",
                                           num_threads=2)}
     kind, exc_type, message = run_in_forked_child(lambda: outcome(calls[product]))
     assert (kind, exc_type) == ("raised", "ValueError"), f"{kind} {exc_type}: {message}"

@@ -21,6 +21,7 @@
 #include "formats/pack.hpp"
 #include "formats/sliced.hpp"
 #include "formats/structured.hpp"
+#include "formats/transpose.hpp"
 #include "formats/views.hpp"
 #include "kernels/registry.hpp"
 #include "names.hpp"
@@ -387,11 +388,31 @@ void run_columns(std::int64_t out_rows, const OutView<T>& c, const Call& k, int 
           });
 }
 
+// The product multiply_columns computes, read by rows: Aᵀ's arrays transposed first
+// (formats/transpose.hpp, O(nnz), checked as they are read, by the product's threads), then the
+// row-driven kernels on the trusted copy. For many dense columns, where the scatter's load and
+// store of C per entry and vector cost more than the copy. Precondition: transposable(at).
+template <class I, class T>
+void multiply_transposed(const CsrView<I, T>& at, const DenseView<T>& b, const OutView<T>& c,
+                         const Call& k) {
+    // Each thread of the copy keeps a histogram of A's rows: no more threads than the entries
+    // repay.
+    const std::int64_t nnz = at.nnz();
+    const int t = static_cast<int>(std::min<std::int64_t>(
+        k.threads(nnz, at.cols, b.cols), std::max<std::int64_t>(1, nnz / (at.cols + 1))));
+    const TransposedCsr<I, T> a(at, t, [&](std::int64_t parts, auto&& f) {
+        parallel_for(k.backend, t, parts, false, f, k.cancel);
+    });
+    multiply_csr(a.view(), b, c, k, false);
+}
+
 // C = A B for A given by its columns: `at` holds the CSR arrays of Aᵀ (A's CSC arrays; for
-// X @ W, W's CSR arrays), rows of at = columns of A = rows of B; C is at.cols x n.
+// X @ W, W's CSR arrays), rows of at = columns of A = rows of B; C is at.cols x n. With
+// transpose_first (a user's matrix, many dense columns), read by rows after a copy
+// (multiply_transposed) when its arrays allow.
 template <class I, class T>
 void multiply_columns(const CsrView<I, T>& at, const DenseView<T>& b, const OutView<T>& c,
-                      const Call& k) {
+                      const Call& k, bool transpose_first = false) {
     if (b.rows != at.rows || c.rows != at.cols || c.cols != b.cols) {
         throw std::invalid_argument("multiply_columns: operand shapes do not match");
     }
@@ -399,6 +420,7 @@ void multiply_columns(const CsrView<I, T>& at, const DenseView<T>& b, const OutV
     const ColumnsKernel<I, T> fn = columns_kernel<I, T>(k.kernel, k.simd).fn;
     if (c.rows == 0 || c.cols == 0) return check_structure(at);
     check_first_pointer(at.indptr);
+    if (transpose_first && transposable(at)) return multiply_transposed(at, b, c, k);
     const int t = k.threads(at.nnz(), at.cols, b.cols);
     run_columns<T>(at.cols, c, k, t, k.pieces(at.nnz(), b.cols, t),
                    [&](std::int64_t parts) {

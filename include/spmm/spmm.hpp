@@ -104,20 +104,22 @@ void with_dense(const Dense& b, std::int64_t entries, const Call& call, F&& f) {
 
 // A in CSR: indptr (rows + 1, of type O = offset_t<I>), indices and data (`stored` entries
 // each, or more). by_columns: the arrays are those of Aᵀ (A's CSC arrays, or W's CSR arrays for
-// X @ W), read by the column-driven kernels; else by the row-driven ones. check: a user's
-// matrix, checked while it is read. bounds: a prepared matrix's cached slices, or null.
+// X @ W), read by the column-driven kernels, or with transpose_first (a user's matrix) copied
+// into A's CSR arrays and read by the row-driven ones; else read by the row-driven ones. check:
+// a user's matrix, checked while it is read. bounds: a prepared matrix's cached slices, or
+// null.
 template <class O, class I, class T>
 void csr_product(const O* indptr, const I* indices, const T* data, std::int64_t rows,
                  std::int64_t cols, std::int64_t stored, bool by_columns, bool check,
                  const Dense& b, const Out& c, const Config& k, const std::int64_t* bounds,
-                 std::int64_t nbounds) {
+                 std::int64_t nbounds, bool transpose_first = false) {
     static_assert(std::is_same_v<O, offset_t<I>>, "row pointers of the wrong type");
     const CsrView<I, T> a{indptr, indices, data, rows, cols, stored};
     const std::int64_t entries = rows == 0 ? 0 : static_cast<std::int64_t>(indptr[rows]);
     with_call(k, [&](const Call& call) {
         with_dense<T>(b, entries, call, [&](const DenseView<T>& bv) {
             if (by_columns) {
-                multiply_columns(a, bv, out_view<T>(c), call);
+                multiply_columns(a, bv, out_view<T>(c), call, transpose_first && check);
             } else {
                 multiply_csr(a, bv, out_view<T>(c), call, check, SliceBounds{bounds, nbounds});
             }
