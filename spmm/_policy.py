@@ -50,6 +50,14 @@ FAMILIES: dict[tuple[str, bool], str] = {
 # `python bench/run.py --suite formats` (the unprepared CSR and CSC rows at n 64 and 256).
 TRANSPOSE_MIN_COLUMNS_PER_THREAD = 160
 
+# Stored entries from which the copy above is made at TRANSPOSE_MIN_COLUMNS_PER_THREAD dense
+# columns whatever the thread count: the copy is spread over the threads too, and on a matrix
+# this large its fixed costs (two hand-offs to the threads, the allocation of the copy) are
+# repaid. Two threads, batch 256, copy-and-rows against the scatter: 0.76x and 0.83x on 30k
+# and 60k entries (1536x384, 384x1536), 0.97x to 1.86x on 236k to 1.7M entries (768x3072 to
+# 4096x4096). Measured like TRANSPOSE_MIN_COLUMNS_PER_THREAD.
+TRANSPOSE_MIN_ENTRIES_ANY_THREADS = 2**17
+
 # Outputs beyond which a prepared matrix's one-column product reads its CSR form rather than
 # the sliced layout (whose row positions are int32: spmm/_sliced.py).
 SLICED_MAX_ROWS = 2**31 - 1
@@ -66,7 +74,8 @@ class Plan(NamedTuple):
     resolved), the ``partition``, the threads it uses, the backend, the configured instruction
     set, and ``codes``: the same as the C++ call takes them, (kernel, backend, threads,
     partition, simd, minimum work); ``transpose``: a user's matrix read by columns as stored
-    is transposed per call and read by rows (:data:`TRANSPOSE_MIN_COLUMNS_PER_THREAD`)."""
+    is transposed per call and read by rows (:data:`TRANSPOSE_MIN_COLUMNS_PER_THREAD`,
+    :data:`TRANSPOSE_MIN_ENTRIES_ANY_THREADS`)."""
 
     family: str
     kernel: str
@@ -154,7 +163,9 @@ def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: in
     out_rows = shape[1] if transposed else shape[0]
     family = family_of(kind, layout, transposed, kernel, n, out_rows, sliced)
     transpose = (family == "csc_columns" and kind in ("csr", "csc") and kernel == "auto"
-                 and n >= TRANSPOSE_MIN_COLUMNS_PER_THREAD * threads)
+                 and n >= TRANSPOSE_MIN_COLUMNS_PER_THREAD
+                 and (n >= TRANSPOSE_MIN_COLUMNS_PER_THREAD * threads
+                      or entries >= TRANSPOSE_MIN_ENTRIES_ANY_THREADS))
     if transpose:
         family = "csr_rows"
     rows_read = shape[1] if (family == "csr_rows") == transposed else shape[0]

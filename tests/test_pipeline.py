@@ -113,6 +113,24 @@ def test_many_dense_columns_transpose_a_column_read_matrix_per_call_and_equal_sc
                 assert_product_matches_scipy(result, left, right, err_msg=f"{backend} n={n}")
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_large_matrix_is_transposed_from_the_one_thread_width_at_any_thread_count(
+        threads, rng):
+    """A matrix of at least TRANSPOSE_MIN_ENTRIES_ANY_THREADS stored entries is copied from
+    TRANSPOSE_FROM dense columns whatever the threads (the copy is theirs too); one entry
+    fewer waits for TRANSPOSE_FROM columns per thread."""
+    large = _policy.TRANSPOSE_MIN_ENTRIES_ANY_THREADS
+    rows = np.repeat(np.arange(1024), large // 1024)
+    cols = (np.arange(large) * 7) % 1024
+    w = sp.csr_array((rng.standard_normal(large), (rows, cols)), shape=(1024, 1024))
+    x = make_dense((TRANSPOSE_FROM, 1024), np.float64, rng)
+    assert spmm.explain(x, w, num_threads=threads)["kernel"] == "csr_rows.tiled"
+    assert_product_matches_scipy(spmm.multiply(x, w, num_threads=threads), x, w)
+    fewer = sp.csr_array((w.data[:-1], w.indices[:-1], np.minimum(w.indptr, large - 1)),
+                         shape=w.shape)
+    assert spmm.explain(x, fewer, num_threads=threads)["kernel"] == "csc_columns.tiled"
+
+
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if k != "auto"])
 def test_a_named_kernel_reads_the_matrix_as_stored_whatever_the_width(kernel, rng):
     left, right = column_read_operands("csr", np.float64, np.int32, 2 * TRANSPOSE_FROM, rng)
