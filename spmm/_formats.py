@@ -14,6 +14,8 @@ trust (validated arrays, or int64 coordinates); :func:`check` runs the right one
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -149,7 +151,21 @@ def lil_rows(a: sp.spmatrix | sp.sparray) -> None:
         if not isinstance(x, np.ndarray) or x.dtype != object or x.shape != (rows,):
             raise corrupt(f"LIL {name} must be a 1-D object array of {rows} lists (one per "
                           f"row); got {type(x).__name__} {getattr(x, 'shape', '')}")
-    for i, (columns, values) in enumerate(zip(a.rows, a.data, strict=True)):
+    row_lists, value_lists = a.rows.tolist(), a.data.tolist()
+    if (all(type(x) is list for x in row_lists) and all(type(x) is list for x in value_lists)
+            and list(map(len, row_lists)) == list(map(len, value_lists))):
+        # The common case at C speed: numpy reads every column at once, and a kind of integer
+        # (or bool) in range is all scipy's conversion needs. Anything else goes through the
+        # row-by-row loop below, which names the first bad row.
+        columns = list(itertools.chain.from_iterable(row_lists))
+        try:
+            flat = np.array(columns)
+        except (ValueError, TypeError, OverflowError):
+            flat = np.array([], dtype=object)  # ragged or odd elements: the loop names them
+        if (flat.dtype.kind in "iub" and flat.shape == (len(columns),)
+                and (flat.size == 0 or (flat.min() >= 0 and flat.max() < cols))):
+            return
+    for i, (columns, values) in enumerate(zip(row_lists, value_lists, strict=True)):
         if type(columns) is not list or type(values) is not list:
             raise corrupt(f"LIL row {i} must hold a list of columns and a list of values; got "
                           f"{type(columns).__name__} and {type(values).__name__}")
@@ -218,8 +234,32 @@ def as_csr(a: sp.spmatrix | sp.sparray, dtype: np.dtype | None = None) -> sp.csr
         blocks = int(indptr[-1])  # (scipy may keep spare capacity beyond it)
         return sp.bsr_array((_storable(data[:blocks], dtype), indices[:blocks], indptr),
                             shape=shape).tocsr()
+    arrays = lil_csr_arrays(a, dtype) if a.format == "lil" else None
+    if arrays is not None:
+        indptr, indices, data = arrays
+        return sp.csr_array((data, indices, indptr), shape=shape)
     check(a)
     return a.tocsr()
+
+
+def lil_csr_arrays(a: sp.spmatrix | sp.sparray, dtype: np.dtype | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(indptr, indices, data) of a float32 or float64 LIL matrix, int64 indices and its values
+    as ``dtype`` when given, read at C speed, as scipy's ``tocsr`` would give them; or None
+    when the matrix is anything else, or holds anything uncommon (a column that is not a
+    Python int, a value that is not a float): :func:`as_csr` then checks and converts it."""
+    rows, cols = checked_shape(a)
+    if not (a.dtype == np.float32 or a.dtype == np.float64):
+        return None
+    lists = a.rows, a.data
+    if not all(isinstance(x, np.ndarray) and x.dtype == object and x.shape == (rows,)
+               for x in lists):
+        return None
+    arrays = _spmm_ext.lil_arrays(lists[0].tolist(), lists[1].tolist(), cols,
+                                  a.dtype == np.float32)
+    if arrays is None or dtype is None or arrays[2].dtype == dtype:
+        return arrays
+    return arrays[0], arrays[1], arrays[2].astype(dtype)
 
 
 def _storable(data: np.ndarray, dtype: np.dtype | None) -> np.ndarray:

@@ -278,10 +278,15 @@ def _product(a: Any, b: Any, *, out: Any, config: tuple[str, int, str, str],
             form.multiply_into(dense.reshape(1, -1) if dense.ndim == 1 else dense,
                                out.reshape(1, -1) if out.ndim == 1 else out, codes)
         return out
+    arrays = None
     if kind == "lil" or kind == "dok":  # converted as scipy's own product converts them
-        m, kind = _formats.as_csr(m, dtype), "csr"
+        arrays = _formats.lil_csr_arrays(m, dtype) if kind == "lil" else None
+        if arrays is None:
+            m = _formats.as_csr(m, dtype)
+        kind = "csr"
     if kind == "csr" or kind == "csc":
-        indptr, indices, data = compressed_arrays(m, dtype, kind)
+        indptr, indices, data = arrays if arrays is not None else compressed_arrays(m, dtype,
+                                                                                     kind)
         if transposed:
             rows, cols = cols, rows
         by_columns = plan.family == "csc_columns" or plan.transpose

@@ -27,6 +27,8 @@ cnp.import_array()
 
 import threading
 
+import numpy
+
 # C++ exceptions become Python ones here, for every call into C++ (``except +raise_error``):
 # invalid_argument is a ValueError, bad_alloc a MemoryError, an interrupted product the
 # KeyboardInterrupt (or whatever the signal handler raised) already set by the signal check,
@@ -778,6 +780,68 @@ def max_group():
 def cache_line_bytes():
     """Bytes of a cache line: what copies the kernels read are aligned and padded to."""
     return int(c_cache_line_bytes())
+
+
+# The value types a float LIL holds (scipy stores Python floats and numpy scalars), each
+# converted to a C double by numpy's or CPython's own code: no user code runs while a LIL's
+# lists are read.
+cdef tuple LIL_VALUE_TYPES = (float, numpy.float64, numpy.float32)
+
+
+def lil_arrays(list rows, list values, int64_t cols, bint single):
+    """CSR arrays (indptr and indices int64, data float32 if ``single`` else float64) of a
+    float LIL matrix whose ``rows`` and ``data`` lists (one list per row) are ``rows`` and
+    ``values``, read as scipy's ``tocsr`` reads them but at C speed; or None when anything is
+    not the common case (a row not a list, lists of unequal length, a column not a Python int
+    in [0, cols), a value not a float or numpy float): the caller then checks and converts the
+    matrix in Python, which names what is wrong or does what scipy does.
+    """
+    cdef Py_ssize_t nrows = len(rows), i, j, length, total = 0, p = 0
+    cdef object row, row_values, column, value
+    if len(values) != nrows:
+        return None
+    for i in range(nrows):
+        row, row_values = rows[i], values[i]
+        if type(row) is not list or type(row_values) is not list:
+            return None
+        length = len(<list>row)
+        if len(<list>row_values) != length:
+            return None
+        total += length
+    indptr = cnp.PyArray_EMPTY(1, [nrows + 1], cnp.NPY_INT64, 0)
+    indices = cnp.PyArray_EMPTY(1, [total], cnp.NPY_INT64, 0)
+    data = cnp.PyArray_EMPTY(1, [total], cnp.NPY_FLOAT if single else cnp.NPY_DOUBLE, 0)
+    cdef int64_t* ptr = <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr)
+    cdef int64_t* idx = <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indices)
+    cdef float* single_values = <float*>cnp.PyArray_DATA(<cnp.ndarray>data)
+    cdef double* double_values = <double*>cnp.PyArray_DATA(<cnp.ndarray>data)
+    cdef int64_t c
+    cdef double x
+    ptr[0] = 0
+    for i in range(nrows):
+        row, row_values = rows[i], values[i]
+        length = len(<list>row)
+        if p + length > total or len(<list>row_values) != length:
+            return None  # (cannot change between the passes: nothing here runs user code)
+        for j in range(length):
+            column, value = (<list>row)[j], (<list>row_values)[j]
+            if type(column) is not int or type(value) not in LIL_VALUE_TYPES:
+                return None
+            try:
+                c = column
+            except OverflowError:
+                return None
+            if c < 0 or c >= cols:
+                return None
+            x = value
+            idx[p] = c
+            if single:
+                single_values[p] = <float>x
+            else:
+                double_values[p] = x
+            p += 1
+        ptr[i + 1] = p
+    return indptr, indices, data
 
 
 cdef inline object environment_value(const char* name):

@@ -21,6 +21,7 @@ from conftest import (
 )
 
 import spmm
+from spmm import _formats
 
 # Also run with the extension built with AddressSanitizer and UBSan (.ci/run).
 pytestmark = pytest.mark.asan
@@ -212,6 +213,34 @@ def test_a_dia_matrix_is_multiplied_as_its_csr_form_repeated_offsets_summed_zero
     b = np.array([[1.0], [np.inf], [1.0], [1.0]])
     np.testing.assert_array_equal(spmm.multiply(a, b), a.tocsr() @ b)
     np.testing.assert_array_equal(spmm.multiply(a, b).ravel(), [5.0, np.inf, 2.0, 9.0])
+
+
+# What a LIL row can hold besides Python ints and floats: scipy's own product reads each.
+LIL_ROW_CONTENTS = {
+    "plain": ([3, 0], [1.5, -2.0]),
+    "numpy-float-values": ([1, 4], [np.float32(1.5), np.float64(0.1)]),
+    "value-not-a-float32": ([2], [0.1]),
+    "unsorted-and-duplicate-columns": ([4, 1, 4], [1.0, 2.0, 3.0]),
+    "numpy-int-columns": ([np.int64(3), np.int32(1)], [1.0, 2.0]),
+    "bool-column": ([True], [2.0]),
+    "int-values": ([0, 2], [3, -4]),
+    "empty": ([], []),
+}
+READ_BY_SCIPY = {"numpy-int-columns", "bool-column", "int-values"}
+
+
+@pytest.mark.parametrize("lil_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("contents", LIL_ROW_CONTENTS)
+def test_a_lil_matrix_gives_scipys_product_whatever_its_lists_hold(contents, lil_dtype, rng):
+    """Float LIL matrices of Python ints and floats are read at C speed; anything else in
+    their lists goes through scipy's conversion, as in scipy's own product."""
+    a = make_csr((6, 5), 0.4, lil_dtype, np.int32, rng, empty_rows=(5,)).tolil()
+    a.rows[0], a.data[0] = (list(x) for x in LIL_ROW_CONTENTS[contents])
+    assert (_formats.lil_csr_arrays(a) is None) == (contents in READ_BY_SCIPY)
+    for left, right in both_products(a, rng, dense_dtype=lil_dtype):
+        before = sparse_arrays(a)
+        assert_product_matches_scipy(spmm.multiply(left, right), left, right)
+        assert_sparse_unchanged(a, before)
 
 
 @pytest.mark.parametrize("value_dtype", [">f4", ">f8", ">i2"])
