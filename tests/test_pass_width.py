@@ -146,6 +146,45 @@ def test_a_users_unsorted_matrix_takes_narrow_passes_on_a_tiny_l2_and_equals_sci
         assert_product_matches_scipy(spmm.multiply(x, w), x, w)
 
 
+@pytest.mark.parametrize("threads", THREAD_COUNTS)
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("dtype", VALUE_DTYPES, ids=ids(VALUE_DTYPES))
+@pytest.mark.parametrize("product", ["X @ W, W in CSC", "A @ B, A in CSR"])
+def test_a_users_sorted_matrix_is_cut_by_column_on_a_tiny_l2_and_equals_scipy(
+    product, dtype, level, threads, monkeypatch, rng
+):
+    # Sorted rows (scipy's canonical form, and duplicates kept side by side) are checked,
+    # then read in blocks of the inner dimension as a prepared matrix's are.
+    monkeypatch.setenv("SPMM_SIMD", level)
+    csr = make_csr((61, 45), 0.3, dtype, np.int32, rng, empty_rows=(0, 30))
+    cols = csr.shape[1]
+    if product.startswith("X"):
+        w = sp.csc_array(csr.T)  # W (45 x 61) read by rows of Wᵀ, csr's rows
+        left, right = make_dense((40, cols), dtype, rng), w
+    else:
+        left, right = csr, make_dense((cols, 40), dtype, rng)
+    sparse = right if product.startswith("X") else left
+    sparse.indices[1:3] = sparse.indices[1]  # a duplicate, still in order
+    with _testing.l2_cache_bytes(TINY_L2):
+        result = spmm.multiply(left, right, num_threads=threads, kernel="tiled")
+    assert_product_matches_scipy(result, left, right, err_msg=f"{level}, {threads} threads")
+
+
+@pytest.mark.parametrize("product", ["X @ W, W in CSC", "A @ B, A in CSR"])
+def test_a_column_out_of_range_in_a_users_sorted_matrix_cut_by_column_is_a_value_error(
+    product, rng
+):
+    csr = make_csr((61, 45), 0.3, np.float64, np.int32, rng)
+    csr.indices[csr.indptr[2] - 1] = csr.shape[1] + 5  # the last of its row: still sorted
+    if product.startswith("X"):
+        w = sp.csc_array((csr.data, csr.indices, csr.indptr), shape=csr.shape[::-1])
+        left, right = make_dense((40, csr.shape[1]), np.float64, rng), w
+    else:
+        left, right = csr, make_dense((csr.shape[1], 40), np.float64, rng)
+    with _testing.l2_cache_bytes(TINY_L2), pytest.raises(ValueError, match="out of range"):
+        spmm.multiply(left, right, kernel="tiled")
+
+
 def n_m_weights(shape, n, m, rng):
     w = rng.uniform(0.5, 1.5, shape) * rng.choice([-1, 1], shape)
     return spmm.prune(w.astype(np.float32), pattern="n_m", n=n, m=m)
