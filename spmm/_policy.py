@@ -68,6 +68,12 @@ SLICED_MAX_ROWS = 2**31 - 1
 # kernel" view of `python bench/run.py --suite dnn`.
 ROWDOT_MIN_ENTRIES_PER_ROW = 12
 
+# Whether this CPU's vector gathers are slower than as many scalar loads (AMD family 19h): the
+# one-column sliced layout, which does nothing but gather from an x in L1, is then read with
+# scalar loads (`reordered`, the portable loop). Measured by `python bench/run.py --suite
+# batch1`; spmm._testing.slow_gathers replaces it.
+SLOW_GATHERS = _spmm_ext.slow_gathers()
+
 
 class Plan(NamedTuple):
     """What a product will run: its kernel ``family``, the ``kernel`` variant (``auto``
@@ -103,11 +109,14 @@ def choose_kernel(kernel: str, family: str, n: int, entries_per_row: float) -> s
     """The variant ``auto`` stands for: ``tiled`` (it adapts inside C++: the width picks the
     register block, the dtype and instruction set the vector, one column the gather row-dot),
     except one column of a CSR product whose rows are short, where ``naive`` (one running sum
-    per row) is faster (:data:`ROWDOT_MIN_ENTRIES_PER_ROW`)."""
+    per row) is faster (:data:`ROWDOT_MIN_ENTRIES_PER_ROW`), and the sliced layout on a CPU
+    whose gathers are slow, where ``reordered`` (scalar loads) is (:data:`SLOW_GATHERS`)."""
     if kernel != "auto":
         return kernel
     if family == "csr_rows" and n == 1 and entries_per_row < ROWDOT_MIN_ENTRIES_PER_ROW:
         return "naive"
+    if family == "sliced" and SLOW_GATHERS:
+        return "reordered"
     return "tiled"
 
 
@@ -202,7 +211,9 @@ def reason(plan: Plan, kind: str, transposed: bool, n: int, out_rows: int, items
     else:
         parts = [f"{product} with {kind.upper()}: read as stored by {family}, no conversion"]
     body, _ = plan.body()
-    if body != plan.kernel:
+    if family == "sliced" and plan.kernel == "reordered":
+        parts.append("scalar loads: this CPU's gathers are slower")
+    elif body != plan.kernel:
         parts.append(f"{plan.kernel} runs {body}")
     if plan.num_threads == 1:
         alone = " (below the minimum work for threads)" if threads > 1 else ""

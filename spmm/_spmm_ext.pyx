@@ -169,6 +169,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
     size_t c_pool_workers "spmm::pool_workers"() except +
     vector[uint64_t] c_pool_calls_taken "spmm::pool_calls_taken"() except +
     vector[string] c_simd_levels "spmm::simd_levels"() except +
+    cbool c_slow_gathers "spmm::slow_gathers"()
     vector[vector[string]] c_vocabulary "spmm::vocabulary"() except +
 
 
@@ -1092,6 +1093,12 @@ def vocabulary():
 def simd_levels():
     """The instruction-set levels this build and CPU support, lowest first."""
     return [level.decode() for level in c_simd_levels()]
+
+
+def slow_gathers():
+    """Whether this CPU's vector gathers are slower than as many scalar loads (AMD family 19h:
+    Zen 3 and Zen 4), so that ``auto`` reads the one-column layout with scalar loads."""
+    return bool(c_slow_gathers())
 
 
 def has_openmp():

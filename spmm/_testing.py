@@ -58,3 +58,20 @@ def private_outputs_max_bytes(value: int) -> Iterator[None]:
         yield
     finally:
         _spmm_ext.set_private_outputs_max_bytes(-1)
+
+
+@contextmanager
+def slow_gathers(value: bool) -> Iterator[None]:
+    """Within the block, ``auto`` plans as if this CPU's vector gathers were (``True``) or were
+    not (``False``) slower than scalar loads, whatever it is (``spmm._policy.SLOW_GATHERS``):
+    so that every machine runs both bodies of the one-column sliced layout. Process-wide,
+    not thread-local: for tests only.
+    """
+    saved = _policy.SLOW_GATHERS
+    _policy.SLOW_GATHERS = bool(value)
+    _policy._PLANS.clear()
+    try:
+        yield
+    finally:
+        _policy.SLOW_GATHERS = saved
+        _policy._PLANS.clear()

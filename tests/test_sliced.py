@@ -20,7 +20,7 @@ from conftest import (
 )
 
 import spmm
-from spmm import _sliced, _testing
+from spmm import _policy, _sliced, _spmm_ext, _testing
 from spmm._pipeline import multiply_with_partition
 
 SLICE = _sliced.SLICE_ROWS
@@ -69,18 +69,48 @@ def test_auto_reads_the_sliced_layout_at_batch_1_and_the_csr_form_otherwise(rng)
     assert spmm.explain(p, make_dense(70, np.float32, rng))["family"] == "csr_rows"
 
 
-def test_every_simd_level_runs_a_vector_body_of_the_sliced_layout(monkeypatch, rng):
-    """The dot-product levels (VNNI, BF16) run the avx2 / avx512 body, not the portable one."""
+@pytest.mark.parametrize("gathers", ["fast", "slow"])
+def test_every_simd_level_runs_the_gather_body_of_the_sliced_layout_unless_gathers_are_slow(
+        gathers, monkeypatch, rng):
+    """The dot-product levels (VNNI, BF16) run the avx2 / avx512 body, not the portable one;
+    where gathers are slower than scalar loads, every level runs the portable loop."""
     w = weights((50, 70), 0.2, np.float32, rng)
     p = spmm.prepare(w)
     x = one_row(w, np.float32, rng)
     for level in SIMD_LEVELS:
         monkeypatch.setenv("SPMM_SIMD", level)
-        plan = spmm.explain(x, p)
-        portable = level in ("scalar", "neon")  # NEON has no gather: the portable loop
+        with _testing.slow_gathers(gathers == "slow"):
+            plan = spmm.explain(x, p)
+            result = x @ p
+        # NEON has no gather: the portable loop
+        portable = gathers == "slow" or level in ("scalar", "neon")
         want = "scalar" if portable else level.split("_")[0]
         assert (plan["kernel"], plan["simd"]) == (
             "sliced.portable" if portable else "sliced.tiled", want), level
+        assert ("scalar loads" in plan["reason"]) == (gathers == "slow"), plan["reason"]
+        assert_product_matches_scipy(result, x, w, err_msg=level)
+
+
+def _cpu_vendor_and_family() -> tuple[str, int] | None:
+    try:
+        with open("/proc/cpuinfo") as info:
+            fields = dict(line.split(":", 1) for line in info if ":" in line)
+    except OSError:
+        return None
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    if "vendor_id" not in fields or "cpu family" not in fields:
+        return None
+    return fields["vendor_id"], int(fields["cpu family"])
+
+
+def test_gathers_count_as_slow_exactly_on_amd_family_19h():
+    """Zen 3 and Zen 4 run a gather as a sequence of loads; other x86 CPUs and Arm do not
+    count (Arm has no gather: its sliced body is the portable one anyway)."""
+    cpu = _cpu_vendor_and_family()
+    if cpu is None:
+        pytest.skip("no x86 /proc/cpuinfo to compare with")
+    assert _spmm_ext.slow_gathers() == (cpu == ("AuthenticAMD", 0x19))
+    assert _policy.SLOW_GATHERS == _spmm_ext.slow_gathers()
 
 
 def test_a_matrix_with_activations_keeps_its_dot_product_kernels_at_batch_1(rng):
@@ -92,16 +122,19 @@ def test_a_matrix_with_activations_keeps_its_dot_product_kernels_at_batch_1(rng)
     assert not p._sliced, "no sliced layout built"
 
 
+@pytest.mark.parametrize("gathers", ["fast", "slow"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("level", SIMD_LEVELS)
 @pytest.mark.parametrize("case", ["skewed", *ODD])
-def test_batch_1_equals_scipy_at_every_simd_level(case, level, dtype, monkeypatch, rng):
+def test_batch_1_equals_scipy_at_every_simd_level(case, level, dtype, gathers, monkeypatch,
+                                                  rng):
     monkeypatch.setenv("SPMM_SIMD", level)
     w = skewed(rng, dtype) if case == "skewed" else weights(*ODD[case], dtype, rng)
     p = spmm.prepare(w)
     x = one_row(w, dtype, rng)
-    assert_product_matches_scipy(x @ p, x, w, err_msg=level)
-    assert_product_matches_scipy(x[0] @ p, x[0], w, err_msg=f"{level}, 1-D")
+    with _testing.slow_gathers(gathers == "slow"):
+        assert_product_matches_scipy(x @ p, x, w, err_msg=level)
+        assert_product_matches_scipy(x[0] @ p, x[0], w, err_msg=f"{level}, 1-D")
 
 
 @pytest.mark.parametrize("values", ["bfloat16", "float16", "int8"])

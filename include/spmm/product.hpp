@@ -566,7 +566,7 @@ void multiply_sliced(const SlicedView<I, S>& w, const DenseView<T>& b, const Out
         throw std::invalid_argument("multiply_sliced: operand shapes do not match");
     }
     check_backend_and_simd(k.backend, k.simd);
-    const SlicedKernel<I, T, S> fn = sliced_kernel<I, T, S>(k.simd).fn;
+    const SlicedKernel<I, T, S> fn = sliced_kernel<I, T, S>(k.kernel, k.simd).fn;
     const std::int64_t slices = w.slices();
     if (slices == 0) return;
     std::vector<T> copy;

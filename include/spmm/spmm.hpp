@@ -287,7 +287,7 @@ inline std::vector<std::string> kernel_body(int family, int kernel, int simd) {
         case Family::dia: return named(dia_kernel<float>(k, s));
         case Family::panels: return named(panels_kernel<float>(s));
         case Family::n_m: return named(nm_kernel<float>(s, 4));
-        case Family::sliced: return named(sliced_kernel<std::uint16_t, float>(s));
+        case Family::sliced: return named(sliced_kernel<std::uint16_t, float>(k, s));
     }
     throw std::invalid_argument("unknown kernel family " + std::to_string(family));
 }
@@ -359,6 +359,8 @@ std::vector<std::int64_t> partition_bounds(const I* indptr, std::int64_t rows, i
 
 // The instruction-set levels this build and CPU support, lowest first.
 inline std::vector<std::string> simd_levels() { return supported_simd(); }
+
+inline bool slow_gathers() { return gathers_slower_than_loads(); }
 
 // The names of every kernel, backend, partition and SIMD level (names.hpp), in code order.
 inline std::vector<std::vector<std::string>> vocabulary() {

@@ -107,7 +107,7 @@ void check_case(std::int64_t rows, std::int64_t cols, std::mt19937& gen, bool wi
         }
         std::vector<T> y(static_cast<std::size_t>(rows) * 2 + 1, T(-7));  // stride 2: gaps stay -7
         const spmm::OutView<T> out{y.data(), rows, 1, 2, 1};
-        const auto fn = spmm::sliced_kernel<I, T, S>(level).fn;
+        const auto fn = spmm::sliced_kernel<I, T, S>(spmm::Kernel::tiled, level).fn;
         // Two calls on halves of the slices: a thread's share.
         fn(w, x.data(), out, 0, slices / 2);
         fn(w, x.data(), out, slices / 2, slices);

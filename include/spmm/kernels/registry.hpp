@@ -171,14 +171,16 @@ Picked<NmKernel<T, S>> nm_kernel(Simd simd, std::int64_t m) {
     return {&nm_chunks_portable<T, S>, "portable"};
 }
 
-// sliced (a prepared matrix's one-column layout): the gather body of an x86 level, else the
-// portable loop (NEON has no gather: the portable loop is its body).
+// sliced (a prepared matrix's one-column layout): `tiled` is the gather body of an x86 level;
+// the other variants, and every level without a gather (NEON, scalar), run the portable loop
+// of scalar loads (what `auto` chooses where gathers are slow: gathers_slower_than_loads).
 template <class I, class T, class S = T>
-Picked<SlicedKernel<I, T, S>> sliced_kernel(Simd simd) {
+Picked<SlicedKernel<I, T, S>> sliced_kernel(Kernel k, Simd simd) {
 #if SPMM_X86_SIMD
-    if (kernel_level(simd) == Simd::avx512) return {&avx512::sliced_rows<I, T, S>, "tiled", Simd::avx512};
-    if (kernel_level(simd) == Simd::avx2) return {&avx2::sliced_rows<I, T, S>, "tiled", Simd::avx2};
+    if (k == Kernel::tiled && kernel_level(simd) == Simd::avx512) return {&avx512::sliced_rows<I, T, S>, "tiled", Simd::avx512};
+    if (k == Kernel::tiled && kernel_level(simd) == Simd::avx2) return {&avx2::sliced_rows<I, T, S>, "tiled", Simd::avx2};
 #endif
+    (void)k;
     (void)simd;
     return {&sliced_rows_portable<I, T, S>, "portable"};
 }
