@@ -35,16 +35,19 @@ def per_call_us(call: Callable[[], object], calls: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("formats", nargs="*", default=list(FORMATS), choices=FORMATS,
-                        metavar="FORMAT", help=f"formats to time (default: all of {FORMATS})")
+    parser.add_argument("formats", nargs="*", metavar="FORMAT",
+                        help=f"formats to time, of {', '.join(FORMATS)} (default: all)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
+    unknown = sorted(set(args.formats) - set(FORMATS))
+    if unknown:
+        parser.error(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     rng = np.random.default_rng(0)
     base = sp.random_array((64, 64), density=0.1, format="csr", rng=rng, dtype=np.float64)
     b, x = rng.standard_normal((64, 8)), rng.standard_normal((8, 64))
     print(f"{'format':6} {'product':7} {'spmm us':>9} {'scipy us':>9} {'scipy/spmm':>10}")
-    for fmt in args.formats:
+    for fmt in args.formats or FORMATS:
         with warnings.catch_warnings():  # scipy warns that this DIA has many diagonals
             warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)
             a = base.asformat(fmt)
