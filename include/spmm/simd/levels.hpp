@@ -98,8 +98,9 @@ constexpr Simd kernel_level(Simd s) {
 // Whether this CPU's vector gathers are slower than as many scalar loads: AMD's family 19h
 // (Zen 3 and Zen 4) runs a gather as a microcoded sequence of loads, and the one-column
 // sliced product (whose x stays in L1, so its loads are all it does) ran 1.4x faster with
-// scalar loads than with AVX-512 or AVX2 gathers on a Zen 4 (docs/architecture.md, the
-// `sliced` family). The policy then chooses the scalar body for it (spmm._policy).
+// scalar loads than with AVX-512 gathers on a Zen 4, 1.3x faster than with AVX2's
+// (docs/architecture.md, the `sliced` family). The policy then chooses the scalar body for it
+// (spmm._policy).
 inline bool gathers_slower_than_loads() {
 #if SPMM_X86_SIMD
     __builtin_cpu_init();
