@@ -351,11 +351,11 @@ def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype,
         raise ValueError(f"{where}: out is read-only")
     if not out.flags.aligned or not out.dtype.isnative:
         raise ValueError(f"{where}: out must be aligned and in native byte order")
-    for arr in inputs:
-        # Bounds-only check: exact overlap solving can be exponentially slow, and an out that
-        # merely interleaves with an input is not a use worth supporting.
-        if np.may_share_memory(out, arr):
-            raise ValueError(f"{where}: out must not share memory with an input operand")
+    # Bounds-only check (numpy.may_share_memory's, at C speed): exact overlap solving can be
+    # exponentially slow, and an out that merely interleaves with an input is not a use worth
+    # supporting.
+    if _spmm_ext.shares_memory(out, inputs):
+        raise ValueError(f"{where}: out must not share memory with an input operand")
     return out
 
 

@@ -75,6 +75,12 @@ ROWDOT_MIN_ENTRIES_PER_ROW = 12
 SLOW_GATHERS = _spmm_ext.slow_gathers()
 
 
+# The dense columns a one-column product of the sliced layout counts as against the minimum
+# work for threads: its entries cost several times an entry and column of a wider product
+# (kSlicedWorkColumns in include/spmm/product.hpp, where the measurement is named).
+SLICED_WORK_COLUMNS = _spmm_ext.sliced_work_columns()
+
+
 class Plan(NamedTuple):
     """What a product will run: its kernel ``family``, the ``kernel`` variant (``auto``
     resolved), the ``partition``, the threads it uses, the backend, the configured instruction
@@ -182,7 +188,9 @@ def plan(kind: str, layout: str, transposed: bool, shape: tuple[int, int], n: in
     partition = choose_partition(partition, family, n)
     backend_code = BACKEND_CODES[backend]
     if threads > 1:
-        threads = _spmm_ext.threads_used(entries, out_rows, n, backend_code, threads, min_work)
+        work_columns = SLICED_WORK_COLUMNS if family == "sliced" else n
+        threads = _spmm_ext.threads_used(entries, out_rows, work_columns, backend_code, threads,
+                                         min_work)
     codes = (KERNEL_CODES[kernel], backend_code, threads, PARTITION_CODES[partition],
              SIMD_CODES[simd], min_work)
     made = Plan(family, kernel, partition, threads, backend, simd, codes, transpose)

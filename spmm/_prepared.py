@@ -157,6 +157,9 @@ class PreparedMatrix(SparseOperand):
         # The grouped rows the dot-product kernels read, keyed by transposed (x @ p): that of
         # x @ p built by prepare, that of p @ x on first use.
         self._grouped: dict[bool, _activations.Grouped] = {}
+        # stored_arrays() and what it was made from: the forms only ever grow, so it is made
+        # again only when one has been added (it is read by every product given ``out``).
+        self._stored: tuple[tuple, tuple, tuple[np.ndarray, ...]] | None = None
         if csr is not None:
             self._shape, self._nnz, stored = csr.shape, csr.nnz, csr.data
         elif csr_t is not None:
@@ -261,9 +264,23 @@ class PreparedMatrix(SparseOperand):
         rule for, it asks ``sys.getsizeof``)."""
         return object.__sizeof__(self) + self.nbytes
 
-    def stored_arrays(self) -> list[np.ndarray]:
+    def stored_arrays(self) -> tuple[np.ndarray, ...]:
         """The arrays of every form built so far (``out=`` must not overlap them); read-only
         views."""
+        structured = self._structured
+        held = (self._csr, self._csr_t, self._column_scales)
+        # Forms by identity (the cache holds them, so no id is reused while it stands), the
+        # dictionaries of forms by size.
+        built = (*map(id, held), len(self._converted), len(self._sliced), len(self._grouped),
+                 0 if structured is None else len(structured._by_dtype))
+        stored = self._stored
+        if stored is not None and stored[0] == built:
+            return stored[2]
+        arrays = tuple(self._arrays_of_forms())
+        self._stored = (built, held, arrays)
+        return arrays
+
+    def _arrays_of_forms(self) -> list[np.ndarray]:
         forms = [f for f in (self._csr, self._csr_t) if f is not None]
         forms += tuple(self._converted.values())  # another thread may add one
         arrays = [x for f in forms for x in (f.indptr, f.indices, f.data)]

@@ -150,6 +150,7 @@ cdef extern from "spmm/spmm.hpp" namespace "spmm" nogil:
         const int32_t* perm, const int32_t* lens, const int64_t* slice_ptr, I* out_indices,
         void* out_values) except +
     int64_t c_parallel_min_work "spmm::parallel_min_work"()
+    int64_t c_sliced_work_columns "spmm::sliced_work_columns"()
     int c_threads_used "spmm::threads_used"(int64_t entries, int64_t out_rows, int64_t n,
                                             int backend, int nthreads, int64_t min_work)
     cbool c_splits_columns "spmm::splits_columns"(int64_t out_rows, int64_t n, int nthreads,
@@ -1058,6 +1059,12 @@ def parallel_min_work():
     """The work, (stored entries + rows) x dense columns, below which a product runs on the
     calling thread whatever the backend (``kParallelMinWork`` in product.hpp)."""
     return int(c_parallel_min_work())
+
+
+def sliced_work_columns():
+    """The dense columns a one-column product of the sliced layout counts as against the
+    minimum work for threads (``kSlicedWorkColumns`` in product.hpp)."""
+    return int(c_sliced_work_columns())
 
 
 def validate_csr(const index_t[::1] indptr, const index_t[::1] indices, int64_t cols):

@@ -292,6 +292,19 @@ def test_unusual_stored_arrays_are_converted_for_the_call_and_left_unchanged(cas
         assert_sparse_unchanged(sparse, before)
 
 
+def test_the_arrays_out_is_checked_against_follow_every_form_built_since():
+    """A prepared matrix keeps the list of its arrays between products; a form built later
+    (the transpose, the one-column layout, the other dtype's values) joins it."""
+    p = spmm.prepare(sp.random_array((30, 20), density=0.3, format="csr", rng=0))
+    spmm.multiply(p, np.ones((20, 2)), out=np.empty((30, 2)))
+    before = {id(x) for x in p.stored_arrays()}
+    np.ones(30) @ p  # the transpose and its one-column layout
+    np.ones((2, 30), np.float32) @ p  # float32 values
+    after = p.stored_arrays()
+    assert before < {id(x) for x in after}
+    assert {id(x) for x in after} == {id(x) for x in p._arrays_of_forms()}
+
+
 def test_out_sharing_memory_with_a_prepared_matrix_s_other_form_is_an_error():
     """p @ b reads the CSR form, but out may not overwrite the transposed one either (its
     arrays are read-only: no out can be one of them)."""

@@ -307,7 +307,7 @@ def test_no_array_of_a_prepared_matrix_can_be_made_writeable(rng):
         x = make_dense((3, 40), np.float64, rng)
         x @ p, spmm.multiply(x, p, kernel="tiled"), p @ np.ones(p.shape[1])  # every form
         spmm.multiply(p, np.ones((p.shape[1], 2)), num_threads=2)  # and cached slices
-        arrays = p.stored_arrays() + list(p._csr.slices.values())
+        arrays = [*p.stored_arrays(), *p._csr.slices.values()]
         assert len(arrays) >= 9
         for array in arrays:
             assert not array.flags.writeable

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from conftest import (
     BACKENDS,
     PARALLEL_BACKENDS,
@@ -90,3 +91,27 @@ def test_below_the_threshold_no_thread_is_started_and_above_it_they_are(backend)
     assert report["pool workers after small"] == 0
     assert report["threads after large"] > report["threads at start"]
     assert report["pool workers after large"] == (2 if backend == "threads" else 0)
+
+
+@pytest.mark.parametrize("side", ["below", "above"])
+@pytest.mark.parametrize("backend", PARALLEL_BACKENDS)
+def test_a_batch_1_product_counts_each_entry_as_several_columns_of_work(
+    backend, side, rng, default_parallel_threshold
+):
+    """x @ p with one row of x reads the sliced layout, whose entries each cost a scalar load
+    and an FMA of their own: it goes to the threads from (entries + outputs) x
+    sliced_work_columns() of work, far below a wider product's entries."""
+    columns = _spmm_ext.sliced_work_columns()
+    assert columns > 1
+    inputs, outputs = 200, 500
+    below = -(-THRESHOLD // columns) - outputs - 1  # the most entries still below
+    entries = below if side == "below" else below + 1
+    assert ((entries + outputs) * columns < THRESHOLD) == (side == "below")
+    cells = rng.permutation(inputs * outputs)[:entries]
+    w = sp.csr_array((rng.standard_normal(entries), np.divmod(cells, outputs)),
+                     shape=(inputs, outputs))
+    p, x = spmm.prepare(w), make_dense((1, inputs), np.float64, rng)
+    plan = spmm.explain(x, p, backend=backend, num_threads=2)
+    assert plan["family"] == "sliced"
+    assert plan["num_threads"] == (1 if side == "below" else 2)
+    assert_product_matches_scipy(spmm.multiply(x, p, backend=backend, num_threads=2), x, w)

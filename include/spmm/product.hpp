@@ -38,6 +38,13 @@ namespace spmm {
 // 50 us of serial work. Re-measured by `python bench/overhead.py`.
 constexpr std::int64_t kParallelMinWork = 400000;
 
+// The dense columns a one-column product of the sliced layout counts as against
+// kParallelMinWork: each of its entries is a scalar load of x and an FMA of its own, about 8
+// times the cost of an entry and column of a wider product. So it runs on two threads from
+// about 50,000 entries and output rows, where two threads measured 1.2x to 1.5x faster than
+// one (below 30,000, slower: `python bench/run.py --suite batch1`).
+constexpr std::int64_t kSlicedWorkColumns = 8;
+
 inline void check_backend_and_simd(Backend backend, Simd simd) {
     if (backend == Backend::openmp && !openmp::available()) {
         throw std::invalid_argument("the openmp backend is not available: built without OpenMP");
@@ -576,7 +583,7 @@ void multiply_sliced(const SlicedView<I, S>& w, const DenseView<T>& b, const Out
         for (std::int64_t j = 0; j < b.rows; ++j) copy[static_cast<std::size_t>(j)] = *b.row(j);
         x = copy.data();
     }
-    const int t = k.threads(w.nnz(), w.rows, 1);
+    const int t = k.threads(w.nnz(), w.rows, kSlicedWorkColumns);
     const std::int64_t pieces = k.pieces(w.nnz(), 1, t);
     if (t == 1 && pieces == 1) return fn(w, x, c, 0, slices);
     k.run(partition_rows(w.slice_ptr, slices, static_cast<int>(t * pieces), k.partition), t,

@@ -324,6 +324,9 @@ void nm_times_dense(std::int64_t rows, std::int64_t cols, std::int64_t n, std::i
 // The work below which a product runs on the calling thread (for show_config and benches).
 inline std::int64_t parallel_min_work() { return kParallelMinWork; }
 
+// The dense columns the one-column sliced product counts as (kSlicedWorkColumns).
+inline std::int64_t sliced_work_columns() { return kSlicedWorkColumns; }
+
 // The threads a product uses (1 below the minimum work), as every driver decides it:
 // `entries` multiply-adds per dense column (stored entries, or a layout's stored values),
 // `out_rows` output rows to write, `n` dense columns.
