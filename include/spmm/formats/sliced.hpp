@@ -33,21 +33,27 @@ namespace spmm {
 // AVX-512 doubles, four of AVX2 doubles (more independent gathers per column, never fewer).
 constexpr std::int64_t kSliceRows = 16;
 
-// How far ahead of the column being read its two streams are prefetched, in entries: 2 KiB of
-// float32 values and 1 KiB of 16-bit indices. The hardware prefetcher alone kept a W far
-// beyond the last-level cache at 11-14 GB/s on one Zen 4 core, 0.44-0.53 ns an entry, where a
-// W in L3 takes 0.29; asking for each line 512 entries early brought it to 0.36-0.39 ns, and
-// 1 KiB or 4 KiB less far (measured with a standalone copy of the kernel, then `python
-// bench/batch1_memory.py`). On a W in cache it costs one instruction per column and
-// changes nothing measurable.
-constexpr std::int64_t kSlicedPrefetchEntries = 512;
+// How far ahead of the column being read its two streams are prefetched, in entries: into L2
+// 4096 entries ahead (16 KiB of float32 values), into L1 512 ahead. The hardware prefetcher
+// alone kept a W far beyond the last-level cache at 11-15 GB/s on one Zen 4 core, 0.38-0.53
+// ns an entry, where a W in L3 takes 0.27; the two prefetches brought it to 0.31-0.34 ns
+// (one into L1 alone, 512 entries ahead: 0.36-0.39; nearer or farther, or into L2 alone,
+// less), measured with a standalone copy of the kernel, then `python
+// bench/batch1_memory.py`. On a W in cache they cost a few instructions per column and change
+// nothing measurable.
+constexpr std::int64_t kSlicedPrefetchL2Entries = 4096;
+constexpr std::int64_t kSlicedPrefetchL1Entries = 512;
 
-// Ask for the cache lines of one column (kSliceRows entries) of a stream, kSlicedPrefetchEntries
+// Ask for the cache lines of one column (kSliceRows entries) of a stream, at both distances
 // ahead of `column`. A prefetch never faults, past the end of the stream included.
 template <class E>
 inline void prefetch_slice_column(const E* column) {
-    const char* const ahead = reinterpret_cast<const char*>(column + kSlicedPrefetchEntries);
-    for (std::size_t b = 0; b < kSliceRows * sizeof(E); b += 64) __builtin_prefetch(ahead + b);
+    const char* const far = reinterpret_cast<const char*>(column + kSlicedPrefetchL2Entries);
+    const char* const near = reinterpret_cast<const char*>(column + kSlicedPrefetchL1Entries);
+    for (std::size_t b = 0; b < kSliceRows * sizeof(E); b += 64) {
+        __builtin_prefetch(far + b, 0, 2);
+        __builtin_prefetch(near + b, 0, 3);
+    }
 }
 
 template <class I, class S>
