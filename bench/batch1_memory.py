@@ -1,7 +1,7 @@
-"""Batch 1 at the memory limit: the one-column kernel on a W far beyond the last-level cache,
-in bytes of its stored format per second, against a read-only streaming sum over at least
-4x the last-level cache at the same thread count (the bandwidth ceiling the benchmark
-records, ``spmm_bench.machine.read_bandwidth``).
+"""Batch 1 at the memory limit: the one-column kernel (the body `auto` runs on this CPU) on a W
+far beyond the last-level cache, in bytes of its stored format per second, against a
+read-only streaming sum over at least 4x the last-level cache at the same thread count (the
+bandwidth ceiling the benchmark records, ``spmm_bench.machine.read_bandwidth``).
 
 Run: ``python bench/batch1_memory.py [--bytes N] [--rounds 7] [--json out.json]``.
 
@@ -26,7 +26,7 @@ import numpy as np
 from spmm_bench import machine
 
 import spmm
-from spmm import _config, _sliced
+from spmm import _config, _policy, _sliced, _spmm_ext
 from spmm._operands import Csr
 
 INPUTS = 2**16
@@ -64,6 +64,12 @@ def make_layout(outputs: int, seed: int = 0) -> _sliced.Sliced:
     return _sliced.Sliced.from_csr(Csr(indptr, indices, data, (outputs, INPUTS)))
 
 
+def form_body(kernel: str, simd: int) -> tuple[str, str]:
+    """The sliced family's body for ``kernel`` at the SIMD level ``simd``, and its level."""
+    return _spmm_ext.kernel_body(_policy.FAMILY_CODES["sliced"], _config.codes("kernel")[kernel],
+                                 simd)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bytes", type=int, default=0,
@@ -86,18 +92,22 @@ def main() -> None:
     y = np.empty((1, outputs), np.float32)
     moved = stored + x.nbytes + y.nbytes
     stream_bytes = max(4 * llc, machine.STREAM_MIN_BYTES)
+    simd = _config.codes("simd")[_config.available_simd()[-1]]
+    # The body `auto` runs (the gather body, or scalar loads where gathers are slow), as the
+    # prepared matrix's batch-1 product would.
+    kernel = _policy.choose_kernel("auto", "sliced", 1, 0.0)
+    body, level = form_body(kernel, simd)
     model = next((ln for ln in machine.lscpu().splitlines() if "Model name" in ln), "?")
     print(model)
     print(f"last-level cache {llc / 2**20:.0f} MiB; W {INPUTS}x{outputs} at 90 %: "
           f"{stored / 2**20:.0f} MiB stored ({stored / max(1, llc):.1f}x the LLC; wanted "
           f"{want / 2**20:.0f} MiB), built in {built:.1f} s; streaming sum over "
-          f"{stream_bytes / 2**20:.0f} MiB")
+          f"{stream_bytes / 2**20:.0f} MiB; kernel body {body} ({level})")
     results = []
-    simd = _config.codes("simd")[_config.available_simd()[-1]]
     for threads in (1, 2):
         for backend in (("serial",) if threads == 1 else tuple(
                 b for b in spmm.available_backends() if b != "serial")):
-            codes = (_config.codes("kernel")["tiled"], _config.codes("backend")[backend],
+            codes = (_config.codes("kernel")[kernel], _config.codes("backend")[backend],
                      threads, _config.codes("partition")["nnz"], simd, -1)
             form.multiply_into(x, y, 0, codes)  # warm-up: pages touched
             kernel, stream = [], []
@@ -120,6 +130,7 @@ def main() -> None:
     if o.json:
         with open(o.json, "w") as f:
             json.dump({"llc_bytes": llc, "stored_bytes": stored, "outputs": outputs,
+                       "kernel_body": f"{body} ({level})",
                        "inputs": INPUTS, "results": results}, f, indent=1)
 
 
