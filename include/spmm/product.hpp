@@ -583,11 +583,13 @@ void multiply_sliced(const SlicedView<I, S>& w, const DenseView<T>& b, const Out
         for (std::int64_t j = 0; j < b.rows; ++j) copy[static_cast<std::size_t>(j)] = *b.row(j);
         x = copy.data();
     }
+    SlicedView<I, S> streamed = w;
+    streamed.prefetch = w.stream_bytes() >= kSlicedPrefetchMinL2s * l2_cache_bytes();
     const int t = k.threads(w.nnz(), w.rows, kSlicedWorkColumns);
     const std::int64_t pieces = k.pieces(w.nnz(), 1, t);
-    if (t == 1 && pieces == 1) return fn(w, x, c, 0, slices);
+    if (t == 1 && pieces == 1) return fn(streamed, x, c, 0, slices);
     k.run(partition_rows(w.slice_ptr, slices, static_cast<int>(t * pieces), k.partition), t,
-          [&](std::int64_t s0, std::int64_t s1) { fn(w, x, c, s0, s1); });
+          [&](std::int64_t s0, std::int64_t s1) { fn(streamed, x, c, s0, s1); });
 }
 
 }  // namespace spmm

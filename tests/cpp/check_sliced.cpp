@@ -108,9 +108,12 @@ void check_case(std::int64_t rows, std::int64_t cols, std::mt19937& gen, bool wi
         std::vector<T> y(static_cast<std::size_t>(rows) * 2 + 1, T(-7));  // stride 2: gaps stay -7
         const spmm::OutView<T> out{y.data(), rows, 1, 2, 1};
         const auto fn = spmm::sliced_kernel<I, T, S>(spmm::Kernel::tiled, level).fn;
-        // Two calls on halves of the slices: a thread's share.
+        // Two calls on halves of the slices, a thread's share each; the second with the
+        // portable body's prefetches on (what a W far beyond the cache gets).
+        spmm::SlicedView<I, S> streamed = w;
+        streamed.prefetch = true;
         fn(w, x.data(), out, 0, slices / 2);
-        fn(w, x.data(), out, slices / 2, slices);
+        fn(streamed, x.data(), out, slices / 2, slices);
         bool ok = true;
         for (std::int64_t i = 0; i < rows && ok; ++i) {
             const double got = static_cast<double>(y[static_cast<std::size_t>(2 * i)]);

@@ -33,16 +33,17 @@ namespace spmm {
 // AVX-512 doubles, four of AVX2 doubles (more independent gathers per column, never fewer).
 constexpr std::int64_t kSliceRows = 16;
 
-// How far ahead of the column being read its two streams are prefetched, in entries: into L2
-// 4096 entries ahead (16 KiB of float32 values), into L1 512 ahead. The hardware prefetcher
-// alone kept a W far beyond the last-level cache at 11-15 GB/s on one Zen 4 core, 0.38-0.53
-// ns an entry, where a W in L3 takes 0.27; the two prefetches brought it to 0.31-0.34 ns
-// (one into L1 alone, 512 entries ahead: 0.36-0.39; nearer or farther, or into L2 alone,
-// less), measured with a standalone copy of the kernel, then `python
-// bench/batch1_memory.py`. On a W in cache they cost a few instructions per column and change
-// nothing measurable.
+// How far ahead of the column being read the portable body prefetches its two streams, in
+// entries: into L2 4096 entries ahead (16 KiB of float32 values), into L1 512 ahead. Without
+// them a W far beyond the last-level cache streamed at 0.56-0.61 ns an entry on one Zen 4
+// core, where a W in cache takes 0.26-0.27; with them, 0.36-0.40 (into L1 alone: about 0.4;
+// into L2 alone, 0.38). In cache they cost 6-8 % (a few instructions per column of 16
+// entries), so they run only on a W of at least kSlicedPrefetchMinL2s times the L2 size.
+// Measured by `python bench/micro/sliced.py`; the AVX-512 gather body was slower with them
+// beyond the cache (0.48 against 0.66 ns an entry), and has none.
 constexpr std::int64_t kSlicedPrefetchL2Entries = 4096;
 constexpr std::int64_t kSlicedPrefetchL1Entries = 512;
+constexpr std::int64_t kSlicedPrefetchMinL2s = 32;
 
 // Ask for the cache lines of one column (kSliceRows entries) of a stream, at both distances
 // ahead of `column`. A prefetch never faults, past the end of the stream included.
@@ -66,11 +67,16 @@ struct SlicedView {
     const I* indices;               // slice_ptr[slices()] entries, in [0, cols)
     const S* values;
     const float* scale = nullptr;   // int8 values: rows entries, row i's sum scaled by scale[i]
+    bool prefetch = false;          // the portable body prefetches (a W far beyond the cache)
 
     std::int64_t slices() const { return (rows + kSliceRows - 1) / kSliceRows; }
     std::int64_t nnz() const { return slice_ptr[slices()]; }
     // Rows in slice s: kSliceRows, fewer in the last.
     std::int64_t lanes(std::int64_t s) const { return std::min(kSliceRows, rows - s * kSliceRows); }
+    // The bytes of its two streams.
+    std::int64_t stream_bytes() const {
+        return nnz() * static_cast<std::int64_t>(sizeof(I) + sizeof(S));
+    }
 };
 
 // Fill a sliced layout's indices and values from CSR arrays (row pointers O, indices I, values

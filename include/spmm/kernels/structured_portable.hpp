@@ -78,9 +78,13 @@ void sliced_rows_portable(const SlicedView<I, S>& w, const T* x, const OutView<T
         const std::int64_t lanes = w.lanes(s);
         std::int64_t q = 0;
         if (lanes == kSliceRows) {  // full columns: a fixed trip count, unrolled into registers
+            // The compiler takes the loop-invariant test of `prefetch` out of the loop.
+            const bool prefetch = w.prefetch;
             for (const std::int64_t full = len[kSliceRows - 1]; q < full; ++q, p += kSliceRows) {
-                prefetch_slice_column(w.values + p);
-                prefetch_slice_column(w.indices + p);
+                if (prefetch) {
+                    prefetch_slice_column(w.values + p);
+                    prefetch_slice_column(w.indices + p);
+                }
                 for (std::int64_t l = 0; l < kSliceRows; ++l) {
                     sums[l] += Stored<S>::one(w.values[p + l]) * x[w.indices[p + l]];
                 }
