@@ -95,8 +95,8 @@ def main() -> None:
     simd = _config.codes("simd")[_config.available_simd()[-1]]
     # The body `auto` runs (the gather body, or scalar loads where gathers are slow), as the
     # prepared matrix's batch-1 product would.
-    kernel = _policy.choose_kernel("auto", "sliced", 1, 0.0)
-    body, level = form_body(kernel, simd)
+    auto_kernel = _policy.choose_kernel("auto", "sliced", 1, 0.0)
+    body, level = form_body(auto_kernel, simd)
     model = next((ln for ln in machine.lscpu().splitlines() if "Model name" in ln), "?")
     print(model)
     print(f"last-level cache {llc / 2**20:.0f} MiB; W {INPUTS}x{outputs} at 90 %: "
@@ -107,7 +107,7 @@ def main() -> None:
     for threads in (1, 2):
         for backend in (("serial",) if threads == 1 else tuple(
                 b for b in spmm.available_backends() if b != "serial")):
-            codes = (_config.codes("kernel")[kernel], _config.codes("backend")[backend],
+            codes = (_config.codes("kernel")[auto_kernel], _config.codes("backend")[backend],
                      threads, _config.codes("partition")["nnz"], simd, -1)
             form.multiply_into(x, y, 0, codes)  # warm-up: pages touched
             kernel, stream = [], []
