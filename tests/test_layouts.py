@@ -204,11 +204,14 @@ def x_layouts(x):
     }
 
 
+@pytest.mark.parametrize("pattern", ["tile", "block"])
 @pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed"])
-def test_structured_products_read_x_in_any_layout(layout, rng):
-    w = tile_wise((70, 90), 32, 0.4, np.float64, rng)
+def test_structured_products_read_x_in_any_layout(layout, pattern, rng):
+    w = (tile_wise((70, 90), 32, 0.4, np.float64, rng) if pattern == "tile" else
+         block_sparse((64, 96), (16, 16), 0.5, np.float64, rng))
     p = spmm.prepare(w)
-    x = x_layouts(make_dense((13, 70), np.float64, rng))[layout]
+    assert p.layout == pattern
+    x = x_layouts(make_dense((13, w.shape[0]), np.float64, rng))[layout]
     assert_product_matches_scipy(p.__rmatmul__(x), x, w)
     assert_product_matches_scipy(spmm.multiply(x, p), x, w)
 
