@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -51,40 +52,40 @@ Layout make(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::binomial_distribution<int> length(static_cast<int>(cols), 0.1);
     std::uniform_int_distribution<int> column(0, static_cast<int>(cols) - 1);
-    std::vector<std::vector<I>> row(static_cast<std::size_t>(rows));
+    // The CSR arrays: distinct columns per row, sorted.
+    std::vector<std::int64_t> indptr{0};
+    std::vector<I> indices;
     std::vector<char> seen(static_cast<std::size_t>(cols));
-    for (auto& r : row) {
-        const auto want = static_cast<std::size_t>(length(rng));
+    for (std::int64_t i = 0; i < rows; ++i) {
+        const auto first = indices.size(), want = first + static_cast<std::size_t>(length(rng));
         std::fill(seen.begin(), seen.end(), 0);
-        while (r.size() < want) {
+        while (indices.size() < want) {
             const int c = column(rng);
             if (!seen[static_cast<std::size_t>(c)]) {
                 seen[static_cast<std::size_t>(c)] = 1;
-                r.push_back(static_cast<I>(c));
+                indices.push_back(static_cast<I>(c));
             }
         }
-        std::sort(r.begin(), r.end());
+        std::sort(indices.begin() + static_cast<std::ptrdiff_t>(first), indices.end());
+        indptr.push_back(static_cast<std::int64_t>(indices.size()));
     }
+    const std::vector<float> values(indices.size(), 0.5f);
+    // Positions by length, longest first (stable), as spmm/_sliced.py sorts; then the library
+    // fills the slices.
     Layout L;
     L.perm.resize(static_cast<std::size_t>(rows));
-    for (std::int64_t i = 0; i < rows; ++i) L.perm[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
-    std::stable_sort(L.perm.begin(), L.perm.end(),
-                     [&](std::int32_t a, std::int32_t b) { return row[a].size() > row[b].size(); });
-    for (std::int32_t p : L.perm) L.lens.push_back(static_cast<std::int32_t>(row[p].size()));
+    std::iota(L.perm.begin(), L.perm.end(), 0);
+    auto len = [&](std::int32_t r) { return indptr[r + 1] - indptr[r]; };
+    std::stable_sort(L.perm.begin(), L.perm.end(), [&](std::int32_t a, std::int32_t b) { return len(a) > len(b); });
+    for (std::int32_t r : L.perm) L.lens.push_back(static_cast<std::int32_t>(len(r)));
     const std::int64_t slices = (rows + C - 1) / C;
     L.slice_ptr.assign(static_cast<std::size_t>(slices) + 1, 0);
-    for (std::int64_t s = 0; s < slices; ++s) {
-        std::int64_t p = L.slice_ptr[s];
-        std::int64_t cnt = std::min(C, rows - s * C);
-        for (std::int64_t q = 0; cnt > 0; ++q) {
-            while (cnt > 0 && L.lens[static_cast<std::size_t>(s * C + cnt - 1)] <= q) --cnt;
-            for (std::int64_t l = 0; l < cnt; ++l, ++p) {
-                L.indices.push_back(row[static_cast<std::size_t>(L.perm[static_cast<std::size_t>(s * C + l)])][q]);
-                L.values.push_back(0.5f);
-            }
-        }
-        L.slice_ptr[s + 1] = p;
-    }
+    for (std::int64_t p = 0; p < rows; ++p) L.slice_ptr[static_cast<std::size_t>(p / C) + 1] += L.lens[static_cast<std::size_t>(p)];
+    for (std::int64_t s = 0; s < slices; ++s) L.slice_ptr[s + 1] += L.slice_ptr[s];
+    L.indices.resize(indices.size());
+    L.values.resize(indices.size());
+    spmm::fill_sliced(indptr.data(), indices.data(), values.data(), rows, L.perm.data(), L.lens.data(),
+                      L.slice_ptr.data(), L.indices.data(), L.values.data());
     return L;
 }
 
